@@ -1,0 +1,30 @@
+"""``{{tag}}`` placeholders: how they are written and which tags a text uses.
+
+A placeholder is a tag between double curly brackets, with optional spaces inside:
+``{{caller_id}}`` and ``{{ caller_id }}`` are the same. Tags are letters, digits,
+``_``, ``.`` and ``-`` (Postman variable names fit), at most 64 characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+TAG = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}"
+PLACEHOLDER = re.compile(r"\{\{\s*(" + TAG + r")\s*\}\}")
+ONLY_PLACEHOLDERS = re.compile(r"^(?:\s*\{\{\s*" + TAG + r"\s*\}\}\s*)+$")
+
+
+def tags_in(texts: Iterable[str | None]) -> list[str]:
+    """Tags used in ``texts``, each once, in order of first use."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        if text:
+            for match in PLACEHOLDER.finditer(text):
+                seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+def is_only_placeholders(text: str) -> bool:
+    """True for ``{{token}}`` or ``{{a}}:{{b}}``-free forms like ``{{ a }}{{b}}``."""
+    return bool(ONLY_PLACEHOLDERS.match(text))

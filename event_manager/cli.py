@@ -1,0 +1,207 @@
+"""The ``event-manager`` command.
+
+Every command exits non-zero with a one-line reason on standard error when it cannot
+do its job, never with a bare traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+
+from event_manager.config import Settings, get_settings
+from event_manager.errors import ApiError, EventManagerError, ServiceError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Event Manager: call events become HTTP requests.")
+services_app = typer.Typer(no_args_is_help=True, help="Local MongoDB-compatible server and Redis.")
+app.add_typer(services_app, name="services")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"event-manager: {message}", err=True)
+    return typer.Exit(1)
+
+
+def one_line_errors(command: F) -> F:
+    """Turn expected failures into a one-line reason and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = "EVENT_MANAGER_" + str(first["loc"][0]).upper() if first["loc"] else "setting"
+            raise fail(f"bad setting {name}: {first['msg']}") from None
+        except (ServiceError, ApiError) as exc:
+            raise fail(str(exc)) from None
+        except PyMongoError as exc:
+            raise fail(f"MongoDB did not answer ({type(exc).__name__}); "
+                       "is it running? try 'event-manager services start'") from None
+        except EventManagerError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"event-manager {version('event-manager')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[bool, typer.Option("--version", callback=version_callback,
+                                               is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Event Manager: call events become HTTP requests."""
+
+
+@services_app.command("start")
+@one_line_errors
+def services_start() -> None:
+    """Install what is missing, start FerretDB and Redis on 127.0.0.1 (idempotent)."""
+    from event_manager import services
+
+    services.start(settings())
+
+
+@services_app.command("stop")
+@one_line_errors
+def services_stop() -> None:
+    """Stop the servers that 'services start' started."""
+    from event_manager import services
+
+    services.stop(settings())
+
+
+@services_app.command("status")
+@one_line_errors
+def services_status() -> None:
+    """Say whether each local server is up; exit 1 when one is down."""
+    from event_manager import services
+
+    if not services.status(settings()):
+        raise typer.Exit(1)
+
+
+@app.command()
+@one_line_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Serve the API: GraphQL over HTTP and WebSocket on /graphql."""
+    import uvicorn
+
+    from event_manager.app import create_app
+
+    uvicorn.run(create_app(settings()), host=host, port=port, log_level="info",
+                ws="websockets-sansio", lifespan="on")
+
+
+@app.command("create-key")
+@one_line_errors
+def create_key(
+    role: Annotated[str, typer.Option(help="SYSTEM_ADMIN, TENANT_ADMIN, PBX or VIEWER.")],
+    label: Annotated[str, typer.Option(help="What the key is for.")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant code (not for SYSTEM_ADMIN).")] = None,
+) -> None:
+    """Create an API key; the key is the last line of standard output."""
+    key = asyncio.run(_create_key(settings(), role.upper(), label, tenant))
+    typer.echo(f"Created a {role.upper()} key{f' for tenant {tenant}' if tenant else ''}. "
+               "It is shown once; keep it safe:")
+    typer.echo(key)
+
+
+async def _create_key(config: Settings, role: str, label: str, tenant: str | None) -> str:
+    from tenants.database import Database
+    from tenants.keys import ROLES, ApiKeys
+    from tenants.registry import TenantRegistry
+
+    if role not in ROLES:
+        raise ServiceError(f"--role must be one of {', '.join(ROLES)}")
+    if (role == "SYSTEM_ADMIN") == (tenant is not None):
+        raise ServiceError("a SYSTEM_ADMIN key takes no --tenant; every other role needs one")
+    db = Database(config)
+    try:
+        await db.ensure_system_indexes()
+        if tenant is not None:
+            await TenantRegistry(db).get(tenant)
+        key, _ = await ApiKeys(db).create(role, label, tenant)
+        return key
+    finally:
+        await db.close()
+
+
+@app.command("schema")
+def print_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from schema import schema
+
+    typer.echo(schema.as_str())
+
+
+@app.command()
+@one_line_errors
+def up(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Everything on one machine, to try it out: services and API. Ctrl-C stops it."""
+    os.environ.setdefault("EVENT_MANAGER_OUTBOUND_ALLOW", "127.0.0.0/8")
+    get_settings.cache_clear()
+    config = settings()
+    from event_manager import services
+
+    services.start(config)
+    key = asyncio.run(_admin_key(config))
+    typer.echo(
+        f"\nEvent Manager is up.\n"
+        f"  GraphiQL:  http://{host}:{port}/graphql\n"
+        f"  Admin key: {key}\n"
+        f"  (kept in {config.state_path / 'admin.key'}; send it as "
+        f"'Authorization: Bearer <key>')\n"
+    )
+    sys.stdout.flush()
+    serve(host=host, port=port)
+
+
+async def _admin_key(config: Settings) -> str:
+    """The local SYSTEM_ADMIN key of ``up``: made once, kept in the state folder."""
+    from tenants.database import Database
+    from tenants.keys import ApiKeys
+
+    path = config.state_path / "admin.key"
+    db = Database(config)
+    try:
+        await db.ensure_system_indexes()
+        keys = ApiKeys(db)
+        if path.exists():
+            stored = path.read_text().strip()
+            if await keys.authenticate(stored) is not None:
+                return stored
+        key, _ = await keys.create("SYSTEM_ADMIN", "event-manager up", None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        return key
+    finally:
+        await db.close()

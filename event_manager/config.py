@@ -1,0 +1,118 @@
+"""The service's settings: one typed object, read once from ``EVENT_MANAGER_*`` variables.
+
+Defaults work on a developer's machine: local MongoDB-compatible server and Redis on
+127.0.0.1, state under ``./.state``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """Seconds to wait before each retry after the first attempt.
+
+    ``RetrySchedule.parse("5,30,120")`` allows 4 attempts in all: the first, then
+    retries 5 s, 30 s and 120 s after the previous one.
+    """
+
+    delays: tuple[float, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> RetrySchedule:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        try:
+            delays = tuple(float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"retry schedule {text!r} must be comma-separated seconds") from None
+        if any(d < 0 for d in delays):
+            raise ValueError(f"retry schedule {text!r} has a negative delay")
+        return cls(delays)
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.delays) + 1
+
+    def delay_after(self, attempt: int) -> float | None:
+        """Delay before attempt ``attempt + 1``, or None when attempts are used up."""
+        return self.delays[attempt - 1] if 1 <= attempt <= len(self.delays) else None
+
+
+def host_port(url: str, default_port: int) -> tuple[str, int]:
+    """``("127.0.0.1", 27017)`` from ``mongodb://127.0.0.1:27017/x``; first host of a list."""
+    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")[0]
+    host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+    return (host or netloc or "127.0.0.1"), int(port) if port else default_port
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENT_MANAGER_", extra="ignore")
+
+    mongodb_url: str = Field("mongodb://127.0.0.1:27017", description="MongoDB connection string")
+    database: str = Field(
+        "event_manager", pattern=r"^[A-Za-z0-9_-]{1,40}$",
+        description="name prefix for the service's databases",
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Dramatiq broker: redis://… or amqp://…"
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for live activity")
+    retry_schedule: str = Field(
+        "5,30,120,600,3600", description="seconds between attempts, comma-separated"
+    )
+    outbound_allow: str = Field(
+        "", description="CIDRs that outbound requests may reach although private/loopback"
+    )
+    activity_retention_days: int = Field(30, ge=1, description="how long activity rows are kept")
+    secret_key: str = Field("", description="key that encrypts stored secrets")
+    state_dir: Path = Field(Path(".state"), description="local state folder (data, logs, keys)")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field("console", pattern="^(console|json)$", description="console or json")
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        RetrySchedule.parse(value)
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_allow(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)
+        return value
+
+    @property
+    def retries(self) -> RetrySchedule:
+        return RetrySchedule.parse(self.retry_schedule)
+
+    @property
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = filter(None, (p.strip() for p in self.outbound_allow.split(",")))
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+
+    @property
+    def system_database(self) -> str:
+        return f"{self.database}_system"
+
+    @property
+    def tenant_database(self) -> str:
+        return f"{self.database}_tenants"
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir.expanduser().resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,82 @@
+"""What a resolver sees of the request: who calls, in which tenant, and per-request memos.
+
+The caller's key is resolved once per request (once per WebSocket connection). Access
+is checked by asking for a store: ``await ctx.tenant_store(WRITE)`` returns the
+caller's tenant store or raises the contract's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from event_manager.config import Settings
+from event_manager.errors import ApiError, BadInput, FeatureDisabled, Forbidden, Unauthenticated
+from tenants.database import Database
+from tenants.keys import Principal
+from tenants.registry import TenantRegistry
+from tenants.store import TenantStore
+
+SYSTEM_ADMIN = "SYSTEM_ADMIN"
+TENANT_ADMIN = "TENANT_ADMIN"
+PBX = "PBX"
+VIEWER = "VIEWER"
+
+ANYONE = frozenset({SYSTEM_ADMIN, TENANT_ADMIN, PBX, VIEWER})
+READ = frozenset({SYSTEM_ADMIN, TENANT_ADMIN, VIEWER})
+WRITE = frozenset({SYSTEM_ADMIN, TENANT_ADMIN})
+TRIGGER = frozenset({SYSTEM_ADMIN, TENANT_ADMIN, PBX})
+SYSTEM = frozenset({SYSTEM_ADMIN})
+
+
+@dataclass
+class Context:
+    """Made once per HTTP request, or once per WebSocket connection.
+
+    Not frozen: on a WebSocket the key arrives after the connection is made, in the
+    ``connection_init`` payload, which Strawberry stores as ``connection_params``.
+    """
+
+    db: Database
+    settings: Settings
+    principal: Principal | None
+    auth_error: ApiError | None = None
+    requested_tenant: str | None = None
+    """The X-Tenant header: the tenant a SYSTEM_ADMIN key acts in."""
+    memo: dict[str, Any] = field(default_factory=dict)
+    connection_params: dict[str, Any] | None = None
+
+    def require(self, roles: frozenset[str]) -> Principal:
+        if self.principal is None:
+            raise self.auth_error or Unauthenticated("an API key is required")
+        if self.principal.role not in roles:
+            raise Forbidden(f"a {self.principal.role} key may not do this")
+        return self.principal
+
+    @property
+    def registry(self) -> TenantRegistry:
+        return TenantRegistry(self.db)
+
+    async def tenant_store(self, roles: frozenset[str]) -> TenantStore:
+        """The store of the tenant the caller acts in, checked for role and enablement."""
+        principal = self.require(roles)
+        if "store" not in self.memo:
+            code = principal.tenant
+            if principal.role == SYSTEM_ADMIN:
+                code = self.requested_tenant
+                if not code:
+                    raise BadInput(
+                        "a SYSTEM_ADMIN key acts inside a tenant through the X-Tenant header",
+                        field="X-Tenant",
+                    )
+            tenant = await self.registry.get(code or "")
+            if not tenant["event_manager_enabled"]:
+                raise FeatureDisabled(f"the Event Manager is not enabled for tenant {code!r}")
+            self.memo["store"] = TenantStore(self.db, tenant)
+        return self.memo["store"]
+
+    async def memoized(self, name: str, load: Any) -> Any:
+        """``load()``'s result, computed once per request under ``name``."""
+        if name not in self.memo:
+            self.memo[name] = await load()
+        return self.memo[name]

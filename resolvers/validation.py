@@ -1,0 +1,234 @@
+"""Checks of client input, turning an input object into the document that is stored.
+
+Every refusal is a ``BadInput`` whose ``field`` is the input path a client can point
+at, e.g. ``input.headers[1].key``. Nothing is written before all checks pass.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from dispatch.template import TAG, tags_in
+from event_manager.errors import BadInput
+from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
+from schema.types import MASK
+from tenants.catalog import SYSTEM_TAGS
+
+MAX_ROWS = 100
+MAX_RAW_BODY = 256 * 1024
+MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 60.0
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[^\r\n]*)?$")
+URL_START = re.compile(r"^(?:https?://[^\s/?#]+|\{\{\s*" + TAG + r"\s*\}\})", re.IGNORECASE)
+TAG_NAME = re.compile(r"^" + TAG + r"$")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+NUL = re.compile(r"\x00")
+# Set by the HTTP client from the request itself; a user value would break or smuggle it.
+RESERVED_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+    "te", "trailer", "proxy-connection", "expect",
+})
+
+
+def text(
+    value: str | None, field: str, *, max_len: int, required: bool = False,
+    multiline: bool = False,
+) -> str:
+    """``value`` checked: length, and no control characters (line breaks only if multiline)."""
+    value = value or ""
+    if required and not value.strip():
+        raise BadInput(f"{field} must not be empty", field=field)
+    if len(value) > max_len:
+        raise BadInput(f"{field} is longer than {max_len} characters", field=field)
+    if (NUL if multiline else CONTROL).search(value):
+        raise BadInput(f"{field} contains a control character", field=field)
+    return value
+
+
+def rows(
+    items: list[KeyValueInput] | None, field: str, *, header_names: bool = False,
+    max_value: int = 4096,
+) -> list[dict[str, Any]]:
+    items = items or []
+    if len(items) > MAX_ROWS:
+        raise BadInput(f"{field} has more than {MAX_ROWS} rows", field=field)
+    out = []
+    for i, item in enumerate(items):
+        key = text(item.key, f"{field}[{i}].key", max_len=256, required=True)
+        if header_names:
+            if not HEADER_NAME.match(key):
+                raise BadInput(f"{key[:40]!r} is not a valid header name", field=f"{field}[{i}].key")
+            if key.lower() in RESERVED_HEADERS:
+                raise BadInput(
+                    f"the {key} header is set by the HTTP client and cannot be chosen",
+                    field=f"{field}[{i}].key",
+                )
+        value = text(item.value, f"{field}[{i}].value", max_len=max_value)
+        out.append({"key": key, "value": value, "enabled": item.enabled is not False})
+    return out
+
+
+def url(value: str, field: str = "input.url") -> str:
+    value = text(value.strip(), field, max_len=2048, required=True)
+    if re.search(r"\s", value):
+        raise BadInput("url must not contain spaces; percent-encode them", field=field)
+    if not URL_START.match(value):
+        raise BadInput(
+            "url must start with http:// or https:// and a host, or with a {{parameter}}",
+            field=field,
+        )
+    authority = value.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    if "@" in authority.replace("{{", "").replace("}}", ""):
+        raise BadInput(
+            "url must not hold credentials; use Basic Auth in authorization", field=field
+        )
+    return value
+
+
+@lru_cache(maxsize=1)
+def timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def timezone(value: str, field: str = "input.timezone") -> str:
+    if value not in timezones():
+        raise BadInput(f"{value[:64]!r} is not an IANA time zone name", field=field)
+    return value
+
+
+def _secret(
+    value: str | None, stored: dict[str, Any] | None, key: str, field: str, *, required: bool
+) -> str:
+    """A secret from input; null or the mask keeps the stored one (same auth type)."""
+    if value is None or value == MASK:
+        if stored is not None and stored.get(key) is not None:
+            return stored[key]
+        if not required:
+            return ""
+        raise BadInput(f"{field} is required", field=field)
+    return text(value, field, max_len=4096, required=required)
+
+
+def authorization(
+    auth: AuthorizationInput | None, stored: dict[str, Any] | None
+) -> dict[str, Any]:
+    base = "input.authorization"
+    if auth is None:
+        return {"type": "NO_AUTH"}
+    kind = auth.type.value
+    same = stored if stored and stored.get("type") == kind else None
+    used = {
+        "NO_AUTH": set(),
+        "API_KEY": {"api_key_name", "api_key_value"},
+        "BASIC_AUTH": {"username", "password"},
+        "BEARER_TOKEN": {"token"},
+    }[kind]
+    for name in ("api_key_name", "api_key_value", "username", "password", "token"):
+        given = getattr(auth, name)
+        if name not in used and given not in (None, ""):
+            camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
+            raise BadInput(f"{camel} is not used with {kind}", field=f"{base}.{camel}")
+    if kind == "API_KEY":
+        location = (auth.api_key_in.value if auth.api_key_in else "HEADER")
+        name = text(auth.api_key_name, f"{base}.apiKeyName", max_len=256, required=True)
+        if location == "HEADER" and not HEADER_NAME.match(name):
+            raise BadInput(f"{name[:40]!r} is not a valid header name", field=f"{base}.apiKeyName")
+        value = _secret(auth.api_key_value, same, "api_key_value", f"{base}.apiKeyValue",
+                        required=True)
+        return {"type": kind, "api_key_name": name, "api_key_value": value, "api_key_in": location}
+    if kind == "BASIC_AUTH":
+        username = text(auth.username, f"{base}.username", max_len=256, required=True)
+        if ":" in username:
+            raise BadInput("username must not contain ':'", field=f"{base}.username")
+        password = _secret(auth.password, same, "password", f"{base}.password", required=False)
+        return {"type": kind, "username": username, "password": password}
+    if kind == "BEARER_TOKEN":
+        token = _secret(auth.token, same, "token", f"{base}.token", required=True)
+        return {"type": kind, "token": token}
+    return {"type": "NO_AUTH"}
+
+
+def action(data: ActionInput, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The action document for ``data``; ``stored`` is the current one on update."""
+    name = text(data.name.strip(), "input.name", max_len=100, required=True)
+    body_type = data.body_type.value if data.body_type else "NONE"
+    body_fields = rows(data.body_fields, "input.bodyFields", max_value=64 * 1024)
+    raw_body, raw_content_type = data.raw_body, data.raw_content_type
+    if body_type in ("NONE", "RAW") and body_fields:
+        raise BadInput(
+            "bodyFields are only sent with FORM_DATA or X_WWW_FORM_URLENCODED",
+            field="input.bodyFields",
+        )
+    if body_type == "RAW":
+        if raw_body is None:
+            raise BadInput("rawBody is required with RAW", field="input.rawBody")
+        if len(raw_body) > MAX_RAW_BODY:
+            raise BadInput(f"rawBody is larger than {MAX_RAW_BODY} characters",
+                           field="input.rawBody")
+        text(raw_body, "input.rawBody", max_len=MAX_RAW_BODY, multiline=True)
+        raw_content_type = (raw_content_type or "text/plain").strip()
+        if not CONTENT_TYPE.match(raw_content_type):
+            raise BadInput(f"{raw_content_type[:60]!r} is not a media type like application/json",
+                           field="input.rawContentType")
+    else:
+        for value, field in ((raw_body, "rawBody"), (raw_content_type, "rawContentType")):
+            if value not in (None, ""):
+                raise BadInput(f"{field} is only sent with RAW", field=f"input.{field}")
+        raw_body = raw_content_type = None
+    timeout = 10.0 if data.timeout_seconds is None else float(data.timeout_seconds)
+    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
+        raise BadInput(f"timeoutSeconds must be between {MIN_TIMEOUT} and {MAX_TIMEOUT}",
+                       field="input.timeoutSeconds")
+    doc: dict[str, Any] = {
+        "name": name,
+        "name_key": name.casefold(),
+        "description": text(data.description, "input.description", max_len=2000, multiline=True),
+        "method": (data.method.value if data.method else "POST"),
+        "url": url(data.url),
+        "query": rows(data.query, "input.query"),
+        "headers": rows(data.headers, "input.headers", header_names=True, max_value=8192),
+        "body_type": body_type,
+        "body_fields": body_fields,
+        "raw_body": raw_body,
+        "raw_content_type": raw_content_type,
+        "auth": authorization(data.authorization, stored.get("auth") if stored else None),
+        "timeout_seconds": timeout,
+    }
+    doc["tags"] = action_tags(doc)
+    return doc
+
+
+def action_tags(doc: dict[str, Any]) -> list[str]:
+    """Every {{tag}} an action document uses, wherever it stands."""
+    pairs = [r[k] for part in ("query", "headers", "body_fields") for r in doc[part] for k in
+             ("key", "value")]
+    auth = doc["auth"]
+    secrets = [auth.get(k) for k in ("api_key_name", "api_key_value", "username", "password",
+                                     "token")]
+    return tags_in([doc["url"], *pairs, doc["raw_body"], *secrets])
+
+
+def parameter(data: ParameterInput, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    tag = data.tag.strip()
+    if not TAG_NAME.match(tag):
+        raise BadInput(
+            "tag must be 1-64 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+            field="input.tag",
+        )
+    if tag.casefold() in SYSTEM_TAGS:
+        raise BadInput(f"{tag!r} is a system parameter's tag", field="input.tag")
+    secret = bool(data.secret)
+    value = data.value
+    if value == MASK and stored is not None and stored.get("secret"):
+        value = stored["value"]
+    value = text(value, "input.value", max_len=4096, multiline=True)
+    return {
+        "tag": tag,
+        "tag_key": tag.casefold(),
+        "value": value,
+        "secret": secret,
+        "description": text(data.description, "input.description", max_len=500),
+    }

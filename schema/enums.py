@@ -1,0 +1,55 @@
+"""The contract's enums; member names are the GraphQL values and the stored strings."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+
+@strawberry.enum
+class EventType(Enum):
+    INCOMING_CALL = "INCOMING_CALL"
+    ANSWERED_CALL = "ANSWERED_CALL"
+    UNANSWERED_CALL = "UNANSWERED_CALL"
+    HANGUP = "HANGUP"
+    RINGING = "RINGING"
+
+
+@strawberry.enum
+class HttpMethod(Enum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+@strawberry.enum
+class BodyType(Enum):
+    NONE = "NONE"
+    FORM_DATA = "FORM_DATA"
+    X_WWW_FORM_URLENCODED = "X_WWW_FORM_URLENCODED"
+    RAW = "RAW"
+
+
+@strawberry.enum
+class AuthType(Enum):
+    NO_AUTH = "NO_AUTH"
+    API_KEY = "API_KEY"
+    BASIC_AUTH = "BASIC_AUTH"
+    BEARER_TOKEN = "BEARER_TOKEN"
+
+
+@strawberry.enum
+class ApiKeyLocation(Enum):
+    HEADER = "HEADER"
+    QUERY = "QUERY"
+
+
+@strawberry.enum
+class Role(Enum):
+    SYSTEM_ADMIN = "SYSTEM_ADMIN"
+    TENANT_ADMIN = "TENANT_ADMIN"
+    PBX = "PBX"
+    VIEWER = "VIEWER"

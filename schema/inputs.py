@@ -1,0 +1,61 @@
+"""The contract's input types. Their checks live in ``resolvers/validation.py``."""
+
+from __future__ import annotations
+
+import strawberry
+
+from schema.enums import ApiKeyLocation, AuthType, BodyType, HttpMethod
+
+
+@strawberry.input
+class KeyValueInput:
+    key: str
+    value: str
+    enabled: bool | None = True
+
+
+@strawberry.input
+class AuthorizationInput:
+    type: AuthType = AuthType.NO_AUTH
+    api_key_name: str | None = None
+    api_key_value: str | None = None
+    api_key_in: ApiKeyLocation | None = ApiKeyLocation.HEADER
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+
+@strawberry.input
+class ActionInput:
+    name: str
+    url: str
+    description: str | None = ""
+    method: HttpMethod | None = HttpMethod.POST
+    query: list[KeyValueInput] | None = strawberry.field(default_factory=list)
+    headers: list[KeyValueInput] | None = strawberry.field(default_factory=list)
+    body_type: BodyType | None = BodyType.NONE
+    body_fields: list[KeyValueInput] | None = strawberry.field(default_factory=list)
+    raw_body: str | None = None
+    raw_content_type: str | None = None
+    authorization: AuthorizationInput | None = None
+    timeout_seconds: float | None = 10.0
+
+
+@strawberry.input
+class EventInput:
+    active: bool | None = None
+    action_ids: list[strawberry.ID] | None = None
+
+
+@strawberry.input
+class SettingsInput:
+    actions_enabled: bool | None = None
+    timezone: str | None = None
+
+
+@strawberry.input
+class ParameterInput:
+    tag: str
+    value: str
+    secret: bool | None = False
+    description: str | None = ""

@@ -1,0 +1,224 @@
+"""The contract's object types, each built from a stored document by ``from_doc``.
+
+Secrets never leave through these types: an authorization secret or a secret
+parameter reads as ``********``, unless the value is made only of ``{{placeholders}}``
+(then it holds no secret itself and is shown as written).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from dispatch.template import is_only_placeholders
+from resolvers.fields import action_events, action_undefined_parameters, event_actions
+from schema.enums import ApiKeyLocation, AuthType, BodyType, EventType, HttpMethod, Role
+from tenants.catalog import EVENTS_BY_TYPE
+from tenants.store import TenantStore
+
+MASK = "********"
+
+
+def masked(value: str | None) -> str | None:
+    if value is None or value == "" or is_only_placeholders(value):
+        return value
+    return MASK
+
+
+@strawberry.type
+class KeyValue:
+    key: str
+    value: str
+    enabled: bool
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> KeyValue:
+        return cls(key=doc["key"], value=doc["value"], enabled=doc["enabled"])
+
+
+def key_values(docs: list[dict[str, Any]]) -> list[KeyValue]:
+    return [KeyValue.from_doc(d) for d in docs]
+
+
+@strawberry.type
+class Authorization:
+    type: AuthType
+    api_key_name: str | None
+    api_key_value: str | None
+    api_key_in: ApiKeyLocation | None
+    username: str | None
+    password: str | None
+    token: str | None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Authorization:
+        api_key_in = doc.get("api_key_in")
+        return cls(
+            type=AuthType(doc["type"]),
+            api_key_name=doc.get("api_key_name"),
+            api_key_value=masked(doc.get("api_key_value")),
+            api_key_in=ApiKeyLocation(api_key_in) if api_key_in else None,
+            username=doc.get("username"),
+            password=masked(doc.get("password")),
+            token=masked(doc.get("token")),
+        )
+
+
+@strawberry.type
+class Action:
+    id: strawberry.ID
+    name: str
+    description: str
+    method: HttpMethod
+    url: str
+    query: list[KeyValue]
+    headers: list[KeyValue]
+    body_type: BodyType
+    body_fields: list[KeyValue]
+    raw_body: str | None
+    raw_content_type: str | None
+    authorization: Authorization
+    timeout_seconds: float
+    events: list[EventType] = strawberry.field(resolver=action_events)
+    undefined_parameters: list[str] = strawberry.field(resolver=action_undefined_parameters)
+    origin: str | None
+    created_at: datetime
+    updated_at: datetime
+    tags: strawberry.Private[list[str]]
+    store: strawberry.Private[TenantStore]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], store: TenantStore) -> Action:
+        return cls(
+            id=strawberry.ID(str(doc["_id"])),
+            name=doc["name"],
+            description=doc["description"],
+            method=HttpMethod(doc["method"]),
+            url=doc["url"],
+            query=key_values(doc["query"]),
+            headers=key_values(doc["headers"]),
+            body_type=BodyType(doc["body_type"]),
+            body_fields=key_values(doc["body_fields"]),
+            raw_body=doc.get("raw_body"),
+            raw_content_type=doc.get("raw_content_type"),
+            authorization=Authorization.from_doc(doc["auth"]),
+            timeout_seconds=doc["timeout_seconds"],
+            origin=doc.get("origin"),
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            tags=doc.get("tags", []),
+            store=store,
+        )
+
+
+@strawberry.type
+class Event:
+    type: EventType
+    name: str
+    description: str
+    active: bool
+    effective_active: bool = strawberry.field(
+        description="active and actions enabled in Settings (otherwise shown grayed out)"
+    )
+    actions: list[Action] = strawberry.field(resolver=event_actions)
+    action_ids: strawberry.Private[list[str]]
+    store: strawberry.Private[TenantStore]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], actions_enabled: bool, store: TenantStore) -> Event:
+        definition = EVENTS_BY_TYPE[doc["_id"]]
+        return cls(
+            type=EventType(doc["_id"]),
+            name=definition.name,
+            description=definition.description,
+            active=doc["active"],
+            effective_active=doc["active"] and actions_enabled,
+            action_ids=list(doc["action_ids"]),
+            store=store,
+        )
+
+
+@strawberry.type
+class Settings:
+    actions_enabled: bool
+    timezone: str
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Settings:
+        return cls(actions_enabled=doc["actions_enabled"], timezone=doc["timezone"])
+
+
+@strawberry.type
+class Parameter:
+    tag: str
+    value: str
+    system: bool
+    secret: bool
+    description: str
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Parameter:
+        secret = doc.get("secret", False)
+        return cls(
+            tag=doc["tag"],
+            value=(MASK if secret and doc["value"] else doc["value"]),
+            system=doc.get("system", False),
+            secret=secret,
+            description=doc.get("description", ""),
+        )
+
+
+@strawberry.type
+class Tenant:
+    code: str
+    name: str
+    master: bool
+    event_manager_enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Tenant:
+        return cls(
+            code=doc["code"],
+            name=doc["name"],
+            master=doc["master"],
+            event_manager_enabled=doc["event_manager_enabled"],
+            created_at=doc["created_at"],
+        )
+
+
+@strawberry.type
+class ApiKeyInfo:
+    id: strawberry.ID
+    tenant: str | None
+    role: Role
+    label: str
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ApiKeyInfo:
+        return cls(
+            id=strawberry.ID(str(doc["_id"])),
+            tenant=doc["tenant"],
+            role=Role(doc["role"]),
+            label=doc["label"],
+            prefix=doc["prefix"],
+            created_at=doc["created_at"],
+            revoked=doc["revoked"],
+        )
+
+
+@strawberry.type
+class NewApiKey:
+    key: str = strawberry.field(description="the only time the full key is shown")
+    info: ApiKeyInfo
+
+
+@strawberry.type
+class Principal:
+    tenant: str | None
+    role: Role

@@ -1,0 +1,49 @@
+"""The MongoDB connection and how collections are named.
+
+One system database (``<prefix>_system``) holds ``tenants`` and ``api_keys``. Tenant data
+lives in ``<prefix>_tenants``, in collections named from the tenant code:
+``t_acme_actions``, ``t_acme_events``, ... The code is validated before it gets here.
+"""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from event_manager.config import Settings
+
+TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency")
+
+
+class Database:
+    """The shared client, created once per process and closed on shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client: AsyncMongoClient = AsyncMongoClient(
+            settings.mongodb_url,
+            tz_aware=True,
+            appname="event-manager",
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=3000,
+        )
+        self.system = self.client[settings.system_database]
+        self.tenant_data = self.client[settings.tenant_database]
+        self.tenants: AsyncCollection = self.system["tenants"]
+        self.api_keys: AsyncCollection = self.system["api_keys"]
+
+    def collection(self, code: str, kind: str) -> AsyncCollection:
+        """``collection("acme", "actions")`` is the collection ``t_acme_actions``."""
+        if kind not in TENANT_COLLECTIONS:
+            raise ValueError(f"unknown tenant collection {kind!r}")
+        return self.tenant_data[f"t_{code}_{kind}"]
+
+    async def ensure_system_indexes(self) -> None:
+        await self.tenants.create_index([("code", ASCENDING)], unique=True)
+        await self.api_keys.create_index([("hash", ASCENDING)], unique=True)
+        await self.api_keys.create_index([("tenant", ASCENDING)])
+
+    async def ping(self) -> None:
+        await self.client.admin.command("ping")
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,82 @@
+"""API keys: random, shown once, stored as SHA-256 hashes, looked up by hash.
+
+A key reads ``em_`` followed by 43 URL-safe characters (256 random bits). Such a key
+needs no slow password hash: guessing one is as hard as guessing the random bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+
+from event_manager.errors import BadInput
+from tenants.database import Database
+
+KEY_PREFIX = "em_"
+ROLES = ("SYSTEM_ADMIN", "TENANT_ADMIN", "PBX", "VIEWER")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a role, and the tenant the key belongs to (None for system keys)."""
+
+    key_id: str
+    role: str
+    tenant: str | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeys:
+    def __init__(self, db: Database) -> None:
+        self.collection = db.api_keys
+
+    async def create(self, role: str, label: str, tenant: str | None) -> tuple[str, dict[str, Any]]:
+        if role not in ROLES:
+            raise BadInput(f"role must be one of {', '.join(ROLES)}", field="role")
+        label = label.strip()
+        if not 1 <= len(label) <= 100:
+            raise BadInput("label must be 1-100 characters", field="label")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        doc = {
+            "_id": ObjectId(),
+            "hash": hash_key(key),
+            "prefix": key[:10],
+            "tenant": tenant,
+            "role": role,
+            "label": label,
+            "created_at": datetime.now(UTC),
+            "revoked": False,
+        }
+        await self.collection.insert_one(doc)
+        return key, doc
+
+    async def authenticate(self, key: str) -> Principal | None:
+        """The principal of a valid, unrevoked key, else None."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:
+            return None
+        digest = hash_key(key)
+        doc = await self.collection.find_one({"hash": digest})
+        if doc is None or not hmac.compare_digest(doc["hash"], digest) or doc["revoked"]:
+            return None
+        return Principal(key_id=str(doc["_id"]), role=doc["role"], tenant=doc["tenant"])
+
+    async def list(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        query = {} if tenant is None else {"tenant": tenant}
+        return await self.collection.find(query).sort("created_at", 1).to_list(None)
+
+    async def get(self, key_id: str) -> dict[str, Any] | None:
+        if not ObjectId.is_valid(key_id):
+            return None
+        return await self.collection.find_one({"_id": ObjectId(key_id)})
+
+    async def revoke(self, key_id: str) -> None:
+        await self.collection.update_one({"_id": ObjectId(key_id)}, {"$set": {"revoked": True}})

@@ -1,0 +1,93 @@
+"""The tenant registry: creating a tenant builds its collections, indexes and defaults."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from event_manager.errors import BadInput, Conflict, NotFound
+from tenants.catalog import EVENT_TYPES
+from tenants.database import Database
+
+TENANT_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def check_code(code: str, field: str = "code") -> str:
+    if not TENANT_CODE.match(code):
+        raise BadInput(
+            f"tenant code {code[:40]!r} must be 1-32 characters of a-z, 0-9, '_' or '-', "
+            "starting with a letter or digit",
+            field=field,
+        )
+    return code
+
+
+class TenantRegistry:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, code: str) -> dict[str, Any]:
+        doc = await self.db.tenants.find_one({"code": code}) if TENANT_CODE.match(code) else None
+        if doc is None:
+            raise NotFound(f"no tenant with code {code[:40]!r}", field="code")
+        return doc
+
+    async def list(self) -> list[dict[str, Any]]:
+        return await self.db.tenants.find({}).sort("code", ASCENDING).to_list(None)
+
+    async def create(self, code: str, name: str, master: bool) -> dict[str, Any]:
+        """Build the tenant's collections first and register it last.
+
+        The bootstrap is idempotent, so a create that fails half-way leaves no tenant
+        behind, only empty scaffolding that the next attempt completes.
+        """
+        check_code(code)
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise BadInput("tenant name must be 1-100 characters", field="name")
+        if await self.db.tenants.find_one({"code": code}) is not None:
+            raise Conflict(f"tenant code {code!r} is taken", field="code")
+        if master and await self.db.tenants.find_one({"master": True}) is not None:
+            raise Conflict("a Master tenant exists already", field="master")
+        await self._bootstrap(code)
+        doc = {
+            "code": code,
+            "name": name,
+            "master": master,
+            "event_manager_enabled": False,
+            "created_at": datetime.now(UTC),
+        }
+        try:
+            await self.db.tenants.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"tenant code {code!r} is taken", field="code") from None
+        return doc
+
+    async def set_enabled(self, code: str, enabled: bool) -> dict[str, Any]:
+        await self.get(code)
+        await self.db.tenants.update_one(
+            {"code": code}, {"$set": {"event_manager_enabled": enabled}}
+        )
+        return await self.get(code)
+
+    async def _bootstrap(self, code: str) -> None:
+        c = lambda kind: self.db.collection(code, kind)  # noqa: E731
+        await c("actions").create_index([("name_key", ASCENDING)], unique=True)
+        await c("parameters").create_index([("tag_key", ASCENDING)], unique=True)
+        activity = c("activity")
+        await activity.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        await activity.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+        await activity.create_index([("trigger_id", ASCENDING)])
+        await c("idempotency").create_index([("created_at", ASCENDING)])
+        # Plain inserts, not upserts with $setOnInsert: FerretDB 1.24 drops empty
+        # arrays from $setOnInsert. A duplicate means an earlier attempt seeded it.
+        seeds = [("events", {"_id": t, "active": False, "action_ids": []}) for t in EVENT_TYPES]
+        seeds.append(("settings", {"_id": "settings", "actions_enabled": False, "timezone": "UTC"}))
+        for kind, doc in seeds:
+            with contextlib.suppress(DuplicateKeyError):
+                await c(kind).insert_one(doc)

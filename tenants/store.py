@@ -1,0 +1,169 @@
+"""The tenant-scoped store: every read and write of a tenant's data goes through here.
+
+A ``TenantStore`` is made for one tenant and can only name that tenant's collections,
+so a query that forgets the tenant cannot be written; an id of another tenant's
+document is simply not found.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from event_manager.errors import Conflict, NotFound
+from tenants.catalog import EVENT_TYPES
+from tenants.database import Database
+
+MAX_SEARCH = 200
+
+
+def contains(text: str) -> dict[str, Any]:
+    """A case-insensitive substring match of user text: escaped, so never a pattern."""
+    return {"$regex": re.escape(text[:MAX_SEARCH]), "$options": "i"}
+
+
+def object_id(value: str) -> ObjectId | None:
+    return ObjectId(value) if ObjectId.is_valid(value) else None
+
+
+class TenantStore:
+    def __init__(self, db: Database, tenant: dict[str, Any]) -> None:
+        self.tenant = tenant
+        self.code: str = tenant["code"]
+        self.master: bool = tenant["master"]
+        self.events = db.collection(self.code, "events")
+        self.settings = db.collection(self.code, "settings")
+        self.actions = db.collection(self.code, "actions")
+        self.parameters = db.collection(self.code, "parameters")
+        self.activity = db.collection(self.code, "activity")
+        self.idempotency = db.collection(self.code, "idempotency")
+
+    # settings ---------------------------------------------------------------
+
+    async def get_settings(self) -> dict[str, Any]:
+        doc = await self.settings.find_one({"_id": "settings"})
+        return doc or {"actions_enabled": False, "timezone": "UTC"}
+
+    async def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if changes:
+            await self.settings.update_one({"_id": "settings"}, {"$set": changes}, upsert=True)
+        return await self.get_settings()
+
+    # events -----------------------------------------------------------------
+
+    async def list_events(self) -> list[dict[str, Any]]:
+        """The five events in the manual's order."""
+        found = {d["_id"]: d for d in await self.events.find({}).to_list(None)}
+        return [found.get(t, {"_id": t, "active": False, "action_ids": []}) for t in EVENT_TYPES]
+
+    async def update_event(self, event_type: str, changes: dict[str, Any]) -> None:
+        if changes:
+            await self.events.update_one({"_id": event_type}, {"$set": changes}, upsert=True)
+
+    # actions ----------------------------------------------------------------
+
+    async def list_actions(self, search: str | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if search:
+            pattern = contains(search)
+            query = {"$or": [{"name": pattern}, {"description": pattern}, {"url": pattern}]}
+        return await self.actions.find(query).sort("name_key", ASCENDING).to_list(None)
+
+    async def get_action(self, action_id: str) -> dict[str, Any]:
+        oid = object_id(action_id)
+        doc = await self.actions.find_one({"_id": oid}) if oid else None
+        if doc is None:
+            raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
+        return doc
+
+    async def existing_action_ids(self, ids: list[str]) -> set[str]:
+        oids = [oid for oid in map(object_id, ids) if oid is not None]
+        found = await self.actions.find({"_id": {"$in": oids}}, {"_id": 1}).to_list(None)
+        return {str(d["_id"]) for d in found}
+
+    async def insert_action(self, doc: dict[str, Any]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        doc = {**doc, "_id": ObjectId(), "created_at": now, "updated_at": now}
+        try:
+            await self.actions.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"an action named {doc['name']!r} exists", field="input.name") from None
+        return doc
+
+    async def replace_action(self, action_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        current = await self.get_action(action_id)
+        fields = {**doc, "updated_at": datetime.now(UTC)}
+        try:
+            updated = await self.actions.find_one_and_update(
+                {"_id": current["_id"]}, {"$set": fields}, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError:
+            raise Conflict(f"an action named {doc['name']!r} exists", field="input.name") from None
+        if updated is None:
+            raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
+        return updated
+
+    async def delete_action(self, action_id: str) -> None:
+        """Detach the action from every event first, so no event points at a deleted action."""
+        doc = await self.get_action(action_id)
+        await self.events.update_many({}, {"$pull": {"action_ids": str(doc["_id"])}})
+        await self.actions.delete_one({"_id": doc["_id"]})
+
+    async def events_by_action(self) -> dict[str, list[str]]:
+        """Action id → the event types it is attached to, in the manual's order."""
+        attached: dict[str, list[str]] = {}
+        for event in await self.list_events():
+            for action_id in event["action_ids"]:
+                attached.setdefault(action_id, []).append(event["_id"])
+        return attached
+
+    # parameters -------------------------------------------------------------
+
+    async def list_parameters(self, search: str | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if search:
+            pattern = contains(search)
+            # A secret's value is never matched: a search must not reveal it.
+            query = {"$or": [{"tag": pattern}, {"value": pattern, "secret": False}]}
+        return await self.parameters.find(query).sort("tag_key", ASCENDING).to_list(None)
+
+    async def custom_tags(self) -> set[str]:
+        return {d["tag"] for d in await self.parameters.find({}, {"tag": 1}).to_list(None)}
+
+    async def get_parameter(self, tag: str) -> dict[str, Any]:
+        doc = await self.parameters.find_one({"tag": tag})
+        if doc is None:
+            raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
+        return doc
+
+    async def insert_parameter(self, doc: dict[str, Any]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        doc = {**doc, "_id": ObjectId(), "created_at": now, "updated_at": now}
+        try:
+            await self.parameters.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"a parameter tagged {doc['tag']!r} exists", field="input.tag") from None
+        return doc
+
+    async def replace_parameter(self, tag: str, doc: dict[str, Any]) -> dict[str, Any]:
+        current = await self.get_parameter(tag)
+        try:
+            updated = await self.parameters.find_one_and_update(
+                {"_id": current["_id"]},
+                {"$set": {**doc, "updated_at": datetime.now(UTC)}},
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            raise Conflict(f"a parameter tagged {doc['tag']!r} exists", field="input.tag") from None
+        if updated is None:
+            raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
+        return updated
+
+    async def delete_parameter(self, tag: str) -> None:
+        doc = await self.get_parameter(tag)
+        await self.parameters.delete_one({"_id": doc["_id"]})
