@@ -20,6 +20,7 @@ from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, Unauthenticated
 from resolvers.context import Context
 from schema import schema
+from schema.errors import contract_errors
 from tenants.database import Database
 from tenants.keys import ApiKeys, Principal
 
@@ -59,6 +60,13 @@ class EventManagerGraphQL(GraphQL):
         if principal is None:
             return None, Unauthenticated("unknown or revoked API key")
         return principal, None
+
+    async def process_result(self, request: Any, result: Any) -> Any:
+        """Errors raised before the operation started (a syntax error found while parsing)
+        bypass schema extensions; they get their contract code here."""
+        if result.errors:
+            result.errors = contract_errors(result.errors)
+        return await super().process_result(request, result)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services = self.services["app"]

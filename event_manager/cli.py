@@ -171,17 +171,22 @@ def up(
     config = settings()
     from event_manager import services
 
-    services.start(config)
-    key = asyncio.run(_admin_key(config))
-    typer.echo(
-        f"\nEvent Manager is up.\n"
-        f"  GraphiQL:  http://{host}:{port}/graphql\n"
-        f"  Admin key: {key}\n"
-        f"  (kept in {config.state_path / 'admin.key'}; send it as "
-        f"'Authorization: Bearer <key>')\n"
-    )
-    sys.stdout.flush()
-    serve(host=host, port=port)
+    started = services.start(config)
+    try:
+        key = asyncio.run(_admin_key(config))
+        typer.echo(
+            f"\nEvent Manager is up.\n"
+            f"  GraphiQL:  http://{host}:{port}/graphql\n"
+            f"  Admin key: {key}\n"
+            f"  (kept in {config.state_path / 'admin.key'}; send it as "
+            f"'Authorization: Bearer <key>')\n"
+            f"  Ctrl-C stops the API and the servers this command started.\n"
+        )
+        sys.stdout.flush()
+        serve(host=host, port=port)
+    finally:
+        for service in started:
+            service.stop(typer.echo)
 
 
 async def _admin_key(config: Settings) -> str:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
-from dispatch.template import TAG, tags_in
+from dispatch.template import PLACEHOLDER, TAG, tags_in
 from event_manager.errors import BadInput
 from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
 from schema.types import MASK
@@ -73,7 +73,7 @@ def rows(
 
 def url(value: str, field: str = "input.url") -> str:
     value = text(value.strip(), field, max_len=2048, required=True)
-    if re.search(r"\s", value):
+    if re.search(r"\s", PLACEHOLDER.sub("x", value)):
         raise BadInput("url must not contain spaces; percent-encode them", field=field)
     if not URL_START.match(value):
         raise BadInput(

@@ -23,8 +23,23 @@ from event_manager.errors import ApiError
 log = logging.getLogger("event_manager.api")
 
 UNREACHABLE = (ConnectionFailure, ServerSelectionTimeoutError, AutoReconnect)
-VARIABLE_PATH = re.compile(r"^Variable '\$(\w+)' got invalid value .*? at '([^']+)'")
-VARIABLE_NAME = re.compile(r"^Variable '\$(\w+)'")
+# graphql-core's words for a variable that does not fit its type, e.g.
+# "Variable '$input' has invalid value at .authorization.type: Value 'X' does not exist"
+# "Variable '$input' has invalid value: Expected value of type 'ActionInput' to include
+#  required field 'url', found: ..."
+VARIABLE = re.compile(r"^Variable '\$(\w+)'(?: has invalid value(?: at ([.\w\[\]]+))?)?")
+REQUIRED_FIELD = re.compile(r"to include required field '(\w+)'")
+
+
+def input_path(message: str) -> str | None:
+    """``input.authorization.type`` from a variable error's message, when it names one."""
+    match = VARIABLE.match(message)
+    if match is None:
+        return None
+    path = match.group(1) + (match.group(2) or "")
+    if required := REQUIRED_FIELD.search(message):
+        path += "." + required.group(1)
+    return path
 
 
 def _with(error: GraphQLError, message: str, extensions: dict) -> GraphQLError:
@@ -45,19 +60,21 @@ def contract_error(error: GraphQLError) -> GraphQLError:
     if original is None or isinstance(original, GraphQLError):
         extensions = dict(error.extensions or {})
         extensions.setdefault("code", "BAD_USER_INPUT")
-        if "field" not in extensions:
-            if match := VARIABLE_PATH.match(error.message):
-                extensions["field"] = match.group(2)
-            elif match := VARIABLE_NAME.match(error.message):
-                extensions["field"] = match.group(1)
+        if "field" not in extensions and (path := input_path(error.message)):
+            extensions["field"] = path
         return _with(error, error.message, extensions)
     log.error("unexpected error in %s", ".".join(map(str, error.path or [])),
               exc_info=original)
     return _with(error, "internal error; it has been logged", {"code": "INTERNAL"})
 
 
+def contract_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """Each error in the contract's shape; errors already in it pass unchanged."""
+    return [e if "code" in (e.extensions or {}) else contract_error(e) for e in errors]
+
+
 class ContractErrors(MaskErrors):
     """Rewrites every error of a result into the contract's shape."""
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [contract_error(e) for e in errors]
+        return contract_errors(errors)

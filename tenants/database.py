@@ -7,10 +7,42 @@ lives in ``<prefix>_tenants``, in collections named from the tenant code:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
 from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.asynchronous.collection import AsyncCollection
 
 from event_manager.config import Settings
+from event_manager.errors import Conflict
+
+def now() -> datetime:
+    """The current UTC time at the precision BSON stores (milliseconds), so that what a
+    write returns equals what a later read returns."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def is_duplicate(error: Exception) -> bool:
+    """True for a unique-index violation. MongoDB says DuplicateKeyError; FerretDB 1.24 on
+    SQLite says so on insert but reports an update as InternalError 'UNIQUE constraint'."""
+    return isinstance(error, DuplicateKeyError) or (
+        isinstance(error, OperationFailure) and "UNIQUE constraint failed" in str(error)
+    )
+
+
+@contextlib.contextmanager
+def unique(message: str, field: str) -> Iterator[None]:
+    """Turn a unique-index violation inside the block into a CONFLICT naming ``field``."""
+    try:
+        yield
+    except OperationFailure as error:
+        if is_duplicate(error):
+            raise Conflict(message, field=field) from None
+        raise
+
 
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency")
 

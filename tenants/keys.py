@@ -10,13 +10,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 
 from event_manager.errors import BadInput
-from tenants.database import Database
+from tenants.database import Database, now
 
 KEY_PREFIX = "em_"
 ROLES = ("SYSTEM_ADMIN", "TENANT_ADMIN", "PBX", "VIEWER")
@@ -53,7 +52,7 @@ class ApiKeys:
             "tenant": tenant,
             "role": role,
             "label": label,
-            "created_at": datetime.now(UTC),
+            "created_at": now(),
             "revoked": False,
         }
         await self.collection.insert_one(doc)

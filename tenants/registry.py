@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -12,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from event_manager.errors import BadInput, Conflict, NotFound
 from tenants.catalog import EVENT_TYPES
-from tenants.database import Database
+from tenants.database import Database, now, unique
 
 TENANT_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -60,12 +59,10 @@ class TenantRegistry:
             "name": name,
             "master": master,
             "event_manager_enabled": False,
-            "created_at": datetime.now(UTC),
+            "created_at": now(),
         }
-        try:
+        with unique(f"tenant code {code!r} is taken", "code"):
             await self.db.tenants.insert_one(doc)
-        except DuplicateKeyError:
-            raise Conflict(f"tenant code {code!r} is taken", field="code") from None
         return doc
 
     async def set_enabled(self, code: str, enabled: bool) -> dict[str, Any]:

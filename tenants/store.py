@@ -8,16 +8,14 @@ document is simply not found.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
-from event_manager.errors import Conflict, NotFound
+from event_manager.errors import NotFound
 from tenants.catalog import EVENT_TYPES
-from tenants.database import Database
+from tenants.database import Database, now, unique
 
 MAX_SEARCH = 200
 
@@ -87,23 +85,19 @@ class TenantStore:
         return {str(d["_id"]) for d in found}
 
     async def insert_action(self, doc: dict[str, Any]) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        doc = {**doc, "_id": ObjectId(), "created_at": now, "updated_at": now}
-        try:
+        created = now()
+        doc = {**doc, "_id": ObjectId(), "created_at": created, "updated_at": created}
+        with unique(f"an action named {doc['name']!r} exists", "input.name"):
             await self.actions.insert_one(doc)
-        except DuplicateKeyError:
-            raise Conflict(f"an action named {doc['name']!r} exists", field="input.name") from None
         return doc
 
     async def replace_action(self, action_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         current = await self.get_action(action_id)
-        fields = {**doc, "updated_at": datetime.now(UTC)}
-        try:
+        fields = {**doc, "updated_at": now()}
+        with unique(f"an action named {doc['name']!r} exists", "input.name"):
             updated = await self.actions.find_one_and_update(
                 {"_id": current["_id"]}, {"$set": fields}, return_document=ReturnDocument.AFTER
             )
-        except DuplicateKeyError:
-            raise Conflict(f"an action named {doc['name']!r} exists", field="input.name") from None
         if updated is None:
             raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
         return updated
@@ -142,24 +136,20 @@ class TenantStore:
         return doc
 
     async def insert_parameter(self, doc: dict[str, Any]) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        doc = {**doc, "_id": ObjectId(), "created_at": now, "updated_at": now}
-        try:
+        created = now()
+        doc = {**doc, "_id": ObjectId(), "created_at": created, "updated_at": created}
+        with unique(f"a parameter tagged {doc['tag']!r} exists", "input.tag"):
             await self.parameters.insert_one(doc)
-        except DuplicateKeyError:
-            raise Conflict(f"a parameter tagged {doc['tag']!r} exists", field="input.tag") from None
         return doc
 
     async def replace_parameter(self, tag: str, doc: dict[str, Any]) -> dict[str, Any]:
         current = await self.get_parameter(tag)
-        try:
+        with unique(f"a parameter tagged {doc['tag']!r} exists", "input.tag"):
             updated = await self.parameters.find_one_and_update(
                 {"_id": current["_id"]},
-                {"$set": {**doc, "updated_at": datetime.now(UTC)}},
+                {"$set": {**doc, "updated_at": now()}},
                 return_document=ReturnDocument.AFTER,
             )
-        except DuplicateKeyError:
-            raise Conflict(f"a parameter tagged {doc['tag']!r} exists", field="input.tag") from None
         if updated is None:
             raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
         return updated

@@ -1,0 +1,3 @@
+from event_manager.cli import app
+
+app(prog_name="event-manager")

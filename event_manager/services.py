@@ -1,0 +1,397 @@
+"""Local MongoDB-compatible server (FerretDB on SQLite) and Redis for a single machine.
+
+``start`` reuses a server that already answers on the configured port; otherwise it
+installs what is missing, spawns the server detached and bound to loopback, and waits
+until it answers. Data, logs and pid files live under ``settings.state_path``. ``stop``
+ends only processes whose pid files ``start`` wrote. Servers on non-local hosts are
+never started or stopped, only checked. Linux only (pid checks read ``/proc``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from event_manager.config import Settings, host_port
+from event_manager.errors import ServiceError
+
+Echo = Callable[[str], None]
+
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_VERSION = "v1.24.2"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+"""Servers spawned by this Python process, kept so that they can be reaped once stopped."""
+
+
+def start(settings: Settings, echo: Echo = print) -> list[Service]:
+    """Start what is not running; returns the services this call spawned."""
+    return [service for service in _services(settings) if service.start(echo)]
+
+
+def stop(settings: Settings, echo: Echo = print) -> None:
+    for service in _services(settings):
+        service.stop(echo)
+
+
+def status(settings: Settings, echo: Echo = print) -> bool:
+    """Print one line per service; True when both answer."""
+    return all([service.status(echo) for service in _services(settings)])
+
+
+@dataclass(frozen=True)
+class Service:
+    """One server that can run locally; subclasses say how to run and ping it."""
+
+    label: str
+    program: str
+    url: str
+    host: str
+    port: int
+    state: Path
+
+    @property
+    def local(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+    @property
+    def bind(self) -> str:
+        return "127.0.0.1" if self.host == "localhost" else self.host.strip("[]")
+
+    @property
+    def address(self) -> str:
+        host = self.bind if self.local else self.host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return self.program.removesuffix("-server")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state / self.name
+
+    @property
+    def log_file(self) -> Path:
+        return self.state / "logs" / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "run" / f"{self.name}.pid"
+
+    def ping(self) -> bool:
+        raise NotImplementedError
+
+    def command(self, echo: Echo) -> list[str]:
+        """The command line that runs the server, installing the program when missing."""
+        raise NotImplementedError
+
+    def answers(self) -> bool:
+        return _port_open(self.bind if self.local else self.host, self.port) and self.ping()
+
+    def our_pid(self) -> int | None:
+        """The pid in our pid file while that process is still running our server."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_running(pid, self.program) else None
+
+    def start(self, echo: Echo) -> bool:
+        """Make sure the server answers; True when this call had to spawn it."""
+        if not self.local:
+            if not self.answers():
+                raise ServiceError(f"{self.label} at {self.address} is not local; no answer")
+            echo(f"{self.label} at {self.address} is not local; it answers")
+            return False
+        pid = self.our_pid()
+        if self.answers():
+            ours = f" (pid {pid})" if pid else ""
+            echo(f"{self.label} already listening on {self.address}{ours}")
+            return False
+        if pid is None:
+            if _port_open(self.bind, self.port):
+                raise ServiceError(f"{self.address} is taken by something that is not {self.label}")
+            pid = self._spawn(echo)
+        self._wait_ready(pid)
+        echo(f"Started {self.label} on {self.address} (pid {pid}, log {self.log_file})")
+        return True
+
+    def stop(self, echo: Echo) -> None:
+        if not self.local:
+            echo(f"{self.label} at {self.address} is not local; left alone")
+            return
+        pid = self.our_pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            state = "running, not started here; left alone" if self.answers() else "not running"
+            echo(f"{self.label} on {self.address}: {state}")
+            return
+        _terminate(pid, self.program)
+        echo(f"Stopped {self.label} on {self.address} (pid {pid})")
+
+    def status(self, echo: Echo) -> bool:
+        up = self.answers()
+        pid = self.our_pid() if self.local else None
+        note = f" (pid {pid})" if pid else " (not started here)" if up else ""
+        echo(f"{self.label}: {'up' if up else 'down'} on {self.address}{note}")
+        return up
+
+    def _spawn(self, echo: Echo) -> int:
+        for folder in (self.data_dir, self.log_file.parent, self.pid_file.parent):
+            _mkdir(folder)
+        command = self.command(echo)
+        with self.log_file.open("ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+            log.flush()
+            try:
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=self.data_dir, start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServiceError(f"cannot run {command[0]}: {exc.strerror}") from None
+        _children[process.pid] = process
+        self.pid_file.write_text(f"{process.pid}\n")
+        return process.pid
+
+    def _wait_ready(self, pid: int) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.answers():
+            if not _is_running(pid, self.program):
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(f"{self.label} exited at start; {self._log_hint()}")
+            if time.monotonic() > deadline:
+                _terminate(pid, self.program)
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(
+                    f"{self.label} did not answer on {self.address} within "
+                    f"{READY_TIMEOUT:.0f} s; {self._log_hint()}"
+                )
+            time.sleep(0.25)
+
+    def _log_hint(self) -> str:
+        try:
+            tail = self.log_file.read_bytes()[-4096:].decode(errors="replace")
+        except OSError:
+            tail = ""
+        return f"see {self.log_file}: {_last_line(tail)[:300]}"
+
+
+class FerretDB(Service):
+    def ping(self) -> bool:
+        try:
+            with MongoClient(
+                self.url, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000
+            ) as client:
+                client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    def command(self, echo: Echo) -> list[str]:
+        sqlite_dir = self.data_dir / "sqlite"
+        _mkdir(sqlite_dir)
+        return [
+            ensure_ferretdb(echo), "--handler=sqlite",
+            f"--sqlite-url=file:{quote(str(sqlite_dir))}/", f"--state-dir={self.data_dir}",
+            f"--listen-addr={self.address}", "--debug-addr=-", "--telemetry=disable",
+            "--log-level=error",
+        ]
+
+
+class Redis(Service):
+    def ping(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def command(self, echo: Echo) -> list[str]:
+        return [
+            ensure_redis(echo), "--bind", self.bind, "--port", str(self.port),
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--daemonize", "no",
+            "--protected-mode", "yes",
+        ]
+
+
+def _services(settings: Settings) -> list[Service]:
+    state = settings.state_path
+    mongo_host, mongo_port = host_port(settings.mongodb_url, 27017)
+    redis_host, redis_port = host_port(settings.redis_url, 6379)
+    return [
+        FerretDB(
+            "MongoDB-compatible server", "ferretdb", settings.mongodb_url,
+            mongo_host, mongo_port, state,
+        ),
+        Redis("Redis", "redis-server", settings.redis_url, redis_host, redis_port, state),
+    ]
+
+
+def ensure_ferretdb(echo: Echo = print) -> str:
+    """Path of a working ``ferretdb``, building FerretDB 1.24.2 with Go when there is none.
+
+    A plain ``go install …/cmd/ferretdb@v1.24.2`` yields a binary that panics at start-up
+    (the module lacks its generated ``build/version/version.txt``), so the module source
+    is copied, that file written, and the binary built from the copy into
+    ``$(go env GOPATH)/bin``. A lock file keeps concurrent callers from building twice.
+    """
+    go = shutil.which("go")
+    gopath = _run([go, "env", "GOPATH"]).stdout.strip() if go else ""
+    target = Path(gopath or Path.home() / "go") / "bin" / "ferretdb"
+    for candidate in dict.fromkeys(filter(None, [shutil.which("ferretdb"), str(target)])):
+        if _works(candidate):
+            return candidate
+    if go is None:
+        raise ServiceError("ferretdb is not installed and Go (1.24+) is missing to build it")
+    _mkdir(target.parent)
+    try:
+        with target.with_name(".ferretdb.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _works(str(target)):
+                echo(f"Building FerretDB {FERRETDB_VERSION} with Go; this takes a few minutes…")
+                _build_ferretdb(go, target)
+    except OSError as exc:
+        raise ServiceError(f"building FerretDB failed: {exc}") from None
+    if not _works(str(target)):
+        raise ServiceError(f"the FerretDB binary built at {target} does not run")
+    return str(target)
+
+
+def _build_ferretdb(go: str, target: Path) -> None:
+    module = f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"
+    with tempfile.TemporaryDirectory(prefix="ferretdb-build-") as tmp:
+        download = _run([go, "mod", "download", "-json", module], cwd=tmp)
+        try:
+            info = json.loads(download.stdout)
+        except ValueError:
+            info = {}
+        if download.returncode != 0 or "Dir" not in info:
+            reason = info.get("Error") or _last_line(download.stderr)
+            raise ServiceError(f"go mod download {module} failed: {reason}")
+        source = Path(tmp) / "src"
+        shutil.copytree(info["Dir"], source)
+        for folder, _, files in os.walk(source):
+            for path in [folder, *(os.path.join(folder, name) for name in files)]:
+                os.chmod(path, os.stat(path).st_mode | 0o200)
+        (source / "build" / "version" / "version.txt").write_text(f"{FERRETDB_VERSION}\n")
+        partial = target.with_name(".ferretdb.partial")
+        build = _run(
+            [go, "build", "-buildvcs=false", "-trimpath", "-o", str(partial), "./cmd/ferretdb"],
+            cwd=source,
+        )
+        if build.returncode != 0:
+            raise ServiceError(f"building FerretDB failed: {_last_line(build.stderr)}")
+        os.replace(partial, target)
+
+
+def ensure_redis(echo: Echo = print) -> str:
+    """Path of ``redis-server``, installing Debian's package with apt-get when missing."""
+    if found := shutil.which("redis-server"):
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise ServiceError("redis-server is not installed and apt-get is missing to install it")
+    echo("Installing redis-server with apt-get…")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = _run([apt, "install", "-y", "redis-server"], env=env)
+    if result.returncode != 0:
+        _run([apt, "update"], env=env)
+        result = _run([apt, "install", "-y", "redis-server"], env=env)
+    found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin")
+    if result.returncode != 0 or not found:
+        raise ServiceError(f"apt-get install redis-server failed: {_last_line(result.stderr)}")
+    return found
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run quietly, output captured; a missing program or a 30-minute hang is a ServiceError."""
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1800,
+            **kwargs,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServiceError(f"{Path(command[0]).name} {command[1]} failed: {exc}") from None
+
+
+def _works(binary: str) -> bool:
+    try:
+        result = subprocess.run([binary, "--version"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"cannot create {folder}: {exc.strerror}") from None
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _is_running(pid: int, program: str) -> bool:
+    """True while ``pid`` is a live ``program`` process (not a zombie, not a reused pid).
+
+    Our own children are asked directly: just after exec, ``/proc/PID/cmdline`` can
+    still be empty.
+    """
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        return program in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _terminate(pid: int, program: str) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after STOP_TIMEOUT seconds."""
+    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while _is_running(pid, program) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _is_running(pid, program):
+            break
+    _children.pop(pid, None)

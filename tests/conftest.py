@@ -1,0 +1,230 @@
+"""Fixtures: real services, a real API process over HTTP, a fresh tenant per test.
+
+The MongoDB-compatible server and Redis must be up (the README's test command starts
+them). Locally a missing service skips the tests that need it; under CI=true it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymongo
+import pytest
+import redis
+
+from event_manager.config import Settings
+
+RUN_ID = secrets.token_hex(3)
+TEST_DATABASE = f"emtest_{RUN_ID}"
+CLI = [sys.executable, "-m", "event_manager"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_missing(what: str) -> None:
+    message = f"{what} is not reachable; start it with 'event-manager services start'"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        database=TEST_DATABASE,
+        state_dir=tmp_path_factory.mktemp("state"),
+        retry_schedule="0.2,0.4",
+        outbound_allow="127.0.0.0/8",
+    )
+
+
+@pytest.fixture(scope="session")
+def env(settings: Settings) -> dict[str, str]:
+    """Environment for the service's processes: the test database and state folder."""
+    return {
+        **os.environ,
+        "EVENT_MANAGER_MONGODB_URL": settings.mongodb_url,
+        "EVENT_MANAGER_REDIS_URL": settings.redis_url,
+        "EVENT_MANAGER_BROKER_URL": settings.broker_url,
+        "EVENT_MANAGER_DATABASE": settings.database,
+        "EVENT_MANAGER_STATE_DIR": str(settings.state_dir),
+        "EVENT_MANAGER_RETRY_SCHEDULE": settings.retry_schedule,
+        "EVENT_MANAGER_OUTBOUND_ALLOW": settings.outbound_allow,
+    }
+
+
+@pytest.fixture(scope="session")
+def mongo(settings: Settings) -> Iterator[pymongo.MongoClient]:
+    client: pymongo.MongoClient = pymongo.MongoClient(
+        settings.mongodb_url, serverSelectionTimeoutMS=3000, tz_aware=True
+    )
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError:
+        service_missing(f"MongoDB at {settings.mongodb_url}")
+    yield client
+    for name in (settings.system_database, settings.tenant_database):
+        client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError:
+        service_missing(f"Redis at {settings.redis_url}")
+    yield client
+    client.close()
+
+
+def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"event-manager {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def api_url(env: dict[str, str], mongo: Any, redis_client: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``event-manager serve`` process on a free port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "api.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"the API exited at start:\n{log.read_text()}")
+        time.sleep(0.1)
+    else:
+        process.kill()
+        raise AssertionError(f"the API did not answer in 30 s:\n{log.read_text()}")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@dataclass
+class Reply:
+    body: dict[str, Any]
+
+    @property
+    def data(self) -> Any:
+        assert not self.body.get("errors"), self.body["errors"]
+        return self.body["data"]
+
+    @property
+    def error(self) -> dict[str, Any]:
+        errors = self.body.get("errors")
+        assert errors, f"expected an error, got {self.body}"
+        return errors[0]
+
+    @property
+    def code(self) -> str:
+        return self.error["extensions"]["code"]
+
+
+@dataclass
+class Client:
+    """A GraphQL client holding one API key (and, for system keys, an X-Tenant)."""
+
+    url: str
+    key: str | None
+    tenant: str | None = None
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    def __call__(self, query: str, **variables: Any) -> Reply:
+        headers = {}
+        if self.key is not None:
+            headers["Authorization"] = f"Bearer {self.key}"
+        if self.tenant is not None:
+            headers["X-Tenant"] = self.tenant
+        response = self.http.post(f"{self.url}/graphql", headers=headers,
+                                  json={"query": query, "variables": variables})
+        assert response.status_code == 200, response.text
+        return Reply(response.json())
+
+    def acting_in(self, tenant: str) -> Client:
+        return Client(self.url, self.key, tenant, self.http)
+
+
+@pytest.fixture(scope="session")
+def system(api_url: str, env: dict[str, str]) -> Client:
+    """A SYSTEM_ADMIN client, its key made by the CLI as an operator would."""
+    result = run_cli(env, "create-key", "--role", "SYSTEM_ADMIN", "--label", "tests")
+    return Client(api_url, result.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class TenantHandle:
+    code: str
+    admin: Client
+    system: Client
+    db: Any
+
+    def key(self, role: str) -> Client:
+        reply = self.system("""mutation($role: Role!, $tenant: String) {
+            createApiKey(role: $role, label: "test", tenant: $tenant) { key } }""",
+                            role=role, tenant=self.code)
+        return Client(self.admin.url, reply.data["createApiKey"]["key"])
+
+    def collection(self, kind: str) -> Any:
+        return self.db[f"t_{self.code}_{kind}"]
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        """Every document of the tenant, to prove that a refused call wrote nothing."""
+        kinds = ("events", "settings", "actions", "parameters", "activity", "idempotency")
+        return {k: list(self.collection(k).find({}).sort("_id", 1)) for k in kinds}
+
+
+def make_tenant(system: Client, mongo: Any, settings: Settings, *, enabled: bool = True,
+                master: bool = False) -> TenantHandle:
+    code = f"t{secrets.token_hex(4)}"
+    system("mutation($c: String!, $m: Boolean) { createTenant(code: $c, name: $c, master: $m) "
+           "{ code } }", c=code, m=master).data
+    if enabled:
+        system("mutation($c: String!) { setEventManagerEnabled(code: $c, enabled: true) "
+               "{ code } }", c=code).data
+    key = system("""mutation($t: String) { createApiKey(role: TENANT_ADMIN, label: "admin",
+                    tenant: $t) { key } }""", t=code).data["createApiKey"]["key"]
+    return TenantHandle(code, Client(system.url, key), system.acting_in(code),
+                        mongo[settings.tenant_database])
+
+
+@pytest.fixture
+def tenant(system: Client, mongo: Any, settings: Settings) -> TenantHandle:
+    """A fresh, enabled tenant with a TENANT_ADMIN client."""
+    return make_tenant(system, mongo, settings)
+
+
+@pytest.fixture
+def other_tenant(system: Client, mongo: Any, settings: Settings) -> TenantHandle:
+    return make_tenant(system, mongo, settings)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"

@@ -1,0 +1,234 @@
+"""``event_manager.services`` with real FerretDB and Redis processes on free ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pymongo import MongoClient
+
+from event_manager import services
+from event_manager.config import Settings, host_port
+from event_manager.errors import ServiceError
+
+pytestmark = pytest.mark.services
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mongo_ping(port: int) -> bool:
+    with MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=2000) as client:
+        return client.admin.command("ping")["ok"] == 1
+
+
+def redis_ping(port: int) -> bool:
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        return client.ping()
+    finally:
+        client.close()
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        return redis_ping(port)
+    except redis.RedisError:
+        return False
+
+
+def pid_of(settings: Settings, name: str) -> int:
+    return int((settings.state_path / "run" / f"{name}.pid").read_text())
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() != b""
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def programs() -> None:
+    """Find (or build) FerretDB and redis-server once; fail under CI, skip elsewhere."""
+    try:
+        services.ensure_ferretdb()
+        services.ensure_redis()
+    except ServiceError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"services tests need ferretdb and redis-server: {exc}")
+        pytest.skip(f"ferretdb or redis-server unavailable: {exc}")
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Iterator[Settings]:
+    """Settings on free ports and a temporary state dir; whatever start spawned is stopped."""
+    settings = Settings(
+        mongodb_url=f"mongodb://127.0.0.1:{free_port()}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        state_dir=tmp_path / "state",
+    )
+    yield settings
+    services.stop(settings, echo=lambda line: None)
+
+
+def ports(settings: Settings) -> tuple[int, int]:
+    return host_port(settings.mongodb_url, 0)[1], host_port(settings.redis_url, 0)[1]
+
+
+def test_start_status_stop(isolated: Settings) -> None:
+    mongo_port, redis_port = ports(isolated)
+    lines: list[str] = []
+
+    services.start(isolated, echo=lines.append)
+
+    assert mongo_ping(mongo_port) and redis_ping(redis_port)
+    assert any(line.startswith("Started MongoDB-compatible server") for line in lines), lines
+    assert any(line.startswith("Started Redis") for line in lines), lines
+    state = isolated.state_path
+    assert (state / "logs" / "ferretdb.log").is_file() and (state / "logs" / "redis.log").is_file()
+    pids = pid_of(isolated, "ferretdb"), pid_of(isolated, "redis")
+
+    lines.clear()
+    services.start(isolated, echo=lines.append)
+    assert (pid_of(isolated, "ferretdb"), pid_of(isolated, "redis")) == pids
+    assert lines == [
+        f"MongoDB-compatible server already listening on 127.0.0.1:{mongo_port} (pid {pids[0]})",
+        f"Redis already listening on 127.0.0.1:{redis_port} (pid {pids[1]})",
+    ]
+
+    lines.clear()
+    assert services.status(isolated, echo=lines.append) is True
+    assert lines == [
+        f"MongoDB-compatible server: up on 127.0.0.1:{mongo_port} (pid {pids[0]})",
+        f"Redis: up on 127.0.0.1:{redis_port} (pid {pids[1]})",
+    ]
+
+    lines.clear()
+    services.stop(isolated, echo=lines.append)
+    assert [line.split(" (pid")[0] for line in lines] == [
+        f"Stopped MongoDB-compatible server on 127.0.0.1:{mongo_port}",
+        f"Stopped Redis on 127.0.0.1:{redis_port}",
+    ]
+    assert not any(map(running, pids))
+    assert not (state / "run" / "ferretdb.pid").exists()
+
+    lines.clear()
+    assert services.status(isolated, echo=lines.append) is False
+    assert lines == [
+        f"MongoDB-compatible server: down on 127.0.0.1:{mongo_port}",
+        f"Redis: down on 127.0.0.1:{redis_port}",
+    ]
+
+
+def test_data_survives_restart(isolated: Settings) -> None:
+    services.start(isolated, echo=lambda line: None)
+    with MongoClient(isolated.mongodb_url) as client:
+        client.kept.things.insert_one({"_id": 1, "name": "kept"})
+    with redis.Redis.from_url(isolated.redis_url) as client:
+        client.set("kept", "yes")
+    services.stop(isolated, echo=lambda line: None)
+
+    services.start(isolated, echo=lambda line: None)
+    with MongoClient(isolated.mongodb_url) as client:
+        assert client.kept.things.find_one({"_id": 1}) == {"_id": 1, "name": "kept"}
+    with redis.Redis.from_url(isolated.redis_url) as client:
+        assert client.get("kept") == b"yes"
+
+
+def test_stop_when_nothing_runs(isolated: Settings) -> None:
+    lines: list[str] = []
+    services.stop(isolated, echo=lines.append)
+    mongo_port, redis_port = ports(isolated)
+    assert lines == [
+        f"MongoDB-compatible server on 127.0.0.1:{mongo_port}: not running",
+        f"Redis on 127.0.0.1:{redis_port}: not running",
+    ]
+
+
+@pytest.fixture
+def foreign_redis(isolated: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server started by the test itself on the port that the settings name."""
+    _, port = ports(isolated)
+    process = subprocess.Popen(
+        [services.ensure_redis(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers(port):
+            assert process.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_reuses_and_spares_a_server_it_did_not_start(
+    isolated: Settings, foreign_redis: subprocess.Popen[bytes]
+) -> None:
+    _, redis_port = ports(isolated)
+    lines: list[str] = []
+
+    services.start(isolated, echo=lines.append)
+    assert f"Redis already listening on 127.0.0.1:{redis_port}" in lines
+    assert not (isolated.state_path / "run" / "redis.pid").exists()
+
+    services.status(isolated, echo=lines.append)
+    assert f"Redis: up on 127.0.0.1:{redis_port} (not started here)" in lines
+
+    services.stop(isolated, echo=lines.append)
+    assert f"Redis on 127.0.0.1:{redis_port}: running, not started here; left alone" in lines
+    assert foreign_redis.poll() is None and redis_ping(redis_port)
+
+
+def test_port_taken_by_something_else_is_a_one_line_error(isolated: Settings) -> None:
+    _, redis_port = ports(isolated)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", redis_port))
+        squatter.listen()
+        with pytest.raises(ServiceError, match=f"127.0.0.1:{redis_port} is taken by something"):
+            services.start(isolated, echo=lambda line: None)
+
+
+def test_early_exit_names_the_log(isolated: Settings) -> None:
+    (isolated.state_path / "ferretdb" / "state.json").mkdir(parents=True)
+    log = isolated.state_path / "logs" / "ferretdb.log"
+    with pytest.raises(ServiceError, match=re.escape(f"exited at start; see {log}: ")):
+        services.start(isolated, echo=lambda line: None)
+    assert not (isolated.state_path / "run" / "ferretdb.pid").exists()
+
+
+def test_unusable_state_folder_is_a_one_line_error(isolated: Settings) -> None:
+    isolated.state_path.mkdir()
+    (isolated.state_path / "ferretdb").write_text("a file where a folder belongs")
+    with pytest.raises(ServiceError, match="cannot create"):
+        services.start(isolated, echo=lambda line: None)
+
+
+def test_remote_host_is_only_checked(tmp_path: Path) -> None:
+    remote = Settings(
+        mongodb_url="mongodb://db.invalid:27017", redis_url="redis://cache.invalid:6379/0",
+        state_dir=tmp_path,
+    )
+    lines: list[str] = []
+    assert services.status(remote, echo=lines.append) is False
+    assert lines == [
+        "MongoDB-compatible server: down on db.invalid:27017",
+        "Redis: down on cache.invalid:6379",
+    ]
+    with pytest.raises(ServiceError, match="db.invalid:27017 is not local"):
+        services.start(remote, echo=lines.append)
+    assert not (tmp_path / "run").exists()
