@@ -17,10 +17,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from event_manager.config import Settings, get_settings
-from event_manager.errors import ApiError, Unauthenticated
+from event_manager.errors import ApiError, Unauthenticated, Unavailable
 from resolvers.context import Context
 from schema import schema
-from schema.errors import contract_errors
+from schema.errors import UNREACHABLE, contract_errors
 from tenants.database import Database
 from tenants.keys import ApiKeys, Principal
 
@@ -56,7 +56,10 @@ class EventManagerGraphQL(GraphQL):
         key = bearer(authorization if isinstance(authorization, str) else None)
         if key is None:
             return None, Unauthenticated("send 'Authorization: Bearer <api key>'")
-        principal = await ApiKeys(self.services["app"].db).authenticate(key)
+        try:
+            principal = await ApiKeys(self.services["app"].db).authenticate(key)
+        except UNREACHABLE:
+            return None, Unavailable("the database is unavailable; try again shortly")
         if principal is None:
             return None, Unauthenticated("unknown or revoked API key")
         return principal, None
