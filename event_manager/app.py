@@ -16,6 +16,8 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
+from dispatch.live import ActivityHub
+from dispatch.queue import Dispatcher
 from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, Unauthenticated, Unavailable
 from resolvers.context import Context
@@ -41,8 +43,14 @@ class Services:
         self.db = Database(settings)
         self.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2,
                                        socket_timeout=2)
+        # The hub's listener blocks on pub/sub reads, so it has a client without a read timeout.
+        self.hub = ActivityHub(aioredis.from_url(settings.redis_url, socket_connect_timeout=2),
+                               settings.live_channel_prefix)
+        self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
 
     async def close(self) -> None:
+        await self.hub.stop()
+        await self.hub.redis.aclose()
         await self.db.close()
         await self.redis.aclose()
 
@@ -74,6 +82,7 @@ class EventManagerGraphQL(GraphQL):
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services = self.services["app"]
         context = Context(db=services.db, settings=services.settings, principal=None,
+                          dispatcher=services.dispatcher, hub=services.hub,
                           auth_error=Unauthenticated("send 'Authorization: Bearer <api key>'"))
         if isinstance(request, Request):
             context.principal, context.auth_error = await self.authenticate(
@@ -124,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = Services(settings)
         holder["app"] = app.state.services = services
+        services.hub.start()
         try:
             await services.db.ensure_system_indexes()
         except Exception as exc:

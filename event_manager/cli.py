@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
@@ -117,6 +118,33 @@ def serve(
                 ws="websockets-sansio", lifespan="on")
 
 
+@app.command()
+@one_line_errors
+def worker(
+    processes: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+    threads: Annotated[int, typer.Option(help="Threads per process.", min=1)] = 4,
+) -> None:
+    """Run the delivery worker (Dramatiq), after checking that the broker answers."""
+    config = settings()
+    check_broker(config.broker_url)
+    os.execv(sys.executable, [
+        sys.executable, "-m", "dramatiq", "dispatch.actors", "--processes", str(processes),
+        "--threads", str(threads), "--queues", config.queue_name,
+    ])
+
+
+def check_broker(url: str) -> None:
+    """A one-line error now rather than Dramatiq retrying a connection for ever."""
+    if url.startswith(("amqp://", "amqps://")):
+        return  # pika reports an unreachable RabbitMQ clearly by itself
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError) as exc:
+        raise ServiceError(f"the broker at {url} did not answer: {exc}") from None
+
+
 @app.command("create-key")
 @one_line_errors
 def create_key(
@@ -165,7 +193,7 @@ def up(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
 ) -> None:
-    """Everything on one machine, to try it out: services and API. Ctrl-C stops it."""
+    """Everything on one machine, to try it out: services, API and worker. Ctrl-C stops it."""
     os.environ.setdefault("EVENT_MANAGER_OUTBOUND_ALLOW", "127.0.0.0/8")
     get_settings.cache_clear()
     config = settings()
@@ -183,7 +211,12 @@ def up(
             f"  Ctrl-C stops the API and the servers this command started.\n"
         )
         sys.stdout.flush()
-        serve(host=host, port=port)
+        worker_process = subprocess.Popen([sys.executable, "-m", "event_manager", "worker"])
+        try:
+            serve(host=host, port=port)
+        finally:
+            worker_process.terminate()
+            worker_process.wait(timeout=60)
     finally:
         for service in started:
             service.stop(typer.echo)

@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         return f"{self.database}_tenants"
 
     @property
+    def queue_name(self) -> str:
+        """Deliveries of services sharing a database share a queue; others never meet."""
+        return f"{self.database}.deliveries"
+
+    @property
+    def live_channel_prefix(self) -> str:
+        """Pub/sub channels of live activity: ``<prefix><tenant code>``."""
+        return f"{self.database}:activity:"
+
+    @property
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()
 

@@ -8,7 +8,7 @@ caller's tenant store or raises the contract's error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from event_manager.config import Settings
 from event_manager.errors import ApiError, BadInput, FeatureDisabled, Forbidden, Unauthenticated
@@ -16,6 +16,10 @@ from tenants.database import Database
 from tenants.keys import Principal
 from tenants.registry import TenantRegistry
 from tenants.store import TenantStore
+
+if TYPE_CHECKING:
+    from dispatch.live import ActivityHub
+    from dispatch.queue import Dispatcher
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -43,6 +47,8 @@ class Context:
     auth_error: ApiError | None = None
     requested_tenant: str | None = None
     """The X-Tenant header: the tenant a SYSTEM_ADMIN key acts in."""
+    dispatcher: Dispatcher | None = None
+    hub: ActivityHub | None = None
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
 

@@ -8,10 +8,13 @@ import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 
 from resolvers import actions as action_resolvers
+from resolvers import activity as activity_resolvers
+from resolvers import triggers as trigger_resolvers
 from resolvers import events as event_resolvers
 from resolvers import parameters as parameter_resolvers
 from resolvers import settings as settings_resolvers
 from resolvers import tenants as tenant_resolvers
+from schema.activity import Activity, ActivityPage, TriggerResult
 from schema.errors import ContractErrors
 from schema.types import Action, ApiKeyInfo, Event, NewApiKey, Parameter, Principal, Settings, Tenant
 
@@ -26,6 +29,9 @@ class Query:
     action: Action = strawberry.field(resolver=action_resolvers.action)
     parameters: list[Parameter] = strawberry.field(
         resolver=parameter_resolvers.parameters, description="search matches tag or value"
+    )
+    activity: ActivityPage = strawberry.field(
+        resolver=activity_resolvers.activity, description="newest first"
     )
     tenants: list[Tenant] = strawberry.field(resolver=tenant_resolvers.tenants)
     api_keys: list[ApiKeyInfo] = strawberry.field(resolver=tenant_resolvers.api_keys)
@@ -43,12 +49,32 @@ class Mutation:
     create_parameter: Parameter = strawberry.field(resolver=parameter_resolvers.create_parameter)
     update_parameter: Parameter = strawberry.field(resolver=parameter_resolvers.update_parameter)
     delete_parameter: bool = strawberry.field(resolver=parameter_resolvers.delete_parameter)
+    trigger_event: TriggerResult = strawberry.field(resolver=trigger_resolvers.trigger_event)
+    trigger_events: list[TriggerResult] = strawberry.field(
+        resolver=trigger_resolvers.trigger_events, description="batch, same rules, order kept"
+    )
+    test_event: TriggerResult = strawberry.field(
+        resolver=trigger_resolvers.test_event,
+        description="source TEST; runs even while actions are disabled",
+    )
+    retry_activity: Activity = strawberry.field(
+        resolver=trigger_resolvers.retry_activity,
+        description="send a FAILED delivery again, as a new attempt",
+    )
     create_tenant: Tenant = strawberry.field(resolver=tenant_resolvers.create_tenant)
     set_event_manager_enabled: Tenant = strawberry.field(
         resolver=tenant_resolvers.set_event_manager_enabled
     )
     create_api_key: NewApiKey = strawberry.field(resolver=tenant_resolvers.create_api_key)
     revoke_api_key: bool = strawberry.field(resolver=tenant_resolvers.revoke_api_key)
+
+
+@strawberry.type
+class Subscription:
+    activity: Activity = strawberry.subscription(
+        resolver=activity_resolvers.activity_stream,
+        description="every new or changed activity row of the caller's tenant, live",
+    )
 
 
 class Schema(strawberry.Schema):
@@ -59,6 +85,7 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[
         partial(ParserCache, maxsize=512),
         partial(ValidationCache, maxsize=512),

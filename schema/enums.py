@@ -53,3 +53,19 @@ class Role(Enum):
     TENANT_ADMIN = "TENANT_ADMIN"
     PBX = "PBX"
     VIEWER = "VIEWER"
+
+
+@strawberry.enum
+class TriggerSource(Enum):
+    SYSTEM = "SYSTEM"
+    TEST = "TEST"
+
+
+@strawberry.enum
+class ActivityStatus(Enum):
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"

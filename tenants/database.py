@@ -8,15 +8,18 @@ lives in ``<prefix>_tenants``, in collections named from the tenant code:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.asynchronous.collection import AsyncCollection
 
 from event_manager.config import Settings
 from event_manager.errors import Conflict
+
 
 def now() -> datetime:
     """The current UTC time at the precision BSON stores (milliseconds), so that what a
@@ -42,6 +45,18 @@ def unique(message: str, field: str) -> Iterator[None]:
         if is_duplicate(error):
             raise Conflict(message, field=field) from None
         raise
+
+
+MAX_SEARCH = 200
+
+
+def contains(text: str) -> dict[str, object]:
+    """A case-insensitive substring match of user text: escaped, so never a pattern."""
+    return {"$regex": re.escape(text[:MAX_SEARCH]), "$options": "i"}
+
+
+def object_id(value: str) -> ObjectId | None:
+    return ObjectId(value) if ObjectId.is_valid(value) else None
 
 
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency")

@@ -7,7 +7,6 @@ document is simply not found.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bson import ObjectId
@@ -15,19 +14,8 @@ from pymongo import ASCENDING, ReturnDocument
 
 from event_manager.errors import NotFound
 from tenants.catalog import EVENT_TYPES
-from tenants.database import Database, now, unique
-
-MAX_SEARCH = 200
-
-
-def contains(text: str) -> dict[str, Any]:
-    """A case-insensitive substring match of user text: escaped, so never a pattern."""
-    return {"$regex": re.escape(text[:MAX_SEARCH]), "$options": "i"}
-
-
-def object_id(value: str) -> ObjectId | None:
-    return ObjectId(value) if ObjectId.is_valid(value) else None
-
+from tenants.activity import ActivityLog
+from tenants.database import Database, contains, now, object_id, unique
 
 class TenantStore:
     def __init__(self, db: Database, tenant: dict[str, Any]) -> None:
@@ -38,8 +26,8 @@ class TenantStore:
         self.settings = db.collection(self.code, "settings")
         self.actions = db.collection(self.code, "actions")
         self.parameters = db.collection(self.code, "parameters")
-        self.activity = db.collection(self.code, "activity")
-        self.idempotency = db.collection(self.code, "idempotency")
+        self.log = ActivityLog(db.collection(self.code, "activity"),
+                               db.collection(self.code, "idempotency"))
 
     # settings ---------------------------------------------------------------
 

@@ -228,3 +228,46 @@ def other_tenant(system: Client, mongo: Any, settings: Settings) -> TenantHandle
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Any]:
+    from tests.receiver import Receiver
+
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(env: dict[str, str], api_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real ``event-manager worker`` process; yields its log file."""
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([*CLI, "worker", "--threads", "2"], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "ready for action" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the worker did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    yield log
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait_until(check: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s; last value {value!r}")
+        time.sleep(interval)

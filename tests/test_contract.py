@@ -22,14 +22,6 @@ from graphql import (
 from tests.conftest import SHARED
 
 PENDING: dict[str, set[str]] = {
-    "triggers (dispatch issue)": {
-        "Mutation.triggerEvent", "Mutation.triggerEvents", "Mutation.testEvent",
-        "Mutation.retryActivity", "TriggerInput", "TriggerResult", "TriggerSource", "JSON",
-    },
-    "activity (dispatch issue)": {
-        "Query.activity", "Activity", "ActivityFilter", "ActivityPage", "ActivityStatus",
-        "RequestSummary", "Subscription", "Int",
-    },
     "imports (import issue)": {
         "Query.masterActions", "Query.postmanRequests", "Mutation.importMasterActions",
         "Mutation.importPostmanCollection", "PostmanRequest", "ImportResult", "ConflictPolicy",

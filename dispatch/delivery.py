@@ -1,0 +1,140 @@
+"""One delivery, in plain steps: claim → render → guard → send → record.
+
+Plain async code with its resources passed in, so it runs (and is tested) without a
+broker; the Dramatiq actor is a thin wrapper around ``Deliverer.deliver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from dispatch import retry
+from dispatch.client import send
+from dispatch.guard import DestinationRefused, OutboundGuard, refusal
+from dispatch.live import Publisher
+from dispatch.render import RenderError, parameter_values, render_request, request_summary
+from event_manager.config import Settings
+from tenants.database import Database, object_id
+from tenants.registry import TenantRegistry
+from tenants.store import TenantStore
+
+log = logging.getLogger("event_manager.delivery")
+MASK = "********"
+
+ScheduleRetry = Callable[[str, str, float], Awaitable[None]]
+
+
+@dataclass
+class Deliverer:
+    db: Database
+    session: aiohttp.ClientSession
+    guard: OutboundGuard
+    publisher: Publisher
+    settings: Settings
+    schedule_retry: ScheduleRetry
+    """``schedule_retry(tenant, activity_id, delay_seconds)`` enqueues the next attempt."""
+
+    async def deliver(self, tenant_code: str, activity_id: str) -> None:
+        store = TenantStore(self.db, await TenantRegistry(self.db).get(tenant_code))
+        row_id = object_id(activity_id)
+        row = await store.log.claim(row_id) if row_id else None
+        if row is None:
+            return  # already sent, taken by another worker, or unknown
+        await self.publisher.publish(tenant_code, [row])
+        changes = await self._attempt(store, row)
+        updated = await store.log.record(row["_id"], changes, expect="SENDING")
+        if updated is None:
+            return
+        await self.publisher.publish(tenant_code, [updated])
+        if updated["status"] == "RETRYING":
+            delay = retry.seconds_until(updated["next_attempt_at"])
+            await self.schedule_retry(tenant_code, activity_id, delay)
+
+    async def _attempt(self, store: TenantStore, row: dict[str, Any]) -> dict[str, Any]:
+        """Render, guard and send; the row's changes describing what happened."""
+        action = await store.actions.find_one({"_id": object_id(row["action_id"] or "")})
+        if action is None:
+            return {"status": "FAILED", "message": "the action was deleted before it was sent",
+                    "next_attempt_at": None}
+        settings = await store.get_settings()
+        custom = await store.parameters.find({}, {"tag": 1, "value": 1, "secret": 1}).to_list(None)
+        values = parameter_values(
+            tenant_code=store.code, master=store.master, timezone=settings["timezone"],
+            occurred_at=row["occurred_at"], params=row.get("params", {}),
+            custom={p["tag"]: p["value"] for p in custom},
+        )
+        try:
+            request = render_request(
+                action, values, secret_values=[p["value"] for p in custom if p.get("secret")])
+        except RenderError as exc:
+            return {"status": "FAILED", "message": f"cannot build the request: {exc}",
+                    "next_attempt_at": None}
+        changes: dict[str, Any] = {
+            "request": request_summary(request, action),
+            "unresolved_parameters": request.unresolved,
+        }
+        attempt = row["attempts"] - row.get("cycle_start", 0)
+        schedule = self.settings.retries
+        try:
+            self.guard.check_url(request.url)
+            response = await send(self.session, request, action["timeout_seconds"])
+        except Exception as exc:  # classified below; anything unknown fails, logged
+            what, retryable = describe(exc, action["timeout_seconds"])
+            if what is None:
+                log.exception("delivery %s failed unexpectedly", row["_id"])
+                what, retryable = f"unexpected error: {type(exc).__name__}", False
+            outcome = retry.decide(what=what, retryable=retryable, attempt=attempt,
+                                   schedule=schedule)
+            return {**changes, "status": outcome.status, "message": outcome.message,
+                    "next_attempt_at": outcome.next_attempt_at}
+        changes["http_status"] = response.status
+        changes["response_snippet"] = mask(response.snippet, request.secrets)
+        if 200 <= response.status <= 299:
+            outcome = retry.succeeded(response.status, response.elapsed_ms)
+        else:
+            outcome = retry.decide(
+                what=retry.status_text(response.status),
+                retryable=retry.retryable_status(response.status),
+                attempt=attempt, schedule=schedule,
+                retry_after=retry.retry_after_seconds(response.retry_after),
+            )
+        return {**changes, "status": outcome.status, "message": outcome.message,
+                "next_attempt_at": outcome.next_attempt_at}
+
+
+def mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def describe(error: BaseException, timeout: float) -> tuple[str | None, bool]:
+    """What went wrong, in a few words, and whether another attempt may help."""
+    refused = error if isinstance(error, DestinationRefused) else refusal(error)
+    if refused is not None:
+        return f"destination refused: {refused}", False
+    if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return f"timed out after {timeout:g} s", True
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup failed for {error.host}", True
+    if isinstance(error, aiohttp.ClientConnectorError):
+        if error.os_error.errno == errno.ECONNREFUSED:
+            return "connection refused", True
+        return f"cannot connect: {error.os_error.strerror or error.os_error}", True
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering", True
+    if isinstance(error, aiohttp.ClientOSError):
+        return f"connection error: {error.strerror or error}", True
+    if isinstance(error, aiohttp.InvalidURL):
+        return f"invalid URL: {error}", False
+    if isinstance(error, aiohttp.ClientError):
+        return f"HTTP error: {error}", True
+    return None, False

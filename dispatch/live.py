@@ -1,0 +1,138 @@
+"""Live activity across processes: every new or changed row is published on Redis
+(channel ``<database>:activity:<tenant>``); each API process listens to all channels once and fans
+rows out to its WebSocket subscribers of that tenant.
+
+A subscriber gets a bounded queue. One that cannot keep up loses its oldest rows (and is
+told how many in the log), so it slows neither deliveries nor other subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from bson import ObjectId
+
+log = logging.getLogger("event_manager.live")
+
+QUEUE_SIZE = 1000
+PRIVATE_FIELDS = ("params", "next_attempt_at", "cycle_start", "occurred_at")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$date": value.isoformat()}
+    if isinstance(value, ObjectId):
+        return str(value)
+    raise TypeError(f"cannot publish {type(value).__name__}")
+
+
+def _revive(obj: dict[str, Any]) -> Any:
+    return datetime.fromisoformat(obj["$date"]) if set(obj) == {"$date"} else obj
+
+
+def encode(doc: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in doc.items() if k not in PRIVATE_FIELDS},
+                      default=_plain, separators=(",", ":"))
+
+
+def decode(message: str | bytes) -> dict[str, Any]:
+    return json.loads(message, object_hook=_revive)
+
+
+class Publisher:
+    """Publishes rows; live view is best-effort, so a Redis failure is logged, not raised."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    async def publish(self, tenant: str, docs: Iterable[dict[str, Any]]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for doc in docs:
+                    pipe.publish(self.prefix + tenant, encode(doc))
+                await pipe.execute()
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("live activity not published for tenant %s: %s", tenant, exc)
+
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self.dropped = 0
+
+    def offer(self, doc: dict[str, Any]) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+            if self.dropped in (1, 100) or self.dropped % 10000 == 0:
+                log.warning("a live subscriber is too slow; %d rows dropped", self.dropped)
+        self.queue.put_nowait(doc)
+
+
+class ActivityHub:
+    """The API process's one Redis listener and its subscribers, by tenant."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.subscribers: dict[str, set[Subscriber]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._listen(), name="activity-hub")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, tenant: str) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber()
+        self.subscribers.setdefault(tenant, set()).add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self.subscribers[tenant].discard(subscriber)
+
+    @property
+    def count(self) -> int:
+        return sum(len(s) for s in self.subscribers.values())
+
+    async def _listen(self) -> None:
+        """Listen for ever; reconnect after a Redis outage, a second apart."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.psubscribe(self.prefix + "*")
+                    self.listening.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "pmessage":
+                            self._fan_out(message)
+            except asyncio.CancelledError:
+                raise
+            except (aioredis.RedisError, OSError) as exc:
+                self.listening.clear()
+                log.warning("live activity listener lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+
+    def _fan_out(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        tenant = (channel.decode() if isinstance(channel, bytes) else channel)
+        tenant = tenant.removeprefix(self.prefix)
+        subscribers = self.subscribers.get(tenant)
+        if not subscribers:
+            return
+        doc = decode(message["data"])
+        for subscriber in list(subscribers):
+            subscriber.offer(doc)

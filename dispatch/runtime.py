@@ -1,0 +1,107 @@
+"""The worker's side of delivery: shared clients and the deliveries in flight.
+
+Dramatiq runs async actors on one event-loop thread and blocks a worker thread per
+message, so awaiting a slow endpoint inside the actor would cap concurrency at the
+thread count. Instead the actor hands each delivery to this runtime, which runs it as
+its own task (up to ``max_in_flight`` at once; beyond that the actor waits, which is the
+back-pressure) and returns. The activity row, not the message, is the record of work:
+a delivery is claimed on its row before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import dramatiq
+import redis.asyncio as aioredis
+from dramatiq.asyncio import get_event_loop_thread
+
+from dispatch.delivery import Deliverer
+from dispatch.guard import OutboundGuard, create_session
+from dispatch.live import Publisher
+from event_manager.config import Settings
+from tenants.database import Database
+
+log = logging.getLogger("event_manager.worker")
+
+Enqueue = Callable[[str, str, float], Awaitable[None]]
+
+
+class DeliveryRuntime(dramatiq.Middleware):
+    """Opens the worker's clients after Dramatiq's event loop starts; drains and closes
+    them before it stops. Added after the AsyncIO middleware."""
+
+    def __init__(self, settings: Settings, schedule_retry: Enqueue,
+                 max_in_flight: int = 1000) -> None:
+        self.settings = settings
+        self.schedule_retry = schedule_retry
+        self.max_in_flight = max_in_flight
+        self.deliverer: Deliverer | None = None
+        self.slots: asyncio.Semaphore | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._opening: asyncio.Lock | None = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        try:
+            get_event_loop_thread().run_coroutine(self.open())
+        except Exception:  # Dramatiq would swallow it; accept() opens lazily instead
+            log.exception("could not open the delivery clients at boot; will retry lazily")
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        thread = get_event_loop_thread()
+        if thread is not None:
+            thread.run_coroutine(self.close())
+
+    async def open(self) -> Deliverer:
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.deliverer is None:
+                settings = self.settings
+                db = Database(settings)
+                redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
+                guard = OutboundGuard(settings.allowed_networks)
+                self.slots = asyncio.Semaphore(self.max_in_flight)
+                self.deliverer = Deliverer(
+                    db=db, session=create_session(guard, limit=self.max_in_flight), guard=guard,
+                    publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
+                    schedule_retry=self.schedule_retry,
+                )
+                log.info("delivery clients open (up to %d deliveries in flight)",
+                         self.max_in_flight)
+        return self.deliverer
+
+    async def accept(self, tenant: str, activity_ids: list[str]) -> None:
+        """Start each delivery as a task; wait only for a free slot."""
+        deliverer = self.deliverer or await self.open()
+        assert self.slots is not None
+        for activity_id in activity_ids:
+            await self.slots.acquire()
+            task = asyncio.create_task(self._run(deliverer, tenant, activity_id))
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str) -> None:
+        try:
+            await deliverer.deliver(tenant, activity_id)
+        except Exception:
+            # The row stays QUEUED/SENDING and is picked up again by recovery.
+            log.exception("delivery %s of tenant %s did not complete", activity_id, tenant)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if self.slots is not None:
+            self.slots.release()
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""
+        if self.tasks:
+            log.info("waiting for %d deliveries in flight", len(self.tasks))
+            await asyncio.wait(set(self.tasks), timeout=grace)
+        if self.deliverer is not None:
+            deliverer, self.deliverer = self.deliverer, None
+            await deliverer.session.close()
+            await deliverer.publisher.redis.aclose()
+            await deliverer.db.close()

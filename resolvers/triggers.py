@@ -1,0 +1,215 @@
+"""Triggers: the PBX reports a call event; every attached action becomes a QUEUED
+delivery, or the trigger is recorded as one SKIPPED row saying why nothing is sent.
+
+The mutation returns as soon as the rows are written and the message is queued; it never
+waits for the third party. If the queue cannot take the message, what was written is
+removed again and the caller gets UNAVAILABLE, so a retry by the PBX sends once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from bson import ObjectId
+
+from event_manager.errors import BadInput, NotFound, Unavailable
+from resolvers.context import TRIGGER, WRITE, Context
+from resolvers.validation import TAG_NAME
+from schema.activity import Activity, TriggerInput, TriggerResult
+from schema.enums import EventType, TriggerSource
+from tenants.catalog import EVENTS_BY_TYPE
+from tenants.database import now, object_id
+from tenants.store import TenantStore
+
+log = logging.getLogger("event_manager.api")
+
+MAX_PARAMS = 100
+MAX_PARAM_VALUE = 4096
+MAX_KEY = 200
+MAX_BATCH = 500
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A checked trigger, ready to run."""
+
+    event: str
+    source: str
+    params: dict[str, Scalar]
+    occurred_at: datetime
+    idempotency_key: str | None = None
+    action_ids: list[str] | None = None
+
+
+def check_params(params: Any, field: str) -> dict[str, Scalar]:
+    """One flat object of string, number, boolean (or null) values with tag-like keys."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadInput("params must be one flat JSON object", field=field)
+    if len(params) > MAX_PARAMS:
+        raise BadInput(f"params has more than {MAX_PARAMS} keys", field=field)
+    for key, value in params.items():
+        if not TAG_NAME.match(key):
+            raise BadInput(f"{key[:40]!r} is not a parameter name (letters, digits, _ . -)",
+                           field=f"{field}.{key[:40]}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput("numbers must be finite", field=f"{field}.{key}")
+        if not isinstance(value, Scalar):
+            raise BadInput("values must be strings, numbers or booleans",
+                           field=f"{field}.{key}")
+        if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
+            raise BadInput(f"values are at most {MAX_PARAM_VALUE} characters",
+                           field=f"{field}.{key}")
+    return dict(params)
+
+
+def check_trigger(data: TriggerInput, field: str) -> Trigger:
+    key = data.idempotency_key
+    if key is not None and not 1 <= len(key) <= MAX_KEY:
+        raise BadInput(f"idempotencyKey must be 1-{MAX_KEY} characters",
+                       field=f"{field}.idempotencyKey")
+    occurred = data.occurred_at or now()
+    if occurred.tzinfo is None:
+        occurred = occurred.replace(tzinfo=UTC)
+    return Trigger(event=data.event.value, source="SYSTEM",
+                   params=check_params(data.params, f"{field}.params"),
+                   occurred_at=occurred, idempotency_key=key)
+
+
+def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, status: str,
+            message: str) -> dict[str, Any]:
+    created = now()
+    return {
+        "_id": ObjectId(), "trigger_id": trigger_id, "event": trigger.event,
+        "source": trigger.source,
+        "action_id": str(action["_id"]) if action else None,
+        "action_name": action["name"] if action else None,
+        "status": status, "message": message, "attempts": 0, "cycle_start": 0,
+        "http_status": None, "request": None, "response_snippet": None,
+        "unresolved_parameters": [], "params": trigger.params,
+        "occurred_at": trigger.occurred_at, "created_at": created, "updated_at": created,
+        "next_attempt_at": None,
+    }
+
+
+async def plan(store: TenantStore, trigger: Trigger) -> tuple[list[dict[str, Any]], str | None]:
+    """The actions to send, or the reason nothing is sent."""
+    name = EVENTS_BY_TYPE[trigger.event].name
+    event = await store.events.find_one({"_id": trigger.event}) or {}
+    if trigger.source == "SYSTEM":
+        if not (await store.get_settings())["actions_enabled"]:
+            return [], "actions are disabled for all events in Settings"
+        if not event.get("active"):
+            return [], f"the {name} event is not active"
+    ids = trigger.action_ids if trigger.action_ids is not None else event.get("action_ids", [])
+    oids = [oid for oid in map(object_id, ids) if oid]
+    found = {str(a["_id"]): a for a in
+             await store.actions.find({"_id": {"$in": oids}}, {"name": 1}).to_list(None)}
+    actions = [found[i] for i in ids if i in found]
+    if not actions:
+        return [], f"no actions are attached to {name}"
+    return actions, None
+
+
+def result(trigger_id: str, trigger: Trigger, reason: str | None,
+           rows: list[dict[str, Any]]) -> TriggerResult:
+    return TriggerResult(
+        trigger_id=strawberry.ID(trigger_id), event=EventType(trigger.event),
+        source=TriggerSource(trigger.source), accepted=reason is None, reason=reason,
+        activities=[Activity.from_doc(r) for r in rows],
+    )
+
+
+async def run(ctx: Context, store: TenantStore, trigger: Trigger) -> TriggerResult:
+    actions, reason = await plan(store, trigger)
+    trigger_id = str(ObjectId())
+    if trigger.idempotency_key is not None:
+        first = await store.log.remember(trigger.idempotency_key, {
+            "trigger_id": trigger_id, "event": trigger.event, "source": trigger.source,
+            "reason": reason})
+        if first is not None:
+            replay = Trigger(first["event"], first["source"], {}, trigger.occurred_at)
+            return result(first["trigger_id"], replay, first["reason"],
+                          await store.log.by_trigger(first["trigger_id"]))
+    if reason is not None:
+        rows = [new_row(trigger, trigger_id, None, "SKIPPED", reason)]
+    else:
+        rows = [new_row(trigger, trigger_id, a, "QUEUED", "queued") for a in actions]
+    await store.log.insert(rows)
+    if reason is None:
+        try:
+            await ctx.dispatcher.enqueue(store.code, [str(r["_id"]) for r in rows])
+        except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
+            log.warning("could not queue trigger %s: %s", trigger_id, exc)
+            await store.log.rows.delete_many({"trigger_id": trigger_id})
+            if trigger.idempotency_key is not None:
+                await store.log.idempotency.delete_one({"_id": trigger.idempotency_key})
+            raise Unavailable("the delivery queue is unavailable; nothing was recorded, "
+                              "send the trigger again") from None
+    await ctx.dispatcher.publish(store.code, rows)
+    return result(trigger_id, trigger, reason, rows)
+
+
+async def trigger_event(info: strawberry.Info, input: TriggerInput) -> TriggerResult:
+    store = await info.context.tenant_store(TRIGGER)
+    return await run(info.context, store, check_trigger(input, "input"))
+
+
+async def trigger_events(info: strawberry.Info, inputs: list[TriggerInput]) -> list[TriggerResult]:
+    """Every input is checked before any is run, so a bad one writes nothing."""
+    store = await info.context.tenant_store(TRIGGER)
+    if len(inputs) > MAX_BATCH:
+        raise BadInput(f"at most {MAX_BATCH} triggers per batch", field="inputs")
+    triggers = [check_trigger(data, f"inputs[{i}]") for i, data in enumerate(inputs)]
+    return [await run(info.context, store, trigger) for trigger in triggers]
+
+
+async def test_event(
+    info: strawberry.Info, event: EventType, params: strawberry.scalars.JSON | None = None,
+    action_ids: list[strawberry.ID] | None = None,
+) -> TriggerResult:
+    """Runs even while actions are disabled or the event is inactive; source TEST."""
+    store = await info.context.tenant_store(WRITE)
+    ids = None
+    if action_ids is not None:
+        ids = list(dict.fromkeys(str(i) for i in action_ids))
+        known = await store.existing_action_ids(ids)
+        for i, action_id in enumerate(ids):
+            if action_id not in known:
+                raise BadInput(f"no action with id {action_id[:40]!r}", field=f"actionIds[{i}]")
+    trigger = Trigger(event=event.value, source="TEST", params=check_params(params, "params"),
+                      occurred_at=now(), action_ids=ids)
+    return await run(info.context, store, trigger)
+
+
+async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
+    """Send a FAILED delivery again: a new attempt, with a fresh retry schedule."""
+    store = await info.context.tenant_store(WRITE)
+    row = await store.log.get(id)
+    if row is None:
+        raise NotFound(f"no activity with id {id[:40]!r}", field="id")
+    if row["status"] != "FAILED" or row["action_id"] is None:
+        raise BadInput(f"only FAILED deliveries can be retried; this one is {row['status']}",
+                       field="id")
+    queued = await store.log.record(row["_id"], {
+        "status": "QUEUED", "message": f"queued again after {row['attempts']} attempts",
+        "cycle_start": row["attempts"], "next_attempt_at": None,
+    }, expect="FAILED")
+    if queued is None:
+        raise BadInput("this delivery changed meanwhile; reload it", field="id")
+    try:
+        await info.context.dispatcher.enqueue(store.code, [str(row["_id"])])
+    except Exception as exc:
+        log.warning("could not queue retry of %s: %s", row["_id"], exc)
+        await store.log.record(row["_id"], {k: row[k] for k in
+                                            ("status", "message", "cycle_start")})
+        raise Unavailable("the delivery queue is unavailable; try again shortly") from None
+    await info.context.dispatcher.publish(store.code, [queued])
+    return Activity.from_doc(queued)

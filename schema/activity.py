@@ -1,0 +1,109 @@
+"""What the Activity Monitor shows: delivery rows, pages of them, and trigger results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from schema.enums import ActivityStatus, EventType, HttpMethod, TriggerSource
+from schema.types import KeyValue, key_values
+
+
+@strawberry.type
+class RequestSummary:
+    method: HttpMethod
+    url: str
+    headers: list[KeyValue]
+
+
+@strawberry.type
+class Activity:
+    id: strawberry.ID
+    trigger_id: strawberry.ID
+    event: EventType
+    source: TriggerSource
+    action_id: strawberry.ID | None
+    action_name: str | None
+    status: ActivityStatus
+    message: str
+    attempts: int
+    http_status: int | None
+    request: RequestSummary | None
+    response_snippet: str | None
+    unresolved_parameters: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Activity:
+        request = doc.get("request")
+        return cls(
+            id=strawberry.ID(str(doc["_id"])),
+            trigger_id=strawberry.ID(doc["trigger_id"]),
+            event=EventType(doc["event"]),
+            source=TriggerSource(doc["source"]),
+            action_id=doc.get("action_id"),
+            action_name=doc.get("action_name"),
+            status=ActivityStatus(doc["status"]),
+            message=doc["message"],
+            attempts=doc["attempts"],
+            http_status=doc.get("http_status"),
+            request=RequestSummary(method=HttpMethod(request["method"]), url=request["url"],
+                                   headers=key_values(request["headers"])) if request else None,
+            response_snippet=doc.get("response_snippet"),
+            unresolved_parameters=doc.get("unresolved_parameters", []),
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+        )
+
+
+@strawberry.type
+class ActivityPage:
+    items: list[Activity]
+    next_cursor: str | None = strawberry.field(description="null on the last page")
+
+
+@strawberry.type
+class TriggerResult:
+    trigger_id: strawberry.ID
+    event: EventType
+    source: TriggerSource
+    accepted: bool = strawberry.field(
+        description="false when nothing will be sent (actions disabled, event inactive, "
+                    "no actions)"
+    )
+    reason: str | None
+    activities: list[Activity] = strawberry.field(
+        description="one per attached action (or one SKIPPED row)"
+    )
+
+
+@strawberry.input
+class ActivityFilter:
+    events: list[EventType] | None = None
+    statuses: list[ActivityStatus] | None = None
+    source: TriggerSource | None = None
+    action_id: strawberry.ID | None = None
+    trigger_id: strawberry.ID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
+
+
+@strawberry.input
+class TriggerInput:
+    event: EventType
+    params: JSON | None = strawberry.field(
+        default_factory=dict,
+        description="call data: caller_id, called_number, call_id, direction, duration, "
+                    "extension, ...",
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="a repeated key (per tenant, 24 h) returns the first result and sends "
+                    "nothing again",
+    )
+    occurred_at: datetime | None = None
