@@ -25,8 +25,11 @@ class Response:
 async def send(session: aiohttp.ClientSession, request: RenderedRequest,
                timeout: float) -> Response:
     started = time.perf_counter()
+    headers = CIMultiDict(request.headers)
+    # aiohttp would add "Content-Type: application/octet-stream" to a body-less POST.
+    skip = () if "Content-Type" in headers else ("Content-Type",)
     async with session.request(
-        request.method, request.url, headers=CIMultiDict(request.headers), data=request.body,
+        request.method, request.url, headers=headers, data=request.body, skip_auto_headers=skip,
         allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
     ) as response:
         body = await response.content.read(SNIPPET_BYTES)

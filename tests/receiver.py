@@ -27,6 +27,7 @@ class Reply:
 class Received:
     method: str
     path: str
+    raw_path: str
     query: str
     headers: list[tuple[str, str]]
     body: bytes
@@ -79,7 +80,8 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         received = Received(
-            method=request.method, path=request.path, query=request.query_string,
+            method=request.method, path=request.path, raw_path=request.raw_path,
+            query=request.raw_path.partition("?")[2],
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             body=body, at=time.monotonic(),
         )

@@ -93,3 +93,175 @@ def test_answered_and_unanswered_calls_reach_the_crm(tenant: TenantHandle,
     monitor = tenant.admin("{ activity { items { actionName status message } } }").data
     assert [i["actionName"] for i in monitor["activity"]["items"]] == [
         "CRM unanswered", "CRM answered"]
+
+
+def hook(tenant: TenantHandle, receiver: Receiver, name: str, event: str = "HANGUP",
+         **fields: Any) -> str:
+    """An action POSTing to the receiver at /<tenant>/<name>, attached and enabled."""
+    fields.setdefault("url", f"{receiver.url}/{tenant.code}/{name}")
+    action = make_action(tenant, name=name, **fields)
+    attach(tenant, event, action)
+    enable(tenant)
+    return action
+
+
+def test_503_twice_then_200_succeeds_on_the_third_attempt(tenant: TenantHandle,
+                                                         receiver: Receiver) -> None:
+    receiver.script(f"/{tenant.code}/flaky", Reply(503), Reply(503))
+    hook(tenant, receiver, "flaky")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"], row["httpStatus"]) == ("SUCCEEDED", 3, 200)
+    assert len(receiver.received(f"/{tenant.code}/flaky")) == 3
+
+
+def test_retrying_row_says_what_happened_and_when_next(tenant: TenantHandle,
+                                                      receiver: Receiver) -> None:
+    receiver.script(f"/{tenant.code}/slow-down", Reply(503, headers={"Retry-After": "2"}))
+    hook(tenant, receiver, "slow-down")
+    trigger_id = trigger(tenant, "HANGUP")["triggerId"]
+    row = wait_until(lambda: next((r for r in rows(tenant, trigger_id)
+                                   if r["status"] == "RETRYING"), None))
+    assert row["message"].startswith("503 Service Unavailable, retry 1 of 2 at ")
+    assert row["message"].endswith(" UTC") and row["httpStatus"] == 503
+
+
+def test_429_retry_after_is_honoured(tenant: TenantHandle, receiver: Receiver) -> None:
+    path = f"/{tenant.code}/limited"
+    receiver.script(path, Reply(429, headers={"Retry-After": "2"}))
+    hook(tenant, receiver, "limited")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"]) == ("SUCCEEDED", 2)
+    first, second = receiver.received(path)
+    # The schedule says 0.2 s; Retry-After says 2 s (Dramatiq observes delays in ~1 s steps).
+    assert second.at - first.at >= 1.9
+
+
+def test_404_fails_at_once(tenant: TenantHandle, receiver: Receiver) -> None:
+    receiver.script(f"/{tenant.code}/gone", Reply(404, body="no such hook"))
+    hook(tenant, receiver, "gone")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"], row["httpStatus"]) == ("FAILED", 1, 404)
+    assert row["message"] == "404 Not Found; not retried"
+    assert row["responseSnippet"] == "no such hook"
+
+
+def test_unreachable_port_fails_after_the_whole_schedule(tenant: TenantHandle,
+                                                         receiver: Receiver) -> None:
+    from tests.conftest import free_port
+
+    hook(tenant, receiver, "nobody", url=f"http://127.0.0.1:{free_port()}/hook")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"]) == ("FAILED", 3)
+    assert row["message"] == "connection refused; gave up after 3 attempts"
+    assert row["httpStatus"] is None
+
+
+def test_timeout_is_retried_then_fails(tenant: TenantHandle, receiver: Receiver) -> None:
+    path = f"/{tenant.code}/hangs"
+    receiver.script(path, *[Reply(delay=3)] * 3)
+    hook(tenant, receiver, "hangs", timeoutSeconds=0.5)
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"]) == ("FAILED", 3)
+    assert row["message"] == "timed out after 0.5 s; gave up after 3 attempts"
+
+
+def test_redirects_are_not_followed(tenant: TenantHandle, receiver: Receiver) -> None:
+    target = f"{receiver.url}/{tenant.code}/elsewhere"
+    receiver.script(f"/{tenant.code}/moved", Reply(302, headers={"Location": target}))
+    hook(tenant, receiver, "moved")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["httpStatus"]) == ("FAILED", 302)
+    assert receiver.received(f"/{tenant.code}/elsewhere") == []
+
+
+@pytest.mark.parametrize("url", ["http://0.0.0.0:PORT/x", "http://[::1]:PORT/x",
+                                 "{{target}}/x"])
+def test_destinations_outside_the_allow_list_are_refused(tenant: TenantHandle,
+                                                         receiver: Receiver, url: str) -> None:
+    """The test worker allows 127.0.0.0/8 only; these are local but outside it."""
+    tenant.admin('mutation { createParameter(input: {tag: "target", value: '
+                 f'"http://0.0.0.0:{receiver.port}"}}) {{ tag }} }}').data
+    hook(tenant, receiver, "refused", url=url.replace("PORT", str(receiver.port)))
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"]) == ("FAILED", 1)
+    assert row["message"].startswith("destination refused: ")
+    assert receiver.received("/x") == []
+
+
+def test_json_body_stays_valid_whatever_a_parameter_holds(tenant: TenantHandle,
+                                                          receiver: Receiver) -> None:
+    hostile = 'He said "hi"\\ \n\t</script> \u2028 ☎ "}, "x": {"'
+    hook(tenant, receiver, "json", bodyType="RAW", rawContentType="application/json",
+         rawBody='{"caller": "{{caller_id}}", "raw": {{caller_id}}}')
+    trigger(tenant, "HANGUP", caller_id=hostile)
+    got = json.loads(receiver.wait_for(f"/{tenant.code}/json")[0].body)
+    assert got == {"caller": hostile, "raw": hostile}
+
+
+def test_a_parameter_with_cr_lf_cannot_add_a_header(tenant: TenantHandle,
+                                                    receiver: Receiver) -> None:
+    hook(tenant, receiver, "crlf", headers=[{"key": "X-Caller", "value": "{{caller_id}}"}])
+    trigger(tenant, "HANGUP", caller_id="123\r\nX-Injected: yes\r\n\r\nbody")
+    [got] = receiver.wait_for(f"/{tenant.code}/crlf")
+    assert got.header("X-Injected") is None
+    assert "\r" not in got.header("X-Caller") and "\n" not in got.header("X-Caller")
+
+
+def test_unknown_tags_stay_as_written_and_are_listed(tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    hook(tenant, receiver, "unknown", bodyType="RAW", rawBody="a={{ nope }} b={{extension}}")
+    trigger_id = trigger(tenant, "HANGUP")["triggerId"]
+    assert receiver.wait_for(f"/{tenant.code}/unknown")[0].body == b"a={{ nope }} b="
+    [row] = settled(tenant, trigger_id)
+    assert row["unresolvedParameters"] == ["nope"]
+
+
+def test_secrets_are_masked_in_the_activity_row(tenant: TenantHandle,
+                                                receiver: Receiver) -> None:
+    hook(tenant, receiver, "secret", authorization={"type": "BEARER_TOKEN", "token": "t0p-s3cret"},
+         query=[{"key": "k", "value": "{{crm_key}}"}])
+    tenant.admin('mutation { createParameter(input: {tag: "crm_key", value: "p4ram-s3cret", '
+                 'secret: true}) { tag } }').data
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert row["status"] == "SUCCEEDED"
+    assert "t0p-s3cret" not in str(row) and "p4ram-s3cret" not in str(row)
+    assert {"key": "Authorization", "value": "Bearer ********"} in row["request"]["headers"]
+
+
+def test_a_repeated_idempotency_key_sends_once(tenant: TenantHandle, receiver: Receiver) -> None:
+    hook(tenant, receiver, "once")
+    query = ('mutation { triggerEvent(input: {event: HANGUP, idempotencyKey: "call-1-hangup"}) '
+             '{ triggerId accepted activities { id } } }')
+    first = tenant.admin(query).data["triggerEvent"]
+    second = tenant.admin(query).data["triggerEvent"]
+    assert first["triggerId"] == second["triggerId"]
+    assert first["activities"] == second["activities"] and first["accepted"]
+    settled(tenant, first["triggerId"])
+    assert len(receiver.received(f"/{tenant.code}/once")) == 1
+
+
+def test_test_event_runs_while_actions_are_disabled(tenant: TenantHandle,
+                                                    receiver: Receiver) -> None:
+    action = make_action(tenant, name="tested", url=f"{receiver.url}/{tenant.code}/tested")
+    reply = tenant.admin("mutation($ids: [ID!]) { testEvent(event: RINGING, params: "
+                         '{extension: "204"}, actionIds: $ids) { triggerId source accepted } }',
+                         ids=[action])
+    result = reply.data["testEvent"]
+    assert result["source"] == "TEST" and result["accepted"]
+    [row] = settled(tenant, result["triggerId"])
+    assert row["status"] == "SUCCEEDED" and row["source"] == "TEST"
+
+
+def test_retry_activity_sends_a_failed_delivery_again(tenant: TenantHandle,
+                                                      receiver: Receiver) -> None:
+    receiver.script(f"/{tenant.code}/later", Reply(400))
+    hook(tenant, receiver, "later")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert row["status"] == "FAILED"
+    again = tenant.admin("mutation($id: ID!) { retryActivity(id: $id) { status attempts } }",
+                         id=row["id"]).data["retryActivity"]
+    assert again == {"status": "QUEUED", "attempts": 1}
+    [row] = settled(tenant, row["triggerId"])
+    assert (row["status"], row["attempts"]) == ("SUCCEEDED", 2)
+    reply = tenant.admin("mutation($id: ID!) { retryActivity(id: $id) { status } }", id=row["id"])
+    assert reply.code == "BAD_USER_INPUT" and reply.error["extensions"]["field"] == "id"

@@ -17,11 +17,13 @@ can be checked against a snapshot taken right before it.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from collections.abc import Callable
 from typing import Any
 
 import bson
 import pytest
+from bson import ObjectId
 
 from tests.conftest import Client, Reply, TenantHandle
 
@@ -31,6 +33,7 @@ ANYONE = frozenset(ROLES)
 READERS = frozenset({SYSTEM_ADMIN, TENANT_ADMIN, VIEWER})
 WRITERS = frozenset({SYSTEM_ADMIN, TENANT_ADMIN})
 SYSTEM_ONLY = frozenset({SYSTEM_ADMIN})
+TRIGGERERS = frozenset({SYSTEM_ADMIN, TENANT_ADMIN, PBX})
 
 Call = Callable[[Client], Reply]
 Prepare = Callable[[TenantHandle], Call]
@@ -216,6 +219,44 @@ def op_create_api_key(t: TenantHandle) -> Call:
 def op_revoke_api_key(t: TenantHandle) -> Call:
     _, key_id = new_key(t)
     return lambda c: c(REVOKE_KEY, id=key_id)
+
+
+@operation("activity", READERS)
+def op_activity(t: TenantHandle) -> Call:
+    return lambda c: c("{ activity(first: 5) { items { id status } nextCursor } }")
+
+
+@operation("triggerEvent", TRIGGERERS)
+def op_trigger_event(t: TenantHandle) -> Call:
+    return lambda c: c("""mutation { triggerEvent(input: {event: HANGUP,
+                          params: {caller_id: "100"}}) { triggerId accepted } }""")
+
+
+@operation("triggerEvents", TRIGGERERS)
+def op_trigger_events(t: TenantHandle) -> Call:
+    return lambda c: c("""mutation { triggerEvents(inputs: [{event: HANGUP}, {event: RINGING}])
+                          { triggerId event } }""")
+
+
+@operation("testEvent", WRITERS)
+def op_test_event(t: TenantHandle) -> Call:
+    return lambda c: c("mutation { testEvent(event: RINGING) { triggerId source } }")
+
+
+@operation("retryActivity", WRITERS)
+def op_retry_activity(t: TenantHandle) -> Call:
+    """A FAILED row written directly: the matrix must not depend on a worker."""
+    now = datetime.now(UTC)
+    row_id = ObjectId()
+    t.collection("activity").insert_one({
+        "_id": row_id, "trigger_id": str(ObjectId()), "event": "HANGUP", "source": "SYSTEM",
+        "action_id": new_action(t), "action_name": "a", "status": "FAILED",
+        "message": "404 Not Found; not retried", "attempts": 1, "cycle_start": 0,
+        "http_status": 404, "request": None, "response_snippet": None,
+        "unresolved_parameters": [], "params": {}, "occurred_at": now, "created_at": now,
+        "updated_at": now, "next_attempt_at": None})
+    return lambda c: c("mutation($id: ID!) { retryActivity(id: $id) { id status } }",
+                       id=str(row_id))
 
 
 TENANT_DATA = [name for name, op in OPERATIONS.items() if op.tenant_data]
