@@ -14,18 +14,21 @@ from dispatch.broker import create_broker
 from dispatch.runtime import DeliveryRuntime
 from event_manager.config import get_settings
 
-async def schedule_retry(tenant: str, activity_id: str, delay_seconds: float) -> None:
-    await asyncio.to_thread(deliver.send_with_options, args=(tenant, [activity_id]),
-                            delay=int(delay_seconds * 1000))
+
+async def enqueue(tenant: str, activity_ids: list[str], delay_seconds: float = 0.0) -> None:
+    """Send a delivery message from the worker's event loop (``send`` blocks on the broker)."""
+    await asyncio.to_thread(deliver.send_with_options, args=(tenant, activity_ids),
+                            delay=int(delay_seconds * 1000) or None)
 
 
 settings = get_settings()
 broker = create_broker(settings)
-runtime = DeliveryRuntime(settings, schedule_retry)
+runtime = DeliveryRuntime(settings, enqueue)
 broker.add_middleware(runtime)
 dramatiq.set_broker(broker)
 
 
-@dramatiq.actor(queue_name=settings.queue_name, max_retries=10, min_backoff=1000, max_backoff=60_000)
+@dramatiq.actor(queue_name=settings.queue_name, max_retries=10, min_backoff=1000,
+                max_backoff=60_000)
 async def deliver(tenant: str, activity_ids: list[str]) -> None:
     await runtime.accept(tenant, activity_ids)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -21,14 +22,18 @@ from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.live import Publisher
 from dispatch.render import RenderError, parameter_values, render_request, request_summary
 from event_manager.config import Settings
-from tenants.database import Database, object_id
+from tenants.database import Database, object_id, patiently
 from tenants.registry import TenantRegistry
 from tenants.store import TenantStore
 
 log = logging.getLogger("event_manager.delivery")
 MASK = "********"
 
-ScheduleRetry = Callable[[str, str, float], Awaitable[None]]
+T = TypeVar("T")
+Enqueue = Callable[[str, list[str], float], Awaitable[None]]
+
+
+TENANT_CACHE_SECONDS = 10.0
 
 
 @dataclass
@@ -38,33 +43,55 @@ class Deliverer:
     guard: OutboundGuard
     publisher: Publisher
     settings: Settings
-    schedule_retry: ScheduleRetry
-    """``schedule_retry(tenant, activity_id, delay_seconds)`` enqueues the next attempt."""
+    enqueue: Enqueue
+    """``enqueue(tenant, activity_ids, delay_seconds)`` sends a delivery message."""
+    db_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    """Database calls in flight at once: thousands of deliveries may wait on slow
+    endpoints, but only a few queue at the database (FerretDB on SQLite writes one at a
+    time and gives up on a writer that waits longer than 10 s)."""
+    tenants: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+    async def _db(self, call: Callable[[], Awaitable[T]]) -> T:
+        async with self.db_gate:
+            return await patiently(call)
+
+    async def _store(self, code: str) -> TenantStore:
+        cached = self.tenants.get(code)
+        if cached is None or cached[0] < time.monotonic():
+            tenant = await self._db(lambda: TenantRegistry(self.db).get(code))
+            cached = self.tenants[code] = (time.monotonic() + TENANT_CACHE_SECONDS, tenant)
+        return TenantStore(self.db, cached[1])
 
     async def deliver(self, tenant_code: str, activity_id: str) -> None:
-        store = TenantStore(self.db, await TenantRegistry(self.db).get(tenant_code))
+        store = await self._store(tenant_code)
         row_id = object_id(activity_id)
-        row = await store.log.claim(row_id) if row_id else None
+        row = await self._db(lambda: store.log.claim(row_id)) if row_id else None
         if row is None:
             return  # already sent, taken by another worker, or unknown
         await self.publisher.publish(tenant_code, [row])
         changes = await self._attempt(store, row)
-        updated = await store.log.record(row["_id"], changes, expect="SENDING")
+        updated = await self._db(lambda: store.log.record(row["_id"], changes, expect="SENDING"))
         if updated is None:
             return
         await self.publisher.publish(tenant_code, [updated])
         if updated["status"] == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
-            await self.schedule_retry(tenant_code, activity_id, delay)
+            await self.enqueue(tenant_code, [activity_id], delay)
+
+    async def _load(self, store: TenantStore,
+                    row: dict[str, Any]) -> tuple[dict | None, dict, list[dict]]:
+        """The action, the tenant's settings and its custom parameters."""
+        action = await store.actions.find_one({"_id": object_id(row["action_id"] or "")})
+        settings = await store.get_settings()
+        custom = await store.parameters.find({}, {"tag": 1, "value": 1, "secret": 1}).to_list(None)
+        return action, settings, custom
 
     async def _attempt(self, store: TenantStore, row: dict[str, Any]) -> dict[str, Any]:
         """Render, guard and send; the row's changes describing what happened."""
-        action = await store.actions.find_one({"_id": object_id(row["action_id"] or "")})
+        action, settings, custom = await self._db(lambda: self._load(store, row))
         if action is None:
             return {"status": "FAILED", "message": "the action was deleted before it was sent",
                     "next_attempt_at": None}
-        settings = await store.get_settings()
-        custom = await store.parameters.find({}, {"tag": 1, "value": 1, "secret": 1}).to_list(None)
         values = parameter_values(
             tenant_code=store.code, master=store.master, timezone=settings["timezone"],
             occurred_at=row["occurred_at"], params=row.get("params", {}),

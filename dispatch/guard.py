@@ -121,7 +121,7 @@ class _GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         answers = await self._inner.resolve(host, port, family)
         reasons = [self._guard._reason(ipaddress.ip_address(a["host"])) for a in answers]
-        kept = [answer for answer, reason in zip(answers, reasons) if reason is None]
+        kept = [answer for answer, reason in zip(answers, reasons, strict=True) if reason is None]
         if answers and not kept:
             # Not an OSError, so aiohttp lets it through unwrapped (see DestinationRefused).
             raise DestinationRefused(

@@ -12,36 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import dramatiq
 import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
 
-from dispatch.delivery import Deliverer
+from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
+from dispatch.recovery import recover
 from event_manager.config import Settings
 from tenants.database import Database
 
 log = logging.getLogger("event_manager.worker")
 
-Enqueue = Callable[[str, str, float], Awaitable[None]]
 
 
 class DeliveryRuntime(dramatiq.Middleware):
     """Opens the worker's clients after Dramatiq's event loop starts; drains and closes
     them before it stops. Added after the AsyncIO middleware."""
 
-    def __init__(self, settings: Settings, schedule_retry: Enqueue,
+    def __init__(self, settings: Settings, enqueue: Enqueue,
                  max_in_flight: int = 1000) -> None:
         self.settings = settings
-        self.schedule_retry = schedule_retry
+        self.enqueue = enqueue
         self.max_in_flight = max_in_flight
         self.deliverer: Deliverer | None = None
         self.slots: asyncio.Semaphore | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._opening: asyncio.Lock | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         try:
@@ -67,8 +67,9 @@ class DeliveryRuntime(dramatiq.Middleware):
                 self.deliverer = Deliverer(
                     db=db, session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
-                    schedule_retry=self.schedule_retry,
+                    enqueue=self.enqueue,
                 )
+                self._sweeper = asyncio.create_task(self._sweep(db), name="recovery")
                 log.info("delivery clients open (up to %d deliveries in flight)",
                          self.max_in_flight)
         return self.deliverer
@@ -95,11 +96,29 @@ class DeliveryRuntime(dramatiq.Middleware):
         if self.slots is not None:
             self.slots.release()
 
+    async def _sweep(self, db: Database) -> None:
+        """Every half recovery period, queue stuck deliveries again."""
+        every = self.settings.recovery_seconds / 2
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await recover(db, self.enqueue, self.settings.recovery_seconds)
+            except Exception:  # the next sweep tries again
+                log.exception("recovery sweep failed")
+
     async def close(self, grace: float = 30.0) -> None:
         """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.tasks:
             log.info("waiting for %d deliveries in flight", len(self.tasks))
-            await asyncio.wait(set(self.tasks), timeout=grace)
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in pending:  # their rows stay SENDING and are picked up by recovery
+                task.cancel()
+            if pending:
+                log.warning("%d deliveries did not finish in %.0f s; handed back",
+                            len(pending), grace)
+                await asyncio.wait(pending)
         if self.deliverer is not None:
             deliverer, self.deliverer = self.deliverer, None
             await deliverer.session.close()

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     outbound_allow: str = Field(
         "", description="CIDRs that outbound requests may reach although private/loopback"
     )
+    recovery_seconds: float = Field(
+        60.0, gt=0, description="how long a delivery may be stuck (QUEUED, SENDING beyond its "
+        "timeout, RETRYING beyond its time) before a worker queues it again",
+    )
     activity_retention_days: int = Field(30, ge=1, description="how long activity rows are kept")
     secret_key: str = Field("", description="key that encrypts stored secrets")
     state_dir: Path = Field(Path(".state"), description="local state folder (data, logs, keys)")

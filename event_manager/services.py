@@ -215,7 +215,10 @@ class FerretDB(Service):
         _mkdir(sqlite_dir)
         return [
             ensure_ferretdb(echo), "--handler=sqlite",
-            f"--sqlite-url=file:{quote(str(sqlite_dir))}/", f"--state-dir={self.data_dir}",
+            # BEGIN IMMEDIATE: concurrent writers wait for the lock (busy_timeout) instead of
+            # failing with SQLITE_BUSY when a read transaction upgrades to a write in WAL mode.
+            f"--sqlite-url=file:{quote(str(sqlite_dir))}/?_txlock=immediate",
+            f"--state-dir={self.data_dir}",
             f"--listen-addr={self.address}", "--debug-addr=-", "--telemetry=disable",
             "--log-level=error",
         ]

@@ -15,11 +15,10 @@ from dispatch.template import PLACEHOLDER, TAG, tags_in
 from event_manager.errors import BadInput
 from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
 from schema.types import MASK
-from tenants.catalog import SYSTEM_TAGS
+from tenants.catalog import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, SYSTEM_TAGS
 
 MAX_ROWS = 100
 MAX_RAW_BODY = 256 * 1024
-MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 60.0
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[^\r\n]*)?$")
 URL_START = re.compile(r"^(?:https?://[^\s/?#]+|\{\{\s*" + TAG + r"\s*\}\})", re.IGNORECASE)
@@ -60,7 +59,8 @@ def rows(
         key = text(item.key, f"{field}[{i}].key", max_len=256, required=True)
         if header_names:
             if not HEADER_NAME.match(key):
-                raise BadInput(f"{key[:40]!r} is not a valid header name", field=f"{field}[{i}].key")
+                raise BadInput(f"{key[:40]!r} is not a valid header name",
+                               field=f"{field}[{i}].key")
             if key.lower() in RESERVED_HEADERS:
                 raise BadInput(
                     f"the {key} header is set by the HTTP client and cannot be chosen",
@@ -179,9 +179,9 @@ def action(data: ActionInput, stored: dict[str, Any] | None = None) -> dict[str,
                 raise BadInput(f"{field} is only sent with RAW", field=f"input.{field}")
         raw_body = raw_content_type = None
     timeout = 10.0 if data.timeout_seconds is None else float(data.timeout_seconds)
-    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
-        raise BadInput(f"timeoutSeconds must be between {MIN_TIMEOUT} and {MAX_TIMEOUT}",
-                       field="input.timeoutSeconds")
+    if not MIN_TIMEOUT_SECONDS <= timeout <= MAX_TIMEOUT_SECONDS:
+        raise BadInput(f"timeoutSeconds must be between {MIN_TIMEOUT_SECONDS} and "
+                       f"{MAX_TIMEOUT_SECONDS}", field="input.timeoutSeconds")
     doc: dict[str, Any] = {
         "name": name,
         "name_key": name.casefold(),

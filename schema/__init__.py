@@ -9,14 +9,23 @@ from strawberry.extensions import ParserCache, ValidationCache
 
 from resolvers import actions as action_resolvers
 from resolvers import activity as activity_resolvers
-from resolvers import triggers as trigger_resolvers
 from resolvers import events as event_resolvers
 from resolvers import parameters as parameter_resolvers
 from resolvers import settings as settings_resolvers
 from resolvers import tenants as tenant_resolvers
+from resolvers import triggers as trigger_resolvers
 from schema.activity import Activity, ActivityPage, TriggerResult
 from schema.errors import ContractErrors
-from schema.types import Action, ApiKeyInfo, Event, NewApiKey, Parameter, Principal, Settings, Tenant
+from schema.types import (
+    Action,
+    ApiKeyInfo,
+    Event,
+    NewApiKey,
+    Parameter,
+    Principal,
+    Settings,
+    Tenant,
+)
 
 
 @strawberry.type

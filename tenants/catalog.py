@@ -32,11 +32,14 @@ class SystemParameter:
 
 
 SYSTEM_PARAMETERS: tuple[SystemParameter, ...] = (
-    SystemParameter("called_number", "Generated for calls, determines the extension that called", True),
+    SystemParameter(
+        "called_number", "Generated for calls, determines the extension that called", True
+    ),
     SystemParameter("caller_id", "Generated on incoming calls, Caller ID", True),
     SystemParameter("calling_name", "Generated for calls, a unique ID generated for calls", True),
     SystemParameter(
-        "call_cost", "Call cost generated for outbound calls, determines the price of the call", True
+        "call_cost", "Call cost generated for outbound calls, determines the price of the call",
+        True,
     ),
     SystemParameter("call_id", "Generated for calls, unique ID of the call", True),
     SystemParameter(
@@ -64,4 +67,7 @@ SYSTEM_PARAMETERS: tuple[SystemParameter, ...] = (
         "unix_time", "Always generated, Unix timestamp when an event triggered", False
     ),
 )
+MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS = 0.1, 60.0
+"""The range of an action's timeout."""
+
 SYSTEM_TAGS: frozenset[str] = frozenset(p.tag for p in SYSTEM_PARAMETERS)

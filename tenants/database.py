@@ -7,18 +7,22 @@ lives in ``<prefix>_tenants``, in collections named from the tenant code:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient
-from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from event_manager.config import Settings
 from event_manager.errors import Conflict
+
+T = TypeVar("T")
 
 
 def now() -> datetime:
@@ -34,6 +38,32 @@ def is_duplicate(error: Exception) -> bool:
     return isinstance(error, DuplicateKeyError) or (
         isinstance(error, OperationFailure) and "UNIQUE constraint failed" in str(error)
     )
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors that a later try may not meet: a lost connection, or a busy
+    SQLite file behind FerretDB ("database is locked", SQLITE_BUSY)."""
+    if isinstance(error, AutoReconnect | ConnectionFailure):
+        return True
+    return isinstance(error, OperationFailure) and "database is locked" in str(error)
+
+
+async def patiently(call: Callable[[], Awaitable[T]], *, tries: int = 6,
+                    first_delay: float = 0.1) -> T:
+    """``await call()``, trying again after transient errors: 0.1 s, 0.2 s, ... 3.2 s apart.
+
+    Only for operations that are safe to repeat (reads, and writes guarded by a state
+    check such as a claim)."""
+    delay = first_delay
+    for _ in range(tries - 1):
+        try:
+            return await call()
+        except (ConnectionFailure, OperationFailure) as error:
+            if not is_transient(error):
+                raise
+        await asyncio.sleep(delay)
+        delay *= 2
+    return await call()
 
 
 @contextlib.contextmanager

@@ -13,9 +13,10 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 
 from event_manager.errors import NotFound
-from tenants.catalog import EVENT_TYPES
 from tenants.activity import ActivityLog
+from tenants.catalog import EVENT_TYPES
 from tenants.database import Database, contains, now, object_id, unique
+
 
 class TenantStore:
     def __init__(self, db: Database, tenant: dict[str, Any]) -> None:

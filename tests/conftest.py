@@ -49,6 +49,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         state_dir=tmp_path_factory.mktemp("state"),
         retry_schedule="0.2,0.4",
         outbound_allow="127.0.0.0/8",
+        recovery_seconds=2,
     )
 
 
@@ -64,6 +65,7 @@ def env(settings: Settings) -> dict[str, str]:
         "EVENT_MANAGER_STATE_DIR": str(settings.state_dir),
         "EVENT_MANAGER_RETRY_SCHEDULE": settings.retry_schedule,
         "EVENT_MANAGER_OUTBOUND_ALLOW": settings.outbound_allow,
+        "EVENT_MANAGER_RECOVERY_SECONDS": str(settings.recovery_seconds),
     }
 
 

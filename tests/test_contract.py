@@ -53,7 +53,8 @@ def differences(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
             found.append(f"missing type {name}")
             continue
         if type(stype) is not type(ctype):
-            found.append(f"{name} is a {type(stype).__name__}, contract says {type(ctype).__name__}")
+            found.append(f"{name} is a {type(stype).__name__}, "
+                         f"contract says {type(ctype).__name__}")
             continue
         if isinstance(ctype, GraphQLEnumType):
             for value in set(ctype.values) - set(stype.values):

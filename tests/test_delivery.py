@@ -265,3 +265,26 @@ def test_retry_activity_sends_a_failed_delivery_again(tenant: TenantHandle,
     assert (row["status"], row["attempts"]) == ("SUCCEEDED", 2)
     reply = tenant.admin("mutation($id: ID!) { retryActivity(id: $id) { status } }", id=row["id"])
     assert reply.code == "BAD_USER_INPUT" and reply.error["extensions"]["field"] == "id"
+
+
+def test_a_delivery_whose_message_was_lost_is_recovered(tenant: TenantHandle,
+                                                        receiver: Receiver) -> None:
+    """A QUEUED row that never reached the broker: the worker's sweep queues it again."""
+    from bson import ObjectId
+
+    from tenants.database import now
+
+    action = hook(tenant, receiver, "lost")
+    created = now()
+    row_id = ObjectId()
+    tenant.collection("activity").insert_one({
+        "_id": row_id, "trigger_id": str(ObjectId()), "event": "HANGUP", "source": "SYSTEM",
+        "action_id": action, "action_name": "lost", "status": "QUEUED", "message": "queued",
+        "attempts": 0, "cycle_start": 0, "http_status": None, "request": None,
+        "response_snippet": None, "unresolved_parameters": [], "params": {},
+        "occurred_at": created, "created_at": created, "updated_at": created,
+        "next_attempt_at": None})
+    receiver.wait_for(f"/{tenant.code}/lost", timeout=30)
+    row = wait_until(lambda: (doc := tenant.collection("activity").find_one({"_id": row_id}))
+                     and doc["status"] == "SUCCEEDED" and doc)
+    assert row["attempts"] == 1

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import TenantHandle, make_tenant
-from tests.receiver import Receiver, Received
+from tests.receiver import Received, Receiver
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 BODIES = ["NONE", "FORM_DATA", "X_WWW_FORM_URLENCODED", "RAW"]
@@ -27,7 +27,8 @@ CLIENT_HEADERS = {"host", "accept", "accept-encoding", "content-length", "user-a
 
 AUTH_INPUT = {
     "NO_AUTH": {"type": "NO_AUTH"},
-    "API_KEY_HEADER": {"type": "API_KEY", "apiKeyName": "X-Api-Key", "apiKeyValue": "key-{{call_id}}",
+    "API_KEY_HEADER": {"type": "API_KEY", "apiKeyName": "X-Api-Key",
+                       "apiKeyValue": "key-{{call_id}}",
                        "apiKeyIn": "HEADER"},
     "API_KEY_QUERY": {"type": "API_KEY", "apiKeyName": "api_key", "apiKeyValue": "k&1",
                       "apiKeyIn": "QUERY"},

@@ -17,8 +17,8 @@ can be checked against a snapshot taken right before it.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import bson

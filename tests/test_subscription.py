@@ -91,7 +91,7 @@ def test_another_tenant_sees_nothing(api_url: str, tenant: TenantHandle,
 def test_the_filter_applies_to_the_stream(api_url: str, tenant: TenantHandle,
                                           receiver: Receiver, worker: Any) -> None:
     hook(tenant, receiver, "filtered")
-    query = "subscription($f: ActivityFilter) { activity(filter: $f) { %s } }" % ROW
+    query = f"subscription($f: ActivityFilter) {{ activity(filter: $f) {{ {ROW} }} }}"
     with subscription(api_url, tenant.admin.key, query,
                       {"f": {"statuses": ["SUCCEEDED", "SKIPPED"]}}) as ws:
         until_live(ws, tenant)

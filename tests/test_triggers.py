@@ -11,7 +11,8 @@ from tests.conftest import TenantHandle
 
 TRIGGER = """mutation($i: TriggerInput!) { triggerEvent(input: $i) {
     triggerId event source accepted reason activities { status message actionId } } }"""
-PAGE = """query($f: ActivityFilter, $n: Int, $a: String) { activity(filter: $f, first: $n, after: $a)
+PAGE = """query($f: ActivityFilter, $n: Int, $a: String) {
+    activity(filter: $f, first: $n, after: $a)
     { items { id triggerId event status message source actionName } nextCursor } }"""
 
 
