@@ -142,13 +142,13 @@ async def main() -> None:
         deadline = time.perf_counter() + 600
         while counter.count < expected and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
-        elapsed = counter.last - started
+        delivered, elapsed = counter.count, counter.last - started
         ceiling = await raw_ceiling(f"http://127.0.0.1:{port}/h", min(expected, 5000))
         print(f"triggers={args.triggers} fanout={args.fanout} receiver_delay={args.delay}s "
               f"threads={args.threads}")
         print(f"  intake: {args.triggers / intake:,.0f} triggers/s through triggerEvents")
-        print(f"  delivered {counter.count} of {expected} in {elapsed:.2f} s: "
-              f"{counter.count / elapsed:,.0f} deliveries/s")
+        print(f"  delivered {delivered} of {expected} in {elapsed:.2f} s: "
+              f"{delivered / elapsed:,.0f} deliveries/s")
         print(f"  raw aiohttp ceiling (concurrency 64): {ceiling:,.0f} requests/s")
     finally:
         worker.terminate()

@@ -62,15 +62,18 @@ class Deliverer:
             cached = self.tenants[code] = (time.monotonic() + TENANT_CACHE_SECONDS, tenant)
         return TenantStore(self.db, cached[1])
 
-    async def deliver(self, tenant_code: str, activity_id: str) -> None:
+    async def deliver(self, tenant_code: str, activity_id: str,
+                      shared: dict[str, asyncio.Future] | None = None) -> None:
+        """Claim, send and record one delivery. ``shared`` is common to the deliveries of
+        one message: they read the tenant's settings, parameters and actions once."""
         store = await self._store(tenant_code)
         row_id = object_id(activity_id)
         row = await self._db(lambda: store.log.claim(row_id)) if row_id else None
         if row is None:
             return  # already sent, taken by another worker, or unknown
         await self.publisher.publish(tenant_code, [row])
-        changes = await self._attempt(store, row)
-        updated = await self._db(lambda: store.log.record(row["_id"], changes, expect="SENDING"))
+        changes = await self._attempt(store, row, {} if shared is None else shared)
+        updated = await self._db(lambda: store.log.record(row["_id"], changes))
         if updated is None:
             return
         await self.publisher.publish(tenant_code, [updated])
@@ -78,17 +81,27 @@ class Deliverer:
             delay = retry.seconds_until(updated["next_attempt_at"])
             await self.enqueue(tenant_code, [activity_id], delay)
 
-    async def _load(self, store: TenantStore,
-                    row: dict[str, Any]) -> tuple[dict | None, dict, list[dict]]:
-        """The action, the tenant's settings and its custom parameters."""
-        action = await store.actions.find_one({"_id": object_id(row["action_id"] or "")})
-        settings = await store.get_settings()
-        custom = await store.parameters.find({}, {"tag": 1, "value": 1, "secret": 1}).to_list(None)
+    async def _load(self, store: TenantStore, row: dict[str, Any],
+                    shared: dict[str, asyncio.Future]) -> tuple[dict | None, dict, list[dict]]:
+        """The action, the tenant's settings and its custom parameters, each read once
+        for all the deliveries that share ``shared``."""
+        action_id = object_id(row["action_id"] or "")
+        reads: dict[str, Callable[[], Awaitable[Any]]] = {
+            f"action:{action_id}": lambda: store.actions.find_one({"_id": action_id}),
+            "settings": store.get_settings,
+            "custom": lambda: store.parameters.find(
+                {}, {"tag": 1, "value": 1, "secret": 1}).to_list(None),
+        }
+        for key, read in reads.items():
+            if key not in shared:
+                shared[key] = asyncio.ensure_future(self._db(read))
+        action, settings, custom = await asyncio.gather(*(shared[k] for k in reads))
         return action, settings, custom
 
-    async def _attempt(self, store: TenantStore, row: dict[str, Any]) -> dict[str, Any]:
+    async def _attempt(self, store: TenantStore, row: dict[str, Any],
+                       shared: dict[str, asyncio.Future]) -> dict[str, Any]:
         """Render, guard and send; the row's changes describing what happened."""
-        action, settings, custom = await self._db(lambda: self._load(store, row))
+        action, settings, custom = await self._load(store, row, shared)
         if action is None:
             return {"status": "FAILED", "message": "the action was deleted before it was sent",
                     "next_attempt_at": None}

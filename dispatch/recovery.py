@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 
 from dispatch.delivery import Enqueue
+from tenants.activity import IDEMPOTENCY
 from tenants.catalog import MAX_TIMEOUT_SECONDS
 from tenants.database import Database, now
 from tenants.registry import TenantRegistry
@@ -36,11 +37,22 @@ async def recover(db: Database, enqueue: Enqueue, after_seconds: float) -> int:
             handed_back = await log_.record(row["_id"], {
                 "status": "RETRYING", "next_attempt_at": moment,
                 "message": "the worker stopped during this attempt; sending again",
-            }, expect="SENDING")
+            })
             if handed_back is not None:
                 ids.append(str(row["_id"]))
         if ids:
             log.warning("tenant %s: %d stuck deliveries queued again", tenant["code"], len(ids))
             await enqueue(tenant["code"], ids, 0.0)
             total += len(ids)
+    return total
+
+
+async def housekeep(db: Database, retention_days: int) -> int:
+    """Forget idempotency keys and delivery claims past their 24 hours, and finished
+    activity rows older than ``retention_days``; how many documents went."""
+    total = 0
+    for tenant in await TenantRegistry(db).list():
+        log_ = TenantStore(db, tenant).log
+        total += await log_.forget_before(now() - IDEMPOTENCY)
+        total += await log_.prune(now() - timedelta(days=retention_days))
     return total

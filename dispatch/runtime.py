@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import dramatiq
 import redis.asyncio as aioredis
@@ -20,12 +21,13 @@ from dramatiq.asyncio import get_event_loop_thread
 from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
-from dispatch.recovery import recover
+from dispatch.recovery import housekeep, recover
 from event_manager.config import Settings
 from tenants.database import Database
 
-log = logging.getLogger("event_manager.worker")
+HOUSEKEEPING_SECONDS = 3600.0
 
+log = logging.getLogger("event_manager.worker")
 
 
 class DeliveryRuntime(dramatiq.Middleware):
@@ -78,15 +80,17 @@ class DeliveryRuntime(dramatiq.Middleware):
         """Start each delivery as a task; wait only for a free slot."""
         deliverer = self.deliverer or await self.open()
         assert self.slots is not None
+        shared: dict[str, asyncio.Future] = {}
         for activity_id in activity_ids:
             await self.slots.acquire()
-            task = asyncio.create_task(self._run(deliverer, tenant, activity_id))
+            task = asyncio.create_task(self._run(deliverer, tenant, activity_id, shared))
             self.tasks.add(task)
             task.add_done_callback(self._finished)
 
-    async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str) -> None:
+    async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str,
+                   shared: dict[str, asyncio.Future]) -> None:
         try:
-            await deliverer.deliver(tenant, activity_id)
+            await deliverer.deliver(tenant, activity_id, shared)
         except Exception:
             # The row stays QUEUED/SENDING and is picked up again by recovery.
             log.exception("delivery %s of tenant %s did not complete", activity_id, tenant)
@@ -97,12 +101,18 @@ class DeliveryRuntime(dramatiq.Middleware):
             self.slots.release()
 
     async def _sweep(self, db: Database) -> None:
-        """Every half recovery period, queue stuck deliveries again."""
+        """Every half recovery period, queue stuck deliveries again; hourly, forget
+        expired idempotency keys and claims."""
         every = self.settings.recovery_seconds / 2
+        tidied = time.monotonic()
         while True:
             await asyncio.sleep(every)
             try:
                 await recover(db, self.enqueue, self.settings.recovery_seconds)
+                if time.monotonic() - tidied > HOUSEKEEPING_SECONDS:
+                    tidied = time.monotonic()
+                    log.info("housekeeping: %d expired keys, claims and old rows dropped",
+                             await housekeep(db, self.settings.activity_retention_days))
             except Exception:  # the next sweep tries again
                 log.exception("recovery sweep failed")
 

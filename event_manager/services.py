@@ -35,6 +35,16 @@ Echo = Callable[[str], None]
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
+# FerretDB 1.24's SQLite backend indexes ``_id`` as ``_ferretdb_sjson->"_id"`` but looks
+# it up as ``_ferretdb_sjson->'$._id'``: SQLite matches index expressions as written, so
+# every lookup, update and delete by _id scans the whole table (12 updates/s at 20,000
+# documents). The build makes the lookup use the index's own expression (1,216/s).
+FERRETDB_ID_PATCH = (
+    Path("internal/backends/sqlite/metadata/metadata.go"),
+    """IDColumn = DefaultColumn + "->'$._id'\"""",
+    """IDColumn = DefaultColumn + `->"_id"`""",
+)
+FERRETDB_BUILD = f"{FERRETDB_VERSION}+sqlite-id-index"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -266,18 +276,19 @@ def ensure_ferretdb(echo: Echo = print) -> str:
     go = shutil.which("go")
     gopath = _run([go, "env", "GOPATH"]).stdout.strip() if go else ""
     target = Path(gopath or Path.home() / "go") / "bin" / "ferretdb"
-    for candidate in dict.fromkeys(filter(None, [shutil.which("ferretdb"), str(target)])):
-        if _works(candidate):
-            return candidate
+    stamp = target.with_name(".ferretdb.build")
+    if _built(target, stamp):
+        return str(target)
     if go is None:
         raise ServiceError("ferretdb is not installed and Go (1.24+) is missing to build it")
     _mkdir(target.parent)
     try:
         with target.with_name(".ferretdb.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not _works(str(target)):
+            if not _built(target, stamp):
                 echo(f"Building FerretDB {FERRETDB_VERSION} with Go; this takes a few minutes…")
                 _build_ferretdb(go, target)
+                stamp.write_text(FERRETDB_BUILD + "\n")
     except OSError as exc:
         raise ServiceError(f"building FerretDB failed: {exc}") from None
     if not _works(str(target)):
@@ -302,6 +313,11 @@ def _build_ferretdb(go: str, target: Path) -> None:
             for path in [folder, *(os.path.join(folder, name) for name in files)]:
                 os.chmod(path, os.stat(path).st_mode | 0o200)
         (source / "build" / "version" / "version.txt").write_text(f"{FERRETDB_VERSION}\n")
+        patched, old, new = FERRETDB_ID_PATCH
+        code = (source / patched).read_text()
+        if old not in code:
+            raise ServiceError(f"FerretDB {FERRETDB_VERSION}: {patched} is not as expected")
+        (source / patched).write_text(code.replace(old, new))
         partial = target.with_name(".ferretdb.partial")
         build = _run(
             [go, "build", "-buildvcs=false", "-trimpath", "-o", str(partial), "./cmd/ferretdb"],
@@ -340,6 +356,15 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServiceError(f"{Path(command[0]).name} {command[1]} failed: {exc}") from None
+
+
+def _built(target: Path, stamp: Path) -> bool:
+    """True when ``target`` is our build of FerretDB (the stamp names it) and runs."""
+    try:
+        ours = stamp.read_text().strip() == FERRETDB_BUILD
+    except OSError:
+        ours = False
+    return ours and _works(str(target))
 
 
 def _works(binary: str) -> bool:

@@ -127,39 +127,60 @@ def result(trigger_id: str, trigger: Trigger, reason: str | None,
     )
 
 
-async def run(ctx: Context, store: TenantStore, trigger: Trigger) -> TriggerResult:
-    actions, reason = await plan(store, trigger)
-    trigger_id = str(ObjectId())
-    if trigger.idempotency_key is not None:
-        first = await store.log.remember(trigger.idempotency_key, {
-            "trigger_id": trigger_id, "event": trigger.event, "source": trigger.source,
-            "reason": reason})
-        if first is not None:
-            replay = Trigger(first["event"], first["source"], {}, trigger.occurred_at)
-            return result(first["trigger_id"], replay, first["reason"],
-                          await store.log.by_trigger(first["trigger_id"]))
-    if reason is not None:
-        rows = [new_row(trigger, trigger_id, None, "SKIPPED", reason)]
-    else:
-        rows = [new_row(trigger, trigger_id, a, "QUEUED", "queued") for a in actions]
+async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list[TriggerResult]:
+    """Run a batch of triggers with one write of rows, one message and one publication.
+
+    Triggers of the same event share one plan. If the queue refuses the message, every
+    row of the batch is removed again and the caller gets UNAVAILABLE."""
+    plans: dict[tuple[str, str, tuple[str, ...] | None], tuple[list[dict], str | None]] = {}
+    results: list[TriggerResult] = []
+    rows: list[dict[str, Any]] = []
+    batch_rows: dict[str, list[dict[str, Any]]] = {}  # trigger id → rows, for replays
+    keys: list[str] = []
+    for trigger in triggers:
+        ids = tuple(trigger.action_ids) if trigger.action_ids is not None else None
+        which = (trigger.event, trigger.source, ids)
+        if which not in plans:
+            plans[which] = await plan(store, trigger)
+        actions, reason = plans[which]
+        trigger_id = str(ObjectId())
+        if trigger.idempotency_key is not None:
+            first = await store.log.remember(trigger.idempotency_key, {
+                "trigger_id": trigger_id, "event": trigger.event, "source": trigger.source,
+                "reason": reason})
+            if first is not None:
+                replay = Trigger(first["event"], first["source"], {}, trigger.occurred_at)
+                earlier = batch_rows.get(first["trigger_id"])
+                if earlier is None:
+                    earlier = await store.log.by_trigger(first["trigger_id"])
+                results.append(result(first["trigger_id"], replay, first["reason"], earlier))
+                continue
+            keys.append(trigger.idempotency_key)
+        if reason is not None:
+            mine = [new_row(trigger, trigger_id, None, "SKIPPED", reason)]
+        else:
+            mine = [new_row(trigger, trigger_id, a, "QUEUED", "queued") for a in actions]
+        batch_rows[trigger_id] = mine
+        rows += mine
+        results.append(result(trigger_id, trigger, reason, mine))
     await store.log.insert(rows)
-    if reason is None:
-        try:
-            await ctx.dispatcher.enqueue(store.code, [str(r["_id"]) for r in rows])
-        except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
-            log.warning("could not queue trigger %s: %s", trigger_id, exc)
-            await store.log.rows.delete_many({"trigger_id": trigger_id})
-            if trigger.idempotency_key is not None:
-                await store.log.idempotency.delete_one({"_id": trigger.idempotency_key})
-            raise Unavailable("the delivery queue is unavailable; nothing was recorded, "
-                              "send the trigger again") from None
+    queued = [str(r["_id"]) for r in rows if r["status"] == "QUEUED"]
+    try:
+        await ctx.dispatcher.enqueue(store.code, queued)
+    except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
+        log.warning("could not queue %d deliveries: %s", len(queued), exc)
+        await store.log.rows.delete_many({"_id": {"$in": [r["_id"] for r in rows]}})
+        if keys:
+            await store.log.idempotency.delete_many({"_id": {"$in": keys}})
+        raise Unavailable("the delivery queue is unavailable; nothing was recorded, "
+                          "send the trigger again") from None
     await ctx.dispatcher.publish(store.code, rows)
-    return result(trigger_id, trigger, reason, rows)
+    return results
 
 
 async def trigger_event(info: strawberry.Info, input: TriggerInput) -> TriggerResult:
     store = await info.context.tenant_store(TRIGGER)
-    return await run(info.context, store, check_trigger(input, "input"))
+    return (await run(info.context, store, [check_trigger(input, "input")]))[0]
 
 
 async def trigger_events(info: strawberry.Info, inputs: list[TriggerInput]) -> list[TriggerResult]:
@@ -168,7 +189,7 @@ async def trigger_events(info: strawberry.Info, inputs: list[TriggerInput]) -> l
     if len(inputs) > MAX_BATCH:
         raise BadInput(f"at most {MAX_BATCH} triggers per batch", field="inputs")
     triggers = [check_trigger(data, f"inputs[{i}]") for i, data in enumerate(inputs)]
-    return [await run(info.context, store, trigger) for trigger in triggers]
+    return await run(info.context, store, triggers)
 
 
 async def test_event(
@@ -186,7 +207,7 @@ async def test_event(
                 raise BadInput(f"no action with id {action_id[:40]!r}", field=f"actionIds[{i}]")
     trigger = Trigger(event=event.value, source="TEST", params=check_params(params, "params"),
                       occurred_at=now(), action_ids=ids)
-    return await run(info.context, store, trigger)
+    return (await run(info.context, store, [trigger]))[0]
 
 
 async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -23,6 +23,10 @@ from tenants.database import contains, is_duplicate, now, object_id
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED")
 CLAIMABLE = ("QUEUED", "RETRYING")
+IDEMPOTENCY = timedelta(hours=24)
+"""How long an idempotency key returns the first trigger's result."""
+EARLY = timedelta(seconds=1)
+"""How early a planned retry may start (clocks of workers differ a little)."""
 
 
 def encode_cursor(row_id: ObjectId) -> str:
@@ -38,9 +42,11 @@ def decode_cursor(cursor: str) -> ObjectId | None:
 
 
 class ActivityLog:
-    def __init__(self, rows: AsyncCollection, idempotency: AsyncCollection) -> None:
+    def __init__(self, rows: AsyncCollection, idempotency: AsyncCollection,
+                 claims: AsyncCollection) -> None:
         self.rows = rows
         self.idempotency = idempotency
+        self.claims = claims
 
     async def insert(self, docs: list[dict[str, Any]]) -> None:
         if docs:
@@ -54,13 +60,29 @@ class ActivityLog:
         return await self.rows.find({"trigger_id": trigger_id}).sort("_id", 1).to_list(None)
 
     async def claim(self, row_id: ObjectId) -> dict[str, Any] | None:
-        """Mark a QUEUED or RETRYING row SENDING and count the attempt; None if taken."""
-        return await self.rows.find_one_and_update(
-            {"_id": row_id, "status": {"$in": list(CLAIMABLE)}},
-            {"$set": {"status": "SENDING", "message": "sending", "updated_at": now()},
-             "$inc": {"attempts": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
+        """Mark a QUEUED or RETRYING row SENDING and count the attempt; None if taken.
+
+        The claim is the insert of ``"<row id>:<attempt>"`` into the claims collection:
+        its unique ``_id`` lets exactly one worker have each attempt. (A filter on status
+        would do the same in one update on MongoDB, but FerretDB only uses an index for a
+        filter on ``_id`` alone and scans the collection for anything else.)"""
+        row = await self.rows.find_one({"_id": row_id})
+        if row is None or row["status"] not in CLAIMABLE:
+            return None
+        due = row.get("next_attempt_at")
+        if row["status"] == "RETRYING" and due is not None and due > now() + EARLY:
+            return None  # an early copy of a planned retry: the planned message will come
+        attempt = row["attempts"] + 1
+        try:
+            await self.claims.insert_one({"_id": f"{row_id}:{attempt}", "at": now()})
+        except OperationFailure as error:
+            if is_duplicate(error):
+                return None
+            raise
+        changes = {"status": "SENDING", "message": "sending", "attempts": attempt,
+                   "updated_at": now()}
+        await self.rows.update_one({"_id": row_id}, {"$set": changes})
+        return {**row, **changes}
 
     async def record(self, row_id: ObjectId, changes: dict[str, Any],
                      expect: str | None = None) -> dict[str, Any] | None:
@@ -91,21 +113,36 @@ class ActivityLog:
             {"status": status, field: {"$lt": before}}, {"_id": 1}
         ).limit(limit).to_list(None)
 
+    async def prune(self, before: datetime) -> int:
+        """Drop finished rows created before ``before``; rows still in flight stay."""
+        result = await self.rows.delete_many(
+            {"created_at": {"$lt": before}, "status": {"$in": list(FINAL)}})
+        return result.deleted_count
+
     # idempotency ----------------------------------------------------------
 
     async def remember(self, key: str, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Claim an idempotency key: None when claimed now, else the first claim's record."""
-        try:
-            await self.idempotency.insert_one({"_id": key, **record, "created_at": now()})
-            return None
-        except OperationFailure as error:
-            if not is_duplicate(error):
-                raise
+        """Claim an idempotency key: None when claimed now, else the first claim's record.
+
+        A key is remembered for ``IDEMPOTENCY``; after that it starts afresh."""
+        for _ in range(2):
+            try:
+                await self.idempotency.insert_one({"_id": key, **record, "created_at": now()})
+                return None
+            except OperationFailure as error:
+                if not is_duplicate(error):
+                    raise
+            first = await self.idempotency.find_one({"_id": key})
+            if first is not None and first["created_at"] > now() - IDEMPOTENCY:
+                return first
+            await self.idempotency.delete_one({"_id": key})  # expired (or just removed)
         return await self.idempotency.find_one({"_id": key})
 
     async def forget_before(self, moment: datetime) -> int:
-        result = await self.idempotency.delete_many({"created_at": {"$lt": moment}})
-        return result.deleted_count
+        """Drop idempotency keys and delivery claims older than ``moment``; how many."""
+        keys = await self.idempotency.delete_many({"created_at": {"$lt": moment}})
+        claims = await self.claims.delete_many({"at": {"$lt": moment}})
+        return keys.deleted_count + claims.deleted_count
 
 
 def activity_query(filter: Any) -> dict[str, Any]:

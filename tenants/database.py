@@ -89,7 +89,8 @@ def object_id(value: str) -> ObjectId | None:
     return ObjectId(value) if ObjectId.is_valid(value) else None
 
 
-TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency")
+TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency",
+                      "claims")
 
 
 class Database:

@@ -81,6 +81,7 @@ class TenantRegistry:
         await activity.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
         await activity.create_index([("trigger_id", ASCENDING)])
         await c("idempotency").create_index([("created_at", ASCENDING)])
+        await c("claims").create_index([("at", ASCENDING)])
         # Plain inserts, not upserts with $setOnInsert: FerretDB 1.24 drops empty
         # arrays from $setOnInsert. A duplicate means an earlier attempt seeded it.
         seeds = [("events", {"_id": t, "active": False, "action_ids": []}) for t in EVENT_TYPES]

@@ -28,7 +28,8 @@ class TenantStore:
         self.actions = db.collection(self.code, "actions")
         self.parameters = db.collection(self.code, "parameters")
         self.log = ActivityLog(db.collection(self.code, "activity"),
-                               db.collection(self.code, "idempotency"))
+                               db.collection(self.code, "idempotency"),
+                               db.collection(self.code, "claims"))
 
     # settings ---------------------------------------------------------------
 

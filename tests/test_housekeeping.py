@@ -1,0 +1,69 @@
+"""Housekeeping: idempotency keys and claims expire after 24 h, finished activity rows
+after the retention period; rows still in flight are never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from bson import ObjectId
+
+from dispatch.recovery import housekeep
+from event_manager.config import Settings
+from tenants.database import Database, now
+from tests.conftest import TenantHandle
+
+
+def row(status: str, age: timedelta) -> dict:
+    created = now() - age
+    return {"_id": ObjectId(), "trigger_id": str(ObjectId()), "event": "HANGUP",
+            "source": "SYSTEM", "action_id": None, "action_name": None, "status": status,
+            "message": status.lower(), "attempts": 0, "cycle_start": 0, "http_status": None,
+            "request": None, "response_snippet": None, "unresolved_parameters": [],
+            "params": {}, "occurred_at": created, "created_at": created,
+            "updated_at": created, "next_attempt_at": None}
+
+
+def run_housekeeping(settings: Settings, retention_days: int) -> int:
+    async def go() -> int:
+        db = Database(settings)
+        try:
+            return await housekeep(db, retention_days)
+        finally:
+            await db.close()
+    return asyncio.run(go())
+
+
+def test_old_finished_rows_expired_keys_and_claims_go(tenant: TenantHandle,
+                                                      settings: Settings) -> None:
+    old, fresh = timedelta(days=31), timedelta(days=29)
+    rows = {"old ok": row("SUCCEEDED", old), "old failed": row("FAILED", old),
+            "old skipped": row("SKIPPED", old), "old queued": row("QUEUED", old),
+            "old retrying": row("RETRYING", old), "fresh ok": row("SUCCEEDED", fresh)}
+    tenant.collection("activity").insert_many(list(rows.values()))
+    day = timedelta(hours=24, minutes=1)
+    tenant.collection("idempotency").insert_many([
+        {"_id": "old", "trigger_id": "x", "created_at": now() - day},
+        {"_id": "new", "trigger_id": "y", "created_at": now()}])
+    tenant.collection("claims").insert_many([
+        {"_id": "a:1", "at": now() - day}, {"_id": "b:1", "at": now()}])
+
+    dropped = run_housekeeping(settings, retention_days=30)
+
+    kept = {d["_id"] for d in tenant.collection("activity").find({})}
+    assert kept == {rows[k]["_id"] for k in ("old queued", "old retrying", "fresh ok")}
+    assert [d["_id"] for d in tenant.collection("idempotency").find({})] == ["new"]
+    assert [d["_id"] for d in tenant.collection("claims").find({})] == ["b:1"]
+    assert dropped >= 5  # other tests' tenants may add their own expired documents
+
+
+def test_an_idempotency_key_older_than_a_day_starts_afresh(tenant: TenantHandle) -> None:
+    trigger = ('mutation { triggerEvent(input: {event: HANGUP, idempotencyKey: "call-7"}) '
+               "{ triggerId } }")
+    first = tenant.admin(trigger).data["triggerEvent"]["triggerId"]
+    assert tenant.admin(trigger).data["triggerEvent"]["triggerId"] == first
+    tenant.collection("idempotency").update_one(
+        {"_id": "call-7"}, {"$set": {"created_at": now() - timedelta(hours=25)}})
+    again = tenant.admin(trigger).data["triggerEvent"]["triggerId"]
+    assert again != first
+    assert tenant.admin(trigger).data["triggerEvent"]["triggerId"] == again
