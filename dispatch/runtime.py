@@ -23,6 +23,7 @@ from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
 from dispatch.recovery import housekeep, recover
 from event_manager.config import Settings
+from event_manager.errors import NotFound
 from tenants.database import Database
 
 HOUSEKEEPING_SECONDS = 3600.0
@@ -91,6 +92,8 @@ class DeliveryRuntime(dramatiq.Middleware):
                    shared: dict[str, asyncio.Future]) -> None:
         try:
             await deliverer.deliver(tenant, activity_id, shared)
+        except NotFound as gone:  # the tenant was deleted: nothing left to deliver for
+            log.warning("delivery %s dropped: %s", activity_id, gone.message)
         except Exception:
             # The row stays QUEUED/SENDING and is picked up again by recovery.
             log.exception("delivery %s of tenant %s did not complete", activity_id, tenant)

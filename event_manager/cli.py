@@ -211,12 +211,18 @@ def up(
             f"  Ctrl-C stops the API and the servers this command started.\n"
         )
         sys.stdout.flush()
-        worker_process = subprocess.Popen([sys.executable, "-m", "event_manager", "worker"])
+        # A session of its own: Ctrl-C reaches the API only, and the worker gets exactly
+        # one SIGTERM from here (a second signal makes Dramatiq kill its workers at once).
+        worker_process = subprocess.Popen([sys.executable, "-m", "event_manager", "worker"],
+                                          start_new_session=True)
         try:
             serve(host=host, port=port)
         finally:
             worker_process.terminate()
-            worker_process.wait(timeout=60)
+            try:
+                worker_process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker_process.kill()
     finally:
         for service in started:
             service.stop(typer.echo)

@@ -10,12 +10,14 @@ from strawberry.extensions import ParserCache, ValidationCache
 from resolvers import actions as action_resolvers
 from resolvers import activity as activity_resolvers
 from resolvers import events as event_resolvers
+from resolvers import imports as import_resolvers
 from resolvers import parameters as parameter_resolvers
 from resolvers import settings as settings_resolvers
 from resolvers import tenants as tenant_resolvers
 from resolvers import triggers as trigger_resolvers
 from schema.activity import Activity, ActivityPage, TriggerResult
 from schema.errors import ContractErrors
+from schema.imports import ImportResult, PostmanCollection, PostmanRequest
 from schema.types import (
     Action,
     ApiKeyInfo,
@@ -41,6 +43,18 @@ class Query:
     )
     activity: ActivityPage = strawberry.field(
         resolver=activity_resolvers.activity, description="newest first"
+    )
+    master_actions: list[Action] = strawberry.field(
+        resolver=import_resolvers.master_actions, description='what "Import Actions" offers'
+    )
+    postman_requests: list[PostmanRequest] = strawberry.field(
+        resolver=import_resolvers.postman_requests,
+        description="parse a collection (JSON text), list its importable requests",
+    )
+    postman_collection: PostmanCollection = strawberry.field(
+        resolver=import_resolvers.postman_collection,
+        description="parse a collection: every request, importable or not, why, and the "
+                    "variables that are not parameters yet",
     )
     tenants: list[Tenant] = strawberry.field(resolver=tenant_resolvers.tenants)
     api_keys: list[ApiKeyInfo] = strawberry.field(resolver=tenant_resolvers.api_keys)
@@ -69,6 +83,12 @@ class Mutation:
     retry_activity: Activity = strawberry.field(
         resolver=trigger_resolvers.retry_activity,
         description="send a FAILED delivery again, as a new attempt",
+    )
+    import_master_actions: ImportResult = strawberry.field(
+        resolver=import_resolvers.import_master_actions
+    )
+    import_postman_collection: ImportResult = strawberry.field(
+        resolver=import_resolvers.import_postman_collection, description="refs null = all"
     )
     create_tenant: Tenant = strawberry.field(resolver=tenant_resolvers.create_tenant)
     set_event_manager_enabled: Tenant = strawberry.field(

@@ -69,3 +69,13 @@ class ActivityStatus(Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+
+
+@strawberry.enum
+class ConflictPolicy(Enum):
+    """What an import does with an action whose name exists: leave it (SKIP), import as
+    "Name (2)" (RENAME), or replace its request, keeping its id and events (OVERWRITE)."""
+
+    SKIP = "SKIP"
+    RENAME = "RENAME"
+    OVERWRITE = "OVERWRITE"

@@ -149,6 +149,10 @@ class Reply:
     def code(self) -> str:
         return self.error["extensions"]["code"]
 
+    @property
+    def field(self) -> str | None:
+        return self.error["extensions"].get("field")
+
 
 @dataclass
 class Client:
@@ -199,7 +203,8 @@ class TenantHandle:
 
     def snapshot(self) -> dict[str, list[Any]]:
         """Every document of the tenant, to prove that a refused call wrote nothing."""
-        kinds = ("events", "settings", "actions", "parameters", "activity", "idempotency")
+        kinds = ("events", "settings", "actions", "parameters", "activity", "idempotency",
+                 "claims")
         return {k: list(self.collection(k).find({}).sort("_id", 1)) for k in kinds}
 
 
@@ -208,6 +213,12 @@ def make_tenant(system: Client, mongo: Any, settings: Settings, *, enabled: bool
     code = f"t{secrets.token_hex(4)}"
     system("mutation($c: String!, $m: Boolean) { createTenant(code: $c, name: $c, master: $m) "
            "{ code } }", c=code, m=master).data
+    return handle(system, mongo, settings, code, enabled=enabled)
+
+
+def handle(system: Client, mongo: Any, settings: Settings, code: str, *,
+           enabled: bool = True) -> TenantHandle:
+    """A handle on an existing tenant, with a new TENANT_ADMIN key of its own."""
     if enabled:
         system("mutation($c: String!) { setEventManagerEnabled(code: $c, enabled: true) "
                "{ code } }", c=code).data
@@ -215,6 +226,16 @@ def make_tenant(system: Client, mongo: Any, settings: Settings, *, enabled: bool
                     tenant: $t) { key } }""", t=code).data["createApiKey"]["key"]
     return TenantHandle(code, Client(system.url, key), system.acting_in(code),
                         mongo[settings.tenant_database])
+
+
+@pytest.fixture(scope="session")
+def master(system: Client, mongo: Any, settings: Settings) -> TenantHandle:
+    """The run's Master tenant (an installation has at most one): found, or made once."""
+    tenants = system("{ tenants { code master } }").data["tenants"]
+    found = [t["code"] for t in tenants if t["master"]]
+    if found:
+        return handle(system, mongo, settings, found[0])
+    return make_tenant(system, mongo, settings, master=True)
 
 
 @pytest.fixture
@@ -229,7 +250,8 @@ def other_tenant(system: Client, mongo: Any, settings: Settings) -> TenantHandle
 
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("EVENT_MANAGER_SHARED_DIR") or ROOT.parent / "shared")
+"""The contract, manual and fixtures: ../shared next to the project, unless set."""
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from graphql import build_schema
 
-from tests.conftest import CLI, free_port, run_cli
+from tests.conftest import CLI, free_port, run_cli, wait_until
 
 
 def test_schema_prints_sdl_that_parses(env: dict[str, str]) -> None:
@@ -76,7 +77,8 @@ def test_up_serves_graphiql_with_a_working_admin_key(env: dict[str, str], mongo:
     port = free_port()
     process = subprocess.Popen([*CLI, "up", "--port", str(port)],
                                env={**env, "EVENT_MANAGER_STATE_DIR": str(tmp_path)},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # its own group, like a terminal's
     try:
         lines: list[str] = []
         deadline = time.monotonic() + 60
@@ -98,8 +100,29 @@ def test_up_serves_graphiql_with_a_working_admin_key(env: dict[str, str], mongo:
         reply = httpx.post(url, json={"query": "{ me { role } }"},
                            headers={"Authorization": f"Bearer {key}"}, timeout=5).json()
         assert reply == {"data": {"me": {"role": "SYSTEM_ADMIN"}}}
+        spawned = descendants(process.pid)
+        assert spawned, "up started no worker"
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in spawned),
+                      timeout=30), f"worker processes left running: {spawned}"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the worker and the processes it forks)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

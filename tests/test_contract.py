@@ -21,12 +21,7 @@ from graphql import (
 
 from tests.conftest import SHARED
 
-PENDING: dict[str, set[str]] = {
-    "imports (import issue)": {
-        "Query.masterActions", "Query.postmanRequests", "Mutation.importMasterActions",
-        "Mutation.importPostmanCollection", "PostmanRequest", "ImportResult", "ConflictPolicy",
-    },
-}
+PENDING: dict[str, set[str]] = {}
 PENDING_NAMES = set().union(*PENDING.values())
 CONTRACT_PATH = SHARED / "contract" / "schema.graphql"
 

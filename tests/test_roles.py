@@ -16,6 +16,7 @@ can be checked against a snapshot taken right before it.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import Client, Reply, TenantHandle
+
+COLLECTION_SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 
 SYSTEM_ADMIN, TENANT_ADMIN, PBX, VIEWER = "SYSTEM_ADMIN", "TENANT_ADMIN", "PBX", "VIEWER"
 ROLES = (SYSTEM_ADMIN, TENANT_ADMIN, PBX, VIEWER)
@@ -257,6 +260,53 @@ def op_retry_activity(t: TenantHandle) -> Call:
         "updated_at": now, "next_attempt_at": None})
     return lambda c: c("mutation($id: ID!) { retryActivity(id: $id) { id status } }",
                        id=str(row_id))
+
+
+POSTMAN = json.dumps({
+    "info": {"name": "roles", "schema": COLLECTION_SCHEMA},
+    "item": [{"name": "ping", "request": {"method": "POST", "url": "http://127.0.0.1:9/{{x}}"}}],
+    "variable": [{"key": "x", "value": "ping"}],
+})
+
+
+@operation("postmanRequests", READERS)
+def op_postman_requests(t: TenantHandle) -> Call:
+    return lambda c: c("query($c: String!) { postmanRequests(collection: $c) { ref name } }",
+                       c=POSTMAN)
+
+
+@operation("postmanCollection", READERS)
+def op_postman_collection(t: TenantHandle) -> Call:
+    return lambda c: c("query($c: String!) { postmanCollection(collection: $c) "
+                       "{ name requests { ref } newVariables { key } } }", c=POSTMAN)
+
+
+@operation("importPostmanCollection", WRITERS)
+def op_import_postman(t: TenantHandle) -> Call:
+    return lambda c: c("mutation($c: String!) { importPostmanCollection(collection: $c, "
+                       "onConflict: RENAME) { imported { id name origin } } }", c=POSTMAN)
+
+
+@operation("masterActions", READERS)
+def op_master_actions(t: TenantHandle) -> Call:
+    return lambda c: c("{ masterActions { id name } }")
+
+
+@operation("importMasterActions", WRITERS)
+def op_import_master_actions(t: TenantHandle) -> Call:
+    """An action of the Master tenant (which the autouse ``master`` fixture makes sure of)."""
+    system = Client(t.system.url, t.system.key, None, t.system.http)
+    [code] = [x["code"] for x in system("{ tenants { code master } }").data["tenants"]
+              if x["master"]]
+    action_id = system.acting_in(code)(CREATE_ACTION, input=action_input()).data[
+        "createAction"]["id"]
+    return lambda c: c("mutation($ids: [ID!]!) { importMasterActions(ids: $ids, "
+                       "onConflict: RENAME) { imported { id origin } } }", ids=[action_id])
+
+
+@pytest.fixture(autouse=True)
+def _master_exists(master: TenantHandle) -> None:
+    """importMasterActions needs a Master tenant; there is one per run."""
 
 
 TENANT_DATA = [name for name, op in OPERATIONS.items() if op.tenant_data]

@@ -1,0 +1,242 @@
+"""Imports: actions from a Postman collection, or copies of the Master tenant's actions.
+
+Both end in ``write``: each chosen action is checked like a created one, then written
+under the conflict policy. SKIP leaves an existing action of the same name alone, RENAME
+imports as "Name (2)", OVERWRITE replaces the existing action's request but keeps its id,
+so the events it is attached to keep it. A request that cannot become an action is
+reported in ``errors`` with the reason; the others are still imported. A refusal of the
+whole import (a file that is not a collection, an unknown ref or id) writes nothing, and
+a write that fails midway is undone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+
+from event_manager.errors import BadInput, NotFound
+from resolvers import postman, validation
+from resolvers.context import READ, WRITE
+from schema.enums import ApiKeyLocation, AuthType, BodyType, ConflictPolicy, HttpMethod
+from schema.imports import (
+    ImportResult,
+    PostmanCollection,
+    PostmanItem,
+    PostmanRequest,
+    PostmanVariable,
+)
+from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput
+from schema.types import Action
+from tenants.catalog import SYSTEM_TAGS
+from tenants.database import object_id
+from tenants.store import TenantStore
+
+log = logging.getLogger("event_manager.api")
+
+MAX_NAME = 100
+COPIED = ("description", "method", "url", "query", "headers", "body_type", "body_fields",
+          "raw_body", "raw_content_type", "auth", "timeout_seconds", "tags")
+
+
+# --- Postman ---------------------------------------------------------------------------
+
+def parse(collection: str) -> postman.ParsedCollection:
+    try:
+        return postman.parse_collection(collection)
+    except postman.CollectionError as error:
+        raise BadInput(f"collection is {error.message}"
+                       if error.message.startswith(("not ", "larger"))
+                       else f"collection: {error.message}", field="collection") from None
+
+
+async def postman_requests(info: strawberry.Info, collection: str) -> list[PostmanRequest]:
+    """The requests that can be imported, in file order, for "select one by one or all"."""
+    await info.context.tenant_store(READ)
+    return [PostmanRequest(ref=r.ref, name=r.name, folder=r.folder,
+                           method=HttpMethod(r.method), url=r.url)
+            for r in parse(collection).requests if r.action is not None]
+
+
+async def postman_collection(info: strawberry.Info, collection: str) -> PostmanCollection:
+    """Everything the file holds, importable or not, with the reasons and warnings."""
+    store = await info.context.tenant_store(READ)
+    parsed = parse(collection)
+    return PostmanCollection(
+        name=parsed.name, format=parsed.format, warnings=parsed.warnings,
+        requests=[PostmanItem(ref=r.ref, name=r.name, folder=r.folder, method=r.method,
+                              url=r.url, importable=r.action is not None, problem=r.problem,
+                              warnings=r.warnings) for r in parsed.requests],
+        new_variables=await new_variables(store, parsed.variables),
+    )
+
+
+async def import_postman_collection(
+    info: strawberry.Info, collection: str, refs: list[str] | None = None,
+    on_conflict: ConflictPolicy | None = ConflictPolicy.SKIP,
+) -> ImportResult:
+    store = await info.context.tenant_store(WRITE)
+    parsed = parse(collection)
+    chosen = parsed.requests
+    if refs is not None:
+        by_ref = {r.ref: r for r in parsed.requests}
+        for i, ref in enumerate(refs):
+            if ref not in by_ref:
+                raise BadInput(f"the collection has no request {ref[:60]!r}", field=f"refs[{i}]")
+        chosen = [by_ref[ref] for ref in dict.fromkeys(refs)]
+    if not chosen:
+        raise BadInput("the collection has no requests to import", field="collection")
+    origin = f"postman:{parsed.name}"
+    docs, errors, warnings = [], [], list(parsed.warnings)
+    for request in chosen:
+        warnings += [f"{request.name}: {w}" for w in request.warnings]
+        if request.action is None:
+            errors.append(f"{request.name}: {request.problem}")
+            continue
+        try:
+            doc = validation.action(action_input(request.action))
+        except BadInput as error:
+            errors.append(f"{request.name}: {error.message} ({error.field})")
+            continue
+        docs.append({**doc, "origin": origin})
+    result = await write(store, docs, on_conflict or ConflictPolicy.SKIP)
+    result.errors = errors
+    result.warnings = warnings
+    result.new_variables = await new_variables(store, parsed.variables)
+    return result
+
+
+def action_input(action: dict[str, Any]) -> ActionInput:
+    """The parser's action (GraphQL names) as the input type that ``validation`` checks."""
+    def rows(items: list[dict[str, Any]]) -> list[KeyValueInput]:
+        return [KeyValueInput(key=r["key"], value=r["value"], enabled=r["enabled"])
+                for r in items]
+
+    auth = action["authorization"]
+    return ActionInput(
+        name=action["name"], url=action["url"], description=action["description"],
+        method=HttpMethod(action["method"]), query=rows(action["query"]),
+        headers=rows(action["headers"]), body_type=BodyType(action["bodyType"]),
+        body_fields=rows(action["bodyFields"]), raw_body=action["rawBody"],
+        raw_content_type=action["rawContentType"],
+        authorization=AuthorizationInput(
+            type=AuthType(auth["type"]), api_key_name=auth["apiKeyName"],
+            api_key_value=auth["apiKeyValue"],
+            api_key_in=ApiKeyLocation(auth["apiKeyIn"] or "HEADER"),
+            username=auth["username"], password=auth["password"], token=auth["token"]),
+    )
+
+
+async def new_variables(store: TenantStore, variables: dict[str, str]) -> list[PostmanVariable]:
+    """The collection's variables that name neither a system nor a custom parameter."""
+    known = SYSTEM_TAGS | await store.custom_tags()
+    return [PostmanVariable(key=k, value=v) for k, v in variables.items()
+            if k not in known and validation.TAG_NAME.match(k)]
+
+
+# --- Master ----------------------------------------------------------------------------
+
+async def master_store(info: strawberry.Info) -> TenantStore | None:
+    master = await info.context.db.tenants.find_one({"master": True})
+    return TenantStore(info.context.db, master) if master else None
+
+
+async def master_actions(info: strawberry.Info, search: str | None = None) -> list[Action]:
+    """The Master tenant's actions, as the importing tenant would see them (its own
+    parameters decide what is undefined); secrets masked as everywhere."""
+    store = await info.context.tenant_store(READ)
+    master = await master_store(info)
+    if master is None:
+        return []
+    return [Action.from_doc(doc, store) for doc in await master.list_actions(search)]
+
+
+async def import_master_actions(
+    info: strawberry.Info, ids: list[strawberry.ID],
+    on_conflict: ConflictPolicy | None = ConflictPolicy.SKIP,
+) -> ImportResult:
+    store = await info.context.tenant_store(WRITE)
+    if not ids:
+        raise BadInput("choose at least one action", field="ids")
+    master = await master_store(info)
+    if master is not None and master.code == store.code:
+        raise BadInput("this is the Master tenant: its actions are already here", field="ids")
+    found: dict[str, dict[str, Any]] = {}
+    if master is not None:
+        oids = [oid for oid in map(object_id, ids) if oid]
+        found = {str(d["_id"]): d for d in
+                 await master.actions.find({"_id": {"$in": oids}}).to_list(None)}
+    for i, action_id in enumerate(ids):
+        if str(action_id) not in found:
+            raise NotFound(f"the Master tenant has no action {str(action_id)[:40]!r}",
+                           field=f"ids[{i}]")
+    docs = []
+    for action_id in dict.fromkeys(map(str, ids)):
+        source = found[action_id]
+        docs.append({"name": source["name"], "name_key": source["name"].casefold(),
+                     **{k: source[k] for k in COPIED if k in source},
+                     "origin": f"master:{source['name']}"})
+    return await write(store, docs, on_conflict or ConflictPolicy.SKIP)
+
+
+# --- Writing under a conflict policy ---------------------------------------------------
+
+async def write(store: TenantStore, docs: list[dict[str, Any]],
+                policy: ConflictPolicy) -> ImportResult:
+    """Insert ``docs`` as actions under ``policy``; undo everything if a write fails."""
+    existing = {d["name_key"]: d for d in await store.list_actions()}
+    taken = set(existing)
+    imported: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    renamed: list[str] = []
+    undo: list[tuple[str, dict[str, Any]]] = []  # ("inserted", doc) or ("replaced", old)
+    try:
+        for doc in docs:
+            current = existing.get(doc["name_key"])
+            if doc["name_key"] not in taken:
+                saved = await store.insert_action(doc)
+                undo.append(("inserted", saved))
+            elif policy == ConflictPolicy.RENAME:
+                name = free_name(doc["name"], taken)
+                renamed.append(f"{doc['name']} → {name}")
+                saved = await store.insert_action({**doc, "name": name,
+                                                   "name_key": name.casefold()})
+                undo.append(("inserted", saved))
+            elif policy == ConflictPolicy.OVERWRITE and current is not None:
+                saved = await store.replace_action(str(current["_id"]), doc)
+                undo.append(("replaced", current))
+                existing.pop(doc["name_key"])  # overwritten once; a later namesake is skipped
+            else:
+                skipped.append(doc["name"])
+                continue
+            taken.add(saved["name_key"])
+            imported.append(saved)
+    except BaseException:
+        await rollback(store, undo)
+        raise
+    return ImportResult(imported=[Action.from_doc(d, store) for d in imported],
+                        skipped=skipped, renamed=renamed, errors=[])
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """``name (2)``, ``name (3)``…, the first not taken, cut to fit 100 characters."""
+    n = 2
+    while True:
+        suffix = f" ({n})"
+        candidate = name[:MAX_NAME - len(suffix)].rstrip() + suffix
+        if candidate.casefold() not in taken:
+            return candidate
+        n += 1
+
+
+async def rollback(store: TenantStore, undo: list[tuple[str, dict[str, Any]]]) -> None:
+    for kind, doc in reversed(undo):
+        try:
+            if kind == "inserted":
+                await store.actions.delete_one({"_id": doc["_id"]})
+            else:
+                await store.actions.replace_one({"_id": doc["_id"]}, doc)
+        except Exception:
+            log.exception("import of tenant %s: could not undo %s of action %s",
+                          store.code, kind, doc["_id"])
