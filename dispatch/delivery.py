@@ -87,10 +87,9 @@ class Deliverer:
         for all the deliveries that share ``shared``."""
         action_id = object_id(row["action_id"] or "")
         reads: dict[str, Callable[[], Awaitable[Any]]] = {
-            f"action:{action_id}": lambda: store.actions.find_one({"_id": action_id}),
+            f"action:{action_id}": lambda: store.find_action(action_id),
             "settings": store.get_settings,
-            "custom": lambda: store.parameters.find(
-                {}, {"tag": 1, "value": 1, "secret": 1}).to_list(None),
+            "custom": store.parameter_values,
         }
         for key, read in reads.items():
             if key not in shared:

@@ -236,7 +236,7 @@ async def rollback(store: TenantStore, undo: list[tuple[str, dict[str, Any]]]) -
             if kind == "inserted":
                 await store.actions.delete_one({"_id": doc["_id"]})
             else:
-                await store.actions.replace_one({"_id": doc["_id"]}, doc)
+                await store.restore_action(doc)
         except Exception:
             log.exception("import of tenant %s: could not undo %s of action %s",
                           store.code, kind, doc["_id"])

@@ -21,6 +21,7 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError, 
 
 from event_manager.config import Settings
 from event_manager.errors import Conflict
+from tenants.vault import Vault, keys_from
 
 T = TypeVar("T")
 
@@ -104,6 +105,7 @@ class Database:
             serverSelectionTimeoutMS=3000,
             connectTimeoutMS=3000,
         )
+        self.vault = Vault(keys_from(settings.secret_key, settings.state_path))
         self.system = self.client[settings.system_database]
         self.tenant_data = self.client[settings.tenant_database]
         self.tenants: AsyncCollection = self.system["tenants"]

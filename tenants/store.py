@@ -17,9 +17,16 @@ from tenants.activity import ActivityLog
 from tenants.catalog import EVENT_TYPES
 from tenants.database import Database, contains, now, object_id, unique
 
+AUTH_SECRETS = ("api_key_value", "password", "token")
+"""The authorization fields stored sealed (see ``tenants/vault.py``)."""
+
 
 class TenantStore:
+    """Secrets are sealed here on the way in and opened on the way out: every caller
+    sees plain values (and masks them for output); the database only holds sealed ones."""
+
     def __init__(self, db: Database, tenant: dict[str, Any]) -> None:
+        self.vault = db.vault
         self.tenant = tenant
         self.code: str = tenant["code"]
         self.master: bool = tenant["master"]
@@ -60,11 +67,15 @@ class TenantStore:
         if search:
             pattern = contains(search)
             query = {"$or": [{"name": pattern}, {"description": pattern}, {"url": pattern}]}
-        return await self.actions.find(query).sort("name_key", ASCENDING).to_list(None)
+        docs = await self.actions.find(query).sort("name_key", ASCENDING).to_list(None)
+        return [self._open_action(d) for d in docs]
+
+    async def find_action(self, oid: ObjectId | None) -> dict[str, Any] | None:
+        doc = await self.actions.find_one({"_id": oid}) if oid else None
+        return self._open_action(doc) if doc else None
 
     async def get_action(self, action_id: str) -> dict[str, Any]:
-        oid = object_id(action_id)
-        doc = await self.actions.find_one({"_id": oid}) if oid else None
+        doc = await self.find_action(object_id(action_id))
         if doc is None:
             raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
         return doc
@@ -78,19 +89,39 @@ class TenantStore:
         created = now()
         doc = {**doc, "_id": ObjectId(), "created_at": created, "updated_at": created}
         with unique(f"an action named {doc['name']!r} exists", "input.name"):
-            await self.actions.insert_one(doc)
-        return doc
+            await self.actions.insert_one(self._seal_action(doc))
+        return self._open_action(doc)
 
     async def replace_action(self, action_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         current = await self.get_action(action_id)
-        fields = {**doc, "updated_at": now()}
+        fields = self._seal_action({**doc, "updated_at": now()})
         with unique(f"an action named {doc['name']!r} exists", "input.name"):
             updated = await self.actions.find_one_and_update(
                 {"_id": current["_id"]}, {"$set": fields}, return_document=ReturnDocument.AFTER
             )
         if updated is None:
             raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
-        return updated
+        return self._open_action(updated)
+
+    async def restore_action(self, doc: dict[str, Any]) -> None:
+        """Put back a whole action as it was read (an undo)."""
+        await self.actions.replace_one({"_id": doc["_id"]}, self._seal_action(doc))
+
+    def _seal_action(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return self._auth_with(doc, self.vault.seal)
+
+    def _open_action(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return self._auth_with(doc, self.vault.open)
+
+    @staticmethod
+    def _auth_with(doc: dict[str, Any], change: Any) -> dict[str, Any]:
+        out = dict(doc)
+        if isinstance(doc.get("auth"), dict):
+            out["auth"] = {k: change(v) if k in AUTH_SECRETS else v
+                           for k, v in doc["auth"].items()}
+        if "signing_secret" in doc:
+            out["signing_secret"] = change(doc["signing_secret"])
+        return out
 
     async def delete_action(self, action_id: str) -> None:
         """Detach the action from every event first, so no event points at a deleted action."""
@@ -114,7 +145,8 @@ class TenantStore:
             pattern = contains(search)
             # A secret's value is never matched: a search must not reveal it.
             query = {"$or": [{"tag": pattern}, {"value": pattern, "secret": False}]}
-        return await self.parameters.find(query).sort("tag_key", ASCENDING).to_list(None)
+        docs = await self.parameters.find(query).sort("tag_key", ASCENDING).to_list(None)
+        return [self._parameter_with(d, self.vault.open) for d in docs]
 
     async def custom_tags(self) -> set[str]:
         return {d["tag"] for d in await self.parameters.find({}, {"tag": 1}).to_list(None)}
@@ -123,13 +155,13 @@ class TenantStore:
         doc = await self.parameters.find_one({"tag": tag})
         if doc is None:
             raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
-        return doc
+        return self._parameter_with(doc, self.vault.open)
 
     async def insert_parameter(self, doc: dict[str, Any]) -> dict[str, Any]:
         created = now()
         doc = {**doc, "_id": ObjectId(), "created_at": created, "updated_at": created}
         with unique(f"a parameter tagged {doc['tag']!r} exists", "input.tag"):
-            await self.parameters.insert_one(doc)
+            await self.parameters.insert_one(self._parameter_with(doc, self.vault.seal))
         return doc
 
     async def replace_parameter(self, tag: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -137,12 +169,21 @@ class TenantStore:
         with unique(f"a parameter tagged {doc['tag']!r} exists", "input.tag"):
             updated = await self.parameters.find_one_and_update(
                 {"_id": current["_id"]},
-                {"$set": {**doc, "updated_at": now()}},
+                {"$set": self._parameter_with({**doc, "updated_at": now()}, self.vault.seal)},
                 return_document=ReturnDocument.AFTER,
             )
         if updated is None:
             raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
-        return updated
+        return self._parameter_with(updated, self.vault.open)
+
+    async def parameter_values(self) -> list[dict[str, Any]]:
+        """Every custom parameter's tag, value (opened) and secret flag, for rendering."""
+        docs = await self.parameters.find({}, {"tag": 1, "value": 1, "secret": 1}).to_list(None)
+        return [self._parameter_with(d, self.vault.open) for d in docs]
+
+    @staticmethod
+    def _parameter_with(doc: dict[str, Any], change: Any) -> dict[str, Any]:
+        return {**doc, "value": change(doc["value"])} if doc.get("secret") else doc
 
     async def delete_parameter(self, tag: str) -> None:
         doc = await self.get_parameter(tag)

@@ -21,8 +21,10 @@ import httpx
 import pymongo
 import pytest
 import redis
+from cryptography.fernet import Fernet
 
 from event_manager.config import Settings
+from tenants.vault import Vault, keys_from
 
 RUN_ID = secrets.token_hex(3)
 TEST_DATABASE = f"emtest_{RUN_ID}"
@@ -50,6 +52,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         retry_schedule="0.2,0.4",
         outbound_allow="127.0.0.0/8",
         recovery_seconds=2,
+        secret_key=Fernet.generate_key().decode(),
     )
 
 
@@ -66,6 +69,7 @@ def env(settings: Settings) -> dict[str, str]:
         "EVENT_MANAGER_RETRY_SCHEDULE": settings.retry_schedule,
         "EVENT_MANAGER_OUTBOUND_ALLOW": settings.outbound_allow,
         "EVENT_MANAGER_RECOVERY_SECONDS": str(settings.recovery_seconds),
+        "EVENT_MANAGER_SECRET_KEY": settings.secret_key,
     }
 
 
@@ -191,6 +195,8 @@ class TenantHandle:
     admin: Client
     system: Client
     db: Any
+    vault: Vault
+    """Opens the secrets stored sealed, as the service does."""
 
     def key(self, role: str) -> Client:
         reply = self.system("""mutation($role: Role!, $tenant: String) {
@@ -225,7 +231,8 @@ def handle(system: Client, mongo: Any, settings: Settings, code: str, *,
     key = system("""mutation($t: String) { createApiKey(role: TENANT_ADMIN, label: "admin",
                     tenant: $t) { key } }""", t=code).data["createApiKey"]["key"]
     return TenantHandle(code, Client(system.url, key), system.acting_in(code),
-                        mongo[settings.tenant_database])
+                        mongo[settings.tenant_database],
+                        Vault(keys_from(settings.secret_key, settings.state_path)))
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,8 @@ def test_update_with_null_or_masked_secret_keeps_the_stored_one(tenant: TenantHa
             "authorization": {"type": "BEARER_TOKEN", "token": token}}).data["updateAction"]
         assert updated["authorization"]["token"] == "********"
         stored = tenant.collection("actions").find_one({"name": "Hook"})
-        assert stored["auth"]["token"] == "first-token"
+        assert stored["auth"]["token"].startswith("enc:v1:")  # sealed at rest
+        assert tenant.vault.open(stored["auth"]["token"]) == "first-token"
 
 
 def test_changing_auth_type_needs_the_new_secret(tenant: TenantHandle) -> None:

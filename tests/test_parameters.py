@@ -57,7 +57,8 @@ def test_update_can_rename_and_keeps_a_masked_secret(tenant: TenantHandle) -> No
     assert reply.data["updateParameter"] == {"tag": "crm_token", "value": "********",
                                              "secret": True}
     stored = tenant.collection("parameters").find_one({"tag": "crm_token"})
-    assert stored["value"] == "t-1"
+    assert stored["value"].startswith("enc:v1:")  # sealed at rest
+    assert tenant.vault.open(stored["value"]) == "t-1"
     assert tenant.collection("parameters").count_documents({}) == 1
 
 
