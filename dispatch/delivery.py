@@ -11,7 +11,7 @@ import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,6 +21,7 @@ from dispatch.client import send
 from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.live import Publisher
 from dispatch.render import RenderError, parameter_values, render_request, request_summary
+from dispatch.signing import signature_headers
 from event_manager.config import Settings
 from tenants.database import Database, object_id, patiently
 from tenants.registry import TenantRegistry
@@ -115,6 +116,9 @@ class Deliverer:
         except RenderError as exc:
             return {"status": "FAILED", "message": f"cannot build the request: {exc}",
                     "next_attempt_at": None}
+        if action.get("signing_secret"):
+            request = replace(request, headers=[*request.headers, *signature_headers(
+                action["signing_secret"], f"msg_{row['_id']}", int(time.time()), request.body)])
         changes: dict[str, Any] = {
             "request": request_summary(request, action),
             "unresolved_parameters": request.unresolved,

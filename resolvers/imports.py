@@ -37,7 +37,7 @@ log = logging.getLogger("event_manager.api")
 
 MAX_NAME = 100
 COPIED = ("description", "method", "url", "query", "headers", "body_type", "body_fields",
-          "raw_body", "raw_content_type", "auth", "timeout_seconds", "tags")
+          "raw_body", "raw_content_type", "auth", "timeout_seconds", "signing_secret", "tags")
 
 
 # --- Postman ---------------------------------------------------------------------------

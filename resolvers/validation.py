@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
+from dispatch.signing import secret_bytes
 from dispatch.template import PLACEHOLDER, TAG, tags_in
 from event_manager.errors import BadInput
 from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
@@ -196,9 +197,22 @@ def action(data: ActionInput, stored: dict[str, Any] | None = None) -> dict[str,
         "raw_content_type": raw_content_type,
         "auth": authorization(data.authorization, stored.get("auth") if stored else None),
         "timeout_seconds": timeout,
+        "signing_secret": signing_secret(data.signing_secret, stored),
     }
     doc["tags"] = action_tags(doc)
     return doc
+
+
+def signing_secret(value: str | None, stored: dict[str, Any] | None) -> str | None:
+    """None (not signed) or a whsec_ secret; null or the mask keeps the stored one."""
+    if value is None or value == MASK:
+        return stored.get("signing_secret") if stored else None
+    if value == "":
+        return None
+    if secret_bytes(value.strip()) is None:
+        raise BadInput("signingSecret must be whsec_ followed by the base64 of 24 to 64 "
+                       "random bytes", field="input.signingSecret")
+    return value.strip()
 
 
 def action_tags(doc: dict[str, Any]) -> list[str]:

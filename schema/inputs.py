@@ -39,6 +39,11 @@ class ActionInput:
     raw_content_type: str | None = None
     authorization: AuthorizationInput | None = None
     timeout_seconds: float | None = 10.0
+    signing_secret: str | None = strawberry.field(
+        default=None,
+        description="Standard Webhooks signing: whsec_ + base64 of 24-64 random bytes; "
+                    'null or "********" keeps the stored one, "" turns signing off',
+    )
 
 
 @strawberry.input

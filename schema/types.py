@@ -81,6 +81,9 @@ class Action:
     raw_content_type: str | None
     authorization: Authorization
     timeout_seconds: float
+    signing_secret: str | None = strawberry.field(
+        description="masked; null when requests are not signed (webhook-id, "
+                    "webhook-timestamp, webhook-signature headers)")
     events: list[EventType] = strawberry.field(resolver=action_events)
     undefined_parameters: list[str] = strawberry.field(resolver=action_undefined_parameters)
     origin: str | None
@@ -105,6 +108,7 @@ class Action:
             raw_content_type=doc.get("raw_content_type"),
             authorization=Authorization.from_doc(doc["auth"]),
             timeout_seconds=doc["timeout_seconds"],
+            signing_secret=MASK if doc.get("signing_secret") else None,
             origin=doc.get("origin"),
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
