@@ -106,10 +106,16 @@ def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
     return result
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    log: Path
+
+
 @pytest.fixture(scope="session")
-def api_url(env: dict[str, str], mongo: Any, redis_client: Any,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``event-manager serve`` process on a free port."""
+def api(env: dict[str, str], mongo: Any, redis_client: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real ``event-manager serve`` process on a free port, and its log file."""
     port = free_port()
     log = tmp_path_factory.mktemp("logs") / "api.log"
     with log.open("w") as out:
@@ -129,9 +135,14 @@ def api_url(env: dict[str, str], mongo: Any, redis_client: Any,
     else:
         process.kill()
         raise AssertionError(f"the API did not answer in 30 s:\n{log.read_text()}")
-    yield url
+    yield Server(url, log)
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_url(api: Server) -> str:
+    return api.url
 
 
 @dataclass

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
 import pytest
+from bson import ObjectId
+from graphql import build_schema, parse
 
 from tests.conftest import Client, Reply, TenantHandle
 
@@ -47,12 +50,15 @@ class Victim:
     secret_tag: str
     secret_value: str
     key_ids: list[str]
+    activity_ids: list[str]
+    trigger_ids: list[str]
 
     @property
     def markers(self) -> list[str]:
         """Every string of B that must never come back to A unasked."""
         return [self.action_id, self.action_name, self.secret_action_name, self.tag,
-                self.value, self.secret_tag, self.secret_value, *self.key_ids]
+                self.value, self.secret_tag, self.secret_value, *self.key_ids,
+                *self.activity_ids, *self.trigger_ids]
 
 
 def b_state(b: TenantHandle, mongo: Any, settings: Any) -> list[bytes]:
@@ -86,8 +92,26 @@ def victim(other_tenant: TenantHandle, mongo: Any, settings: Any) -> Victim:
                                      "secret": True}).data
     b.key("VIEWER")
     b.key("PBX")
+    skipped = b.admin("mutation { triggerEvent(input: {event: INCOMING_CALL}) "
+                      "{ triggerId activities { id } } }").data["triggerEvent"]
+    failed = failed_row(b, action_id, name)
     return Victim(b, action_id, name, secret_name, tag, value, secret_tag, secret_value,
-                  sorted(key_ids_of(b.code, mongo, settings)))
+                  sorted(key_ids_of(b.code, mongo, settings)),
+                  [skipped["activities"][0]["id"], str(failed["_id"])],
+                  [skipped["triggerId"], failed["trigger_id"]])
+
+
+def failed_row(t: TenantHandle, action_id: str, name: str) -> dict[str, Any]:
+    """A FAILED delivery, written directly: what retryActivity takes."""
+    moment = datetime.now(UTC)
+    row = {"_id": ObjectId(), "trigger_id": str(ObjectId()), "event": "INCOMING_CALL",
+           "source": "SYSTEM", "action_id": action_id, "action_name": name, "status": "FAILED",
+           "message": "HTTP 404", "attempts": 1, "cycle_start": 0, "http_status": 404,
+           "request": None, "response_snippet": None, "unresolved_parameters": [],
+           "params": {}, "occurred_at": moment, "created_at": moment, "updated_at": moment,
+           "next_attempt_at": None}
+    t.collection("activity").insert_one(row)
+    return row
 
 
 def attacks(v: Victim) -> list[tuple[str, str, dict[str, Any]]]:
@@ -133,6 +157,37 @@ def attacks(v: Victim) -> list[tuple[str, str, dict[str, Any]]]:
         ("setEventManagerEnabled of B", """mutation($c: String!) {
             setEventManagerEnabled(code: $c, enabled: false) { code } }""", {"c": other}),
     ]
+    collection = json.dumps({
+        "info": {"name": "a", "schema": "https://schema.getpostman.com/json/collection/v2.1.0/"},
+        "item": [{"name": unique("a-import-"), "request": {"url": "http://127.0.0.1:9/a"}}]})
+    out += [
+        ("activity", "{ activity { items { id triggerId actionId actionName } } }", {}),
+        ("activity of B's trigger", """query($t: ID) { activity(filter: {triggerId: $t}) {
+            items { id actionName } } }""", {"t": v.trigger_ids[1]}),
+        ("activity of B's action", """query($a: ID) { activity(filter: {actionId: $a}) {
+            items { id actionName } } }""", {"a": v.action_id}),
+        ("retryActivity of B", "mutation($id: ID!) { retryActivity(id: $id) { id status } }",
+         {"id": v.activity_ids[1]}),
+        ("triggerEvent", """mutation { triggerEvent(input: {event: INCOMING_CALL}) {
+            accepted reason activities { actionName } } }""", {}),
+        ("triggerEvents", """mutation { triggerEvents(inputs: [{event: INCOMING_CALL}]) {
+            accepted activities { actionName } } }""", {}),
+        ("testEvent with B's action", """mutation($ids: [ID!]) { testEvent(event: HANGUP,
+            actionIds: $ids) { activities { actionName } } }""", {"ids": [v.action_id]}),
+        ("masterActions", "{ masterActions { id name } }", {}),
+        ("createAction", CREATE_ACTION,
+         {"input": {"name": unique("a-action-"), "url": "http://127.0.0.1:9/a"}}),
+        ("createParameter", CREATE_PARAMETER,
+         {"input": {"tag": unique("a_tag_"), "value": "a-value"}}),
+        ("postmanRequests", "query($c: String!) { postmanRequests(collection: $c) { name } }",
+         {"c": collection}),
+        ("postmanCollection", """query($c: String!) { postmanCollection(collection: $c) {
+            requests { name } newVariables { key } } }""", {"c": collection}),
+        ("importPostmanCollection", """mutation($c: String!) { importPostmanCollection(
+            collection: $c) { imported { id name } } }""", {"c": collection}),
+        ("importMasterActions of B's action", """mutation($ids: [ID!]!) {
+            importMasterActions(ids: $ids) { imported { id name } } }""", {"ids": [v.action_id]}),
+    ]
     for role in ("SYSTEM_ADMIN", "TENANT_ADMIN", "PBX", "VIEWER"):
         out.append((f"createApiKey {role} in B", """mutation($r: Role!, $t: String) {
             createApiKey(role: $r, label: "x", tenant: $t) { key info { id tenant } } }""",
@@ -160,10 +215,27 @@ def verdict(label: str, reply: Reply) -> str | None:
     if code in REFUSALS:
         return None
     field = errors[0].get("extensions", {}).get("field", "")
-    if label == "updateEvent with B's action" and code == "BAD_USER_INPUT" \
-            and field == "input.actionIds[0]":
+    if (label, code, field) in {("updateEvent with B's action", "BAD_USER_INPUT",
+                                 "input.actionIds[0]"),
+                                ("testEvent with B's action", "BAD_USER_INPUT", "actionIds[0]")}:
         return None  # B's id is as unknown in A as any made-up id
     return f"{label}: {code} {errors[0].get('message')}"
+
+
+def test_the_attacks_cover_every_served_operation() -> None:
+    from schema import schema
+
+    served = build_schema(schema.as_str())
+    names = set(served.query_type.fields) | set(served.mutation_type.fields)
+    v = Victim(make_handle_stub(), *["x"] * 7, ["k"], ["a", "b"], ["t", "u"])
+    aimed = {selection.name.value for _, query, _ in attacks(v)
+             for definition in parse(query).definitions
+             for selection in definition.selection_set.selections}
+    assert names - aimed == set()
+
+
+def make_handle_stub() -> TenantHandle:
+    return TenantHandle("b", None, None, None, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("role", ["TENANT_ADMIN", "VIEWER", "PBX"])

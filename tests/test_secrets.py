@@ -1,0 +1,91 @@
+"""No secret is ever shown: not in any GraphQL output, not in an activity row, not in a
+log line, and not in the database in plain text (it is sealed there)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tenants.vault import Vault
+from tests.conftest import Server, TenantHandle
+from tests.receiver import Receiver, Reply
+from tests.test_delivery import attach, enable, settled
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+ACTION_FIELDS = """id name url query { key value } headers { key value } rawBody
+    authorization { type apiKeyName apiKeyValue apiKeyIn username password token }
+    signingSecret undefinedParameters"""
+ROW = """id actionName status message httpStatus responseSnippet unresolvedParameters
+    request { method url headers { key value } }"""
+
+
+def secret(label: str) -> str:
+    return f"{label}-{secrets.token_hex(8)}"
+
+
+def test_no_secret_in_outputs_activity_logs_or_stored_plain(
+        tenant: TenantHandle, receiver: Receiver, api: Server, worker: Path,
+        mongo: Any, settings: Any) -> None:
+    token, api_key, password, param = (secret("bearer"), secret("apikey"), secret("basic"),
+                                       secret("param"))
+    signing = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    all_secrets = [token, api_key, password, param, signing]
+    path = f"/{tenant.code}/leak"
+    tenant.admin("mutation($v: String!) { createParameter(input: {tag: \"crm_secret\", "
+                 "value: $v, secret: true}) { tag } }", v=param).data
+    made = []
+    for name, auth, own in (
+        ("bearer", {"type": "BEARER_TOKEN", "token": token}, token),
+        ("apikey", {"type": "API_KEY", "apiKeyName": "key", "apiKeyValue": api_key,
+                    "apiKeyIn": "QUERY"}, api_key),
+        ("basic", {"type": "BASIC_AUTH", "username": "crm", "password": password}, password),
+    ):
+        # The receiver echoes what it got: a careless snippet would show the secrets.
+        receiver.script(f"{path}/{name}", Reply(200, body=f"saw {own} and {param}"))
+        reply = tenant.admin(f"mutation($i: ActionInput!) {{ createAction(input: $i) "
+                             f"{{ {ACTION_FIELDS} }} }}", i={
+            "name": name, "url": f"{receiver.url}{path}/{name}?p={{{{crm_secret}}}}",
+            "headers": [{"key": "X-Secret", "value": "{{crm_secret}}"}],
+            "bodyType": "RAW", "rawContentType": "application/json",
+            "rawBody": '{"s": "{{crm_secret}}"}', "authorization": auth,
+            "signingSecret": signing})
+        made.append(reply.body)
+    attach(tenant, "HANGUP", *[a["data"]["createAction"]["id"] for a in made])
+    enable(tenant)
+    fired = tenant.admin(f"mutation {{ triggerEvent(input: {{event: HANGUP}}) {{ triggerId "
+                         f"activities {{ {ROW} }} }} }}").body
+    rows = settled(tenant, fired["data"]["triggerEvent"]["triggerId"])
+    assert {r["status"] for r in rows} == {"SUCCEEDED"}
+    for name in ("bearer", "apikey", "basic"):  # the secrets were really sent
+        [got] = receiver.wait_for(f"{path}/{name}")
+        assert param in got.body.decode()
+
+    outputs = [made, fired, rows]
+    outputs.append(tenant.admin(f"{{ actions {{ {ACTION_FIELDS} }} parameters {{ tag value }} "
+                                f"activity {{ items {{ {ROW} }} }} masterActions {{ id }} }}").body)
+    outputs.append(tenant.admin(f"""mutation($id: ID!) {{ testEvent(event: HANGUP,
+        actionIds: [$id]) {{ activities {{ {ROW} }} }} }}""",
+                                id=made[0]["data"]["createAction"]["id"]).body)
+    shown = json.dumps(outputs)
+    assert "********" in shown
+    stored = json.dumps([doc for kind in tenant.snapshot().values() for doc in kind],
+                        default=str)
+
+    logs = api.log.read_text() + worker.read_text()
+    assert "POST /graphql" in logs  # the logs are the ones of this run
+    for value in all_secrets:
+        assert value not in shown, f"shown: {value}"
+        assert value not in stored, f"stored in plain: {value}"
+        assert value not in logs, f"logged: {value}"
+    # The sealed values open to the right secrets: nothing was lost on the way.
+    vault: Vault = tenant.vault
+    sealed = tenant.collection("actions").find_one({"name": "bearer"})
+    assert vault.open(sealed["auth"]["token"]) == token
+    assert vault.open(sealed["signing_secret"]) == signing
