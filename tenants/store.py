@@ -181,6 +181,22 @@ class TenantStore:
         docs = await self.parameters.find({}, {"tag": 1, "value": 1, "secret": 1}).to_list(None)
         return [self._parameter_with(d, self.vault.open) for d in docs]
 
+    async def reseal(self) -> int:
+        """Seal every stored secret again with the first key (and seal plain ones); the
+        number of documents rewritten. Run after putting a new key first."""
+        count = 0
+        for doc in await self.actions.find({}).to_list(None):
+            fresh = self._auth_with(doc, self.vault.reseal)
+            if fresh != doc:
+                await self.actions.replace_one({"_id": doc["_id"]}, fresh)
+                count += 1
+        for doc in await self.parameters.find({"secret": True}).to_list(None):
+            fresh = self._parameter_with(doc, self.vault.reseal)
+            if fresh != doc:
+                await self.parameters.replace_one({"_id": doc["_id"]}, fresh)
+                count += 1
+        return count
+
     @staticmethod
     def _parameter_with(doc: dict[str, Any], change: Any) -> dict[str, Any]:
         return {**doc, "value": change(doc["value"])} if doc.get("secret") else doc

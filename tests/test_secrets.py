@@ -3,6 +3,7 @@ log line, and not in the database in plain text (it is sealed there)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
-from tenants.vault import Vault
+from tenants.database import Database
+from tenants.store import TenantStore
+from tenants.vault import SecretKeyError, Vault
 from tests.conftest import Server, TenantHandle
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import attach, enable, settled
@@ -89,3 +93,34 @@ def test_no_secret_in_outputs_activity_logs_or_stored_plain(
     sealed = tenant.collection("actions").find_one({"name": "bearer"})
     assert vault.open(sealed["auth"]["token"]) == token
     assert vault.open(sealed["signing_secret"]) == signing
+
+
+def test_rotation_reseals_every_secret_with_the_new_key(tenant: TenantHandle,
+                                                       settings: Any) -> None:
+    """New key first, old key second: reseal, then the old key alone opens nothing."""
+    tenant.admin('mutation { createAction(input: {name: "rot", url: "https://crm.test", '
+                 'authorization: {type: BEARER_TOKEN, token: "tok-1"}}) { id } }').data
+    tenant.admin('mutation { createParameter(input: {tag: "pin", value: "1234", '
+                 'secret: true}) { tag } }').data
+    tenant.collection("parameters").insert_one(  # written before sealing existed
+        {"tag": "legacy", "tag_key": "legacy", "value": "plain-old", "secret": True,
+         "description": ""})
+    new_key = Fernet.generate_key().decode()
+    rotated = settings.model_copy(update={"secret_key": f"{new_key},{settings.secret_key}"})
+
+    async def reseal() -> int:
+        db = Database(rotated)
+        try:
+            store = TenantStore(db, {"code": tenant.code, "master": False})
+            return await store.reseal()
+        finally:
+            await db.close()
+
+    assert asyncio.run(reseal()) == 3
+    new, old = Vault([new_key.encode()]), tenant.vault
+    token = tenant.collection("actions").find_one({"name": "rot"})["auth"]["token"]
+    pin = tenant.collection("parameters").find_one({"tag": "pin"})["value"]
+    legacy = tenant.collection("parameters").find_one({"tag": "legacy"})["value"]
+    assert (new.open(token), new.open(pin), new.open(legacy)) == ("tok-1", "1234", "plain-old")
+    with pytest.raises(SecretKeyError):
+        old.open(token)
