@@ -22,6 +22,7 @@ from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.live import Publisher
 from dispatch.render import RenderError, parameter_values, render_request, request_summary
 from dispatch.signing import signature_headers
+from event_manager import logs, metrics
 from event_manager.config import Settings
 from tenants.database import Database, object_id, patiently
 from tenants.registry import TenantRegistry
@@ -67,20 +68,37 @@ class Deliverer:
                       shared: dict[str, asyncio.Future] | None = None) -> None:
         """Claim, send and record one delivery. ``shared`` is common to the deliveries of
         one message: they read the tenant's settings, parameters and actions once."""
-        store = await self._store(tenant_code)
-        row_id = object_id(activity_id)
-        row = await self._db(lambda: store.log.claim(row_id)) if row_id else None
-        if row is None:
-            return  # already sent, taken by another worker, or unknown
-        await self.publisher.publish(tenant_code, [row])
-        changes = await self._attempt(store, row, {} if shared is None else shared)
+        with logs.context(tenant=tenant_code, activity_id=activity_id):
+            store = await self._store(tenant_code)
+            row_id = object_id(activity_id)
+            row = await self._db(lambda: store.log.claim(row_id)) if row_id else None
+            if row is None:
+                log.debug("not claimed: already sent, taken by another worker, or unknown")
+                return
+            with logs.context(trigger_id=row["trigger_id"]):
+                await self._deliver(store, row, {} if shared is None else shared)
+
+    async def _deliver(self, store: TenantStore, row: dict[str, Any],
+                       shared: dict[str, asyncio.Future]) -> None:
+        await self.publisher.publish(store.code, [row])
+        changes = await self._attempt(store, row, shared)
         updated = await self._db(lambda: store.log.record(row["_id"], changes))
         if updated is None:
             return
-        await self.publisher.publish(tenant_code, [updated])
-        if updated["status"] == "RETRYING":
+        status = updated["status"]
+        metrics.DELIVERIES.labels(status).inc()
+        if status == "SUCCEEDED":
+            log.debug("%s", updated["message"])
+        else:
+            log.log(logging.INFO if status == "RETRYING" else logging.WARNING, "%s: %s",
+                    updated["action_name"], updated["message"])
+        if status != "RETRYING":
+            metrics.LAG_SECONDS.observe((updated["updated_at"] - row["created_at"])
+                                        .total_seconds())
+        await self.publisher.publish(store.code, [updated])
+        if status == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
-            await self.enqueue(tenant_code, [activity_id], delay)
+            await self.enqueue(store.code, [str(row["_id"])], delay)
 
     async def _load(self, store: TenantStore, row: dict[str, Any],
                     shared: dict[str, asyncio.Future]) -> tuple[dict | None, dict, list[dict]]:
@@ -127,7 +145,9 @@ class Deliverer:
         schedule = self.settings.retries
         try:
             self.guard.check_url(request.url)
-            response = await send(self.session, request, action["timeout_seconds"])
+            metrics.ATTEMPTS.inc()
+            with metrics.DELIVERY_SECONDS.time():
+                response = await send(self.session, request, action["timeout_seconds"])
         except Exception as exc:  # classified below; anything unknown fails, logged
             what, retryable = describe(exc, action["timeout_seconds"])
             if what is None:
