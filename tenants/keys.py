@@ -35,8 +35,13 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeys:
+    """Keys in ``api_keys``; beside each, ``api_key_hashes`` holds ``{_id: hash, key_id,
+    role, tenant, revoked}``, so that the lookup on every request is one find by ``_id``
+    (the only lookup FerretDB answers from an index)."""
+
     def __init__(self, db: Database) -> None:
         self.collection = db.api_keys
+        self.by_hash = db.system["api_key_hashes"]
 
     async def create(self, role: str, label: str, tenant: str | None) -> tuple[str, dict[str, Any]]:
         if role not in ROLES:
@@ -56,17 +61,30 @@ class ApiKeys:
             "revoked": False,
         }
         await self.collection.insert_one(doc)
+        await self.by_hash.insert_one(self._entry(doc))
         return key, doc
+
+    @staticmethod
+    def _entry(doc: dict[str, Any]) -> dict[str, Any]:
+        return {"_id": doc["hash"], "key_id": doc["_id"], "role": doc["role"],
+                "tenant": doc["tenant"], "revoked": doc["revoked"]}
 
     async def authenticate(self, key: str) -> Principal | None:
         """The principal of a valid, unrevoked key, else None."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
         digest = hash_key(key)
-        doc = await self.collection.find_one({"hash": digest})
-        if doc is None or not hmac.compare_digest(doc["hash"], digest) or doc["revoked"]:
+        entry = await self.by_hash.find_one({"_id": digest})
+        if entry is None:  # a key made before the hash index: index it now
+            doc = await self.collection.find_one({"hash": digest})
+            if doc is None:
+                return None
+            entry = self._entry(doc)
+            await self.by_hash.replace_one({"_id": digest}, entry, upsert=True)
+        if not hmac.compare_digest(entry["_id"], digest) or entry["revoked"]:
             return None
-        return Principal(key_id=str(doc["_id"]), role=doc["role"], tenant=doc["tenant"])
+        return Principal(key_id=str(entry["key_id"]), role=entry["role"],
+                         tenant=entry["tenant"])
 
     async def list(self, tenant: str | None = None) -> list[dict[str, Any]]:
         query = {} if tenant is None else {"tenant": tenant}
@@ -78,4 +96,10 @@ class ApiKeys:
         return await self.collection.find_one({"_id": ObjectId(key_id)})
 
     async def revoke(self, key_id: str) -> None:
-        await self.collection.update_one({"_id": ObjectId(key_id)}, {"$set": {"revoked": True}})
+        """Revoked in the hash index first: from then on the key opens nothing."""
+        doc = await self.get(key_id)
+        if doc is None:
+            return
+        await self.by_hash.replace_one({"_id": doc["hash"]}, {**self._entry(doc),
+                                                              "revoked": True}, upsert=True)
+        await self.collection.update_one({"_id": doc["_id"]}, {"$set": {"revoked": True}})

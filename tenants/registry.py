@@ -31,7 +31,13 @@ class TenantRegistry:
         self.db = db
 
     async def get(self, code: str) -> dict[str, Any]:
-        doc = await self.db.tenants.find_one({"code": code}) if TENANT_CODE.match(code) else None
+        """The tenant registered under ``code``. Its ``_id`` is the code, a lookup that
+        FerretDB answers from an index on every request; tenants registered before that
+        have an ObjectId and are found by their ``code`` field."""
+        doc = None
+        if TENANT_CODE.match(code):
+            doc = (await self.db.tenants.find_one({"_id": code})
+                   or await self.db.tenants.find_one({"code": code}))
         if doc is None:
             raise NotFound(f"no tenant with code {code[:40]!r}", field="code")
         return doc
@@ -55,6 +61,7 @@ class TenantRegistry:
             raise Conflict("a Master tenant exists already", field="master")
         await self._bootstrap(code)
         doc = {
+            "_id": code,
             "code": code,
             "name": name,
             "master": master,
@@ -66,9 +73,9 @@ class TenantRegistry:
         return doc
 
     async def set_enabled(self, code: str, enabled: bool) -> dict[str, Any]:
-        await self.get(code)
+        tenant = await self.get(code)
         await self.db.tenants.update_one(
-            {"code": code}, {"$set": {"event_manager_enabled": enabled}}
+            {"_id": tenant["_id"]}, {"$set": {"event_manager_enabled": enabled}}
         )
         return await self.get(code)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
+
+from bson import ObjectId
 
 from tests.conftest import Client, TenantHandle
 
@@ -130,3 +133,32 @@ def test_a_system_key_acts_in_a_tenant_through_x_tenant(tenant: TenantHandle,
     reply = system("{ actions { name } }")
     assert reply.code == "BAD_USER_INPUT" and reply.error["extensions"]["field"] == "X-Tenant"
     assert system.acting_in("nosuchtenant")("{ actions { name } }").code == "NOT_FOUND"
+
+
+def test_a_key_made_before_the_hash_index_still_works_and_revokes(
+        tenant: TenantHandle, mongo: Any, settings: Any) -> None:
+    created = tenant.admin('mutation { createApiKey(role: PBX, label: "old pbx") '
+                           '{ key info { id } } }').data["createApiKey"]
+    hashes = mongo[settings.system_database]["api_key_hashes"]
+    [entry] = hashes.find({"key_id": ObjectId(created["info"]["id"])})
+    hashes.delete_one({"_id": entry["_id"]})  # as if made by an earlier version
+    pbx = Client(tenant.admin.url, created["key"])
+    assert pbx("{ me { role } }").data["me"]["role"] == "PBX"
+    assert hashes.find_one({"_id": entry["_id"]})["revoked"] is False  # indexed on use
+    hashes.delete_one({"_id": entry["_id"]})
+    tenant.admin("mutation($id: ID!) { revokeApiKey(id: $id) }", id=created["info"]["id"]).data
+    assert pbx("{ me { role } }").code == "UNAUTHENTICATED"
+
+
+def test_a_tenant_registered_by_an_earlier_version_is_still_found(
+        system: Client, mongo: Any, settings: Any) -> None:
+    """Tenants once had ObjectId ids; now their code is the id (an indexed lookup)."""
+    code = f"legacy{secrets.token_hex(3)}"
+    mongo[settings.system_database]["tenants"].insert_one({
+        "_id": ObjectId(), "code": code, "name": "Legacy", "master": False,
+        "event_manager_enabled": False, "created_at": datetime.now(UTC)})
+    reply = system("mutation($c: String!) { setEventManagerEnabled(code: $c, enabled: true) "
+                   "{ code eventManagerEnabled } }", c=code)
+    assert reply.data["setEventManagerEnabled"] == {"code": code, "eventManagerEnabled": True}
+    settings_ = system.acting_in(code)("{ settings { timezone } }").data["settings"]
+    assert settings_ == {"timezone": "UTC"}
