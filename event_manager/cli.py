@@ -249,3 +249,56 @@ async def _admin_key(config: Settings) -> str:
         return key
     finally:
         await db.close()
+
+
+@app.command("config")
+@one_line_errors
+def show_config(
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Print the README's settings table (every setting and its default).",
+    )] = False,
+) -> None:
+    """Print the effective settings, secrets hidden, and where each value came from."""
+    from event_manager.config import env_name, settings_reference
+
+    if markdown:
+        typer.echo(settings_reference(), nl=False)
+        return
+    config = settings()
+    from_environment = {name.upper() for name in os.environ}
+    lines = [(f"{env_name(field)}={shown_setting(field, getattr(config, field))}",
+              "environment" if env_name(field) in from_environment else "default")
+             for field in type(config).model_fields]
+    width = min(max(len(line) for line, _ in lines), 60)
+    for line, source in lines:
+        typer.echo(f"{line.ljust(width)}  # {source}")
+
+
+SECRET_WORDS = ("secret", "pass", "token", "key")
+HIDDEN = "********"
+
+
+def shown_setting(field: str, value: object) -> str:
+    """A setting's value as ``config`` prints it: secret settings hidden whole, passwords
+    inside URLs hidden (``redis://:********@redis:6379/0``)."""
+    text = str(value)
+    if any(word in field for word in SECRET_WORDS):
+        return HIDDEN if text else ""
+    return hide_url_password(text)
+
+
+def hide_url_password(text: str) -> str:
+    """``amqp://user:pw@host/`` → ``amqp://user:********@host/``; ``?password=pw`` too."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    before_query, question, query = rest.partition("?")
+    userinfo, at, hosts = before_query.rpartition("@")
+    if at and ":" in userinfo:
+        before_query = f"{userinfo.split(':', 1)[0]}:{HIDDEN}@{hosts}"
+    pairs = [part.partition("=") for part in query.split("&")] if question else []
+    query = "&".join(
+        f"{key}{eq}{HIDDEN if eq and any(w in key.lower() for w in SECRET_WORDS) else value}"
+        for key, eq, value in pairs
+    )
+    return f"{scheme}{sep}{before_query}{question}{query}"

@@ -56,30 +56,46 @@ def host_port(url: str, default_port: int) -> tuple[str, int]:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENT_MANAGER_", extra="ignore")
 
-    mongodb_url: str = Field("mongodb://127.0.0.1:27017", description="MongoDB connection string")
+    mongodb_url: str = Field(
+        "mongodb://127.0.0.1:27017",
+        description="MongoDB connection string (in production, of a replica set)",
+    )
     database: str = Field(
         "event_manager", pattern=r"^[A-Za-z0-9_-]{1,40}$",
-        description="name prefix for the service's databases",
+        description="name prefix for the service's databases (`<prefix>_system`, "
+        "`<prefix>_tenants`), its delivery queue and its live channels",
     )
     broker_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Dramatiq broker: redis://… or amqp://…"
+        "redis://127.0.0.1:6379/0", description="Dramatiq broker: `redis://…` or `amqp://…`"
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for live activity")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for live activity (pub/sub) and readiness, whatever the broker",
+    )
     retry_schedule: str = Field(
         "5,30,120,600,3600", description="seconds between attempts, comma-separated"
     )
     outbound_allow: str = Field(
-        "", description="CIDRs that outbound requests may reach although private/loopback"
+        "", description="CIDRs that outbound requests may reach although private/loopback, "
+        "comma-separated (`up` sets `127.0.0.0/8`)",
     )
     recovery_seconds: float = Field(
-        60.0, gt=0, description="how long a delivery may be stuck (QUEUED, SENDING beyond its "
-        "timeout, RETRYING beyond its time) before a worker queues it again",
+        60.0, gt=0, description="a delivery stuck in QUEUED, RETRYING (past its time) or "
+        "SENDING (past its timeout) this long is queued again",
     )
     activity_retention_days: int = Field(30, ge=1, description="how long activity rows are kept")
-    secret_key: str = Field("", description="key that encrypts stored secrets")
-    state_dir: Path = Field(Path(".state"), description="local state folder (data, logs, keys)")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_format: str = Field("console", pattern="^(console|json)$", description="console or json")
+    secret_key: str = Field(
+        "", description="keys that encrypt stored secrets, comma-separated: the first seals, "
+        "each one opens. Required in production, the same for every process; when unset, one "
+        "is generated into the state folder, which suits one machine only",
+    )
+    state_dir: Path = Field(
+        Path(".state"), description="local state folder: server data, logs, pid files, admin key"
+    )
+    log_level: str = Field("INFO", description="logging: DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field(
+        "console", pattern="^(console|json)$", description="logging: `console` or `json`"
+    )
 
     @field_validator("retry_schedule")
     @classmethod
@@ -130,3 +146,30 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return Settings()
+
+
+def env_name(field: str) -> str:
+    """``EVENT_MANAGER_MONGODB_URL`` for ``mongodb_url``."""
+    return f"{Settings.model_config['env_prefix']}{field.upper()}"
+
+
+def settings_reference() -> str:
+    """The README's settings table, made from ``Settings`` so that the two cannot drift.
+
+    One row per field, for example
+    ``| `EVENT_MANAGER_LOG_FORMAT` | logging: `console` or `json` | `console` |``.
+    ``event-manager config --markdown`` prints it.
+    """
+    rows = ["| variable | meaning | default |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{env_name(name)}` | {meaning} | {_shown_default(field.default)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown_default(value: object) -> str:
+    if value == "":
+        return "empty"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"

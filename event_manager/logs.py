@@ -5,8 +5,11 @@ Records carry the tenant, trigger id and activity id of the work in hand, bound 
 ``context(...)`` around it (context variables, so concurrent deliveries on one event
 loop each keep their own)::
 
-    2026-11-29 07:09:48 WARNING event_manager.delivery: HTTP 503, retry 1 of 5 at 07:09:53 UTC [tenant=acme trigger=6b0b… activity=6b0b…]
-    {"time": "2026-11-29T07:09:48", "level": "WARNING", "logger": "event_manager.delivery", "message": "HTTP 503, …", "tenant": "acme", "trigger_id": "6b0b…", "activity_id": "6b0b…"}
+    2026-11-29 07:09:48 INFO event_manager.delivery: CRM: HTTP 503, retry 1 of 5 at
+        07:09:53 UTC [tenant=acme trigger=6b0b… activity=6b0b…]      (one line)
+    {"time": "2026-11-29T07:09:48", "level": "INFO", "logger": "event_manager.delivery",
+     "message": "CRM: HTTP 503, …", "tenant": "acme", "trigger_id": "6b0b…",
+     "activity_id": "6b0b…"}                                           (one line)
 
 Nothing here knows secrets: the code never passes a secret to a log call, and the
 tests read the logs of a whole run to prove it.
