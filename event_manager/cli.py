@@ -112,10 +112,13 @@ def serve(
     """Serve the API: GraphQL over HTTP and WebSocket on /graphql."""
     import uvicorn
 
+    from event_manager import logs
     from event_manager.app import create_app
 
-    uvicorn.run(create_app(settings()), host=host, port=port, log_level="info",
-                ws="websockets-sansio", lifespan="on")
+    config = settings()
+    logs.configure(config.log_level, config.log_format)
+    uvicorn.run(create_app(config), host=host, port=port, log_config=None,
+                log_level=config.log_level.lower(), ws="websockets-sansio", lifespan="on")
 
 
 @app.command()
@@ -175,6 +178,30 @@ async def _create_key(config: Settings, role: str, label: str, tenant: str | Non
             await TenantRegistry(db).get(tenant)
         key, _ = await ApiKeys(db).create(role, label, tenant)
         return key
+    finally:
+        await db.close()
+
+
+@app.command("rotate-secrets")
+@one_line_errors
+def rotate_secrets() -> None:
+    """Seal every stored secret again with the first key of EVENT_MANAGER_SECRET_KEY
+    (and seal any stored before sealing existed). Run it after putting a new key first."""
+    counts = asyncio.run(_rotate_secrets(settings()))
+    for code, count in counts.items():
+        typer.echo(f"{code}: {count} documents resealed")
+    typer.echo(f"Done: {sum(counts.values())} documents in {len(counts)} tenants.")
+
+
+async def _rotate_secrets(config: Settings) -> dict[str, int]:
+    from tenants.database import Database
+    from tenants.registry import TenantRegistry
+    from tenants.store import TenantStore
+
+    db = Database(config)
+    try:
+        return {t["code"]: await TenantStore(db, t).reseal()
+                for t in await TenantRegistry(db).list()}
     finally:
         await db.close()
 

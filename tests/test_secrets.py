@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from tenants.database import Database
 from tenants.store import TenantStore
 from tenants.vault import SecretKeyError, Vault
-from tests.conftest import Server, TenantHandle
+from tests.conftest import Server, TenantHandle, run_cli
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import attach, enable, settled
 
@@ -124,3 +124,26 @@ def test_rotation_reseals_every_secret_with_the_new_key(tenant: TenantHandle,
     assert (new.open(token), new.open(pin), new.open(legacy)) == ("tok-1", "1234", "plain-old")
     with pytest.raises(SecretKeyError):
         old.open(token)
+
+
+def test_rotate_secrets_command(env: dict[str, str], mongo: Any, settings: Any) -> None:
+    """The command over a database of its own (resealing the shared test database would
+    leave the running API without the key of other tests' secrets)."""
+    database = f"{settings.database}_rot"
+    old = Vault([settings.secret_key.encode()])
+    mongo[f"{database}_system"]["tenants"].insert_one(
+        {"_id": "acme", "code": "acme", "name": "Acme", "master": False,
+         "event_manager_enabled": True})
+    actions = mongo[f"{database}_tenants"]["t_acme_actions"]
+    actions.insert_one({"name": "a", "auth": {"type": "BEARER_TOKEN", "token": old.seal("t1")}})
+    new_key = Fernet.generate_key().decode()
+    try:
+        result = run_cli({**env, "EVENT_MANAGER_DATABASE": database,
+                          "EVENT_MANAGER_SECRET_KEY": f"{new_key},{settings.secret_key}"},
+                         "rotate-secrets")
+        assert "acme: 1 documents resealed" in result.stdout
+        token = actions.find_one({"name": "a"})["auth"]["token"]
+        assert Vault([new_key.encode()]).open(token) == "t1"
+    finally:
+        mongo.drop_database(f"{database}_system")
+        mongo.drop_database(f"{database}_tenants")
