@@ -1,0 +1,653 @@
+"""The admin console at ``/``, end to end in headless Chromium: the manual's pages, live.
+
+Debian's chromium drives the console as a person would, through labels and roles, against
+the real API process, worker and webhook receiver. Each page is saved as a PNG under
+``.state/screenshots/`` (``EVENT_MANAGER_SCREENSHOTS`` to change it); the folder is
+printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ROOT, SHARED, TenantHandle, wait_until
+from tests.receiver import Receiver, Reply
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CARDS = SHARED / "fixtures" / "postman" / "transferwise-cards-api.v2.1.json"
+ROWS = "#activity-table tbody tr"
+SCHEMA_V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
+
+
+# --- fixtures ------------------------------------------------------------------------
+
+def install_chromium() -> str | None:
+    """Installs Debian's chromium when it is missing; the reason when that fails."""
+    if CHROMIUM.exists():
+        return None
+    if shutil.which("apt-get") is None:
+        return "apt-get is not available to install chromium"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    # A fresh machine may have no package lists yet: update only when the install needs it.
+    for steps in ([install], [["apt-get", "update", "-q"], install]):
+        try:
+            if all(subprocess.run(step, env=env, capture_output=True, timeout=900).returncode == 0
+                   for step in steps) and CHROMIUM.exists():
+                return None
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"apt-get could not install chromium: {error}"
+    return "apt-get could not install chromium (are you root?)"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    reason = install_chromium()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The folder of this run's screenshots, emptied first and printed at the end."""
+    folder = Path(os.environ.get("EVENT_MANAGER_SCREENSHOTS") or ROOT / ".state" / "screenshots")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    yield folder
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write("\n")
+            count = len(list(folder.glob("*.png")))
+            reporter.write_line(f"console screenshots ({count}): {folder}")
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser tab; the test fails on any uncaught script error in the console."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error"
+            and "status of 4" not in m.text else None)
+    yield page
+    context.close()
+    assert not errors, f"script errors in the console: {errors}"
+
+
+def sign_in(page: Page, api_url: str, key: str) -> None:
+    page.goto(f"{api_url}/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_label("API key").press("Enter")
+    expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
+
+
+def go(page: Page, section: str, heading: str | re.Pattern[str]) -> None:
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name=section,
+                                                                 exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+
+
+def snap(page: Page, shots: Path, name: str) -> None:
+    """The whole page as a PNG: the window is made as tall as the page for the shot, so
+    that sticky bars and dialogs stand where a person sees them."""
+    page.wait_for_timeout(150)  # let a toast or a dialog finish appearing
+    size = page.viewport_size or {"width": 1360, "height": 900}
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    page.screenshot(path=shots / f"{name}.png")
+    page.set_viewport_size(size)
+
+
+def graphql_posts(page: Page) -> list[str]:
+    """Bodies of the GraphQL requests the page sends over HTTP, as they happen."""
+    bodies: list[str] = []
+    page.on("request", lambda r: bodies.append(r.post_data or "")
+            if r.method == "POST" and r.url.endswith("/graphql") else None)
+    return bodies
+
+
+def attach(tenant: TenantHandle, url: str, event: str = "ANSWERED_CALL") -> str:
+    """An action posting to ``url``, attached to an active ``event``; its id."""
+    action = tenant.admin("""mutation($i: ActionInput!) { createAction(input: $i) { id } }""",
+                          i={"name": f"hook {event}", "url": url}).data["createAction"]["id"]
+    tenant.admin("""mutation($t: EventType!, $ids: [ID!]) {
+        updateEvent(type: $t, input: {active: true, actionIds: $ids}) { type } }""",
+                 t=event, ids=[action]).data
+    return action
+
+
+# --- serving ---------------------------------------------------------------------------
+
+def test_console_is_served_at_root_and_graphiql_stays_on_get_graphql(api_url: str) -> None:
+    page = httpx.get(f"{api_url}/")
+    assert page.status_code == 200
+    assert '<script type="module" src="/console/app.js">' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = httpx.get(f"{api_url}/console/app.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert httpx.get(f"{api_url}/console/pages/action-editor.js").status_code == 200
+    assert httpx.get(f"{api_url}/console/../../config.py").status_code == 404
+    graphiql = httpx.get(f"{api_url}/graphql", headers={"Accept": "text/html"})
+    assert graphiql.status_code == 200
+    assert "graphiql" in graphiql.text.lower()
+
+
+# --- the manual's scenario -------------------------------------------------------------
+
+def test_manual_scenario_action_on_answered_call_turns_succeeded_live(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver,
+        shots: Path) -> None:
+    path = f"/console/{tenant.code}/crm"
+    page.goto(f"{api_url}/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    snap(page, shots, "01-sign-in")
+    sign_in(page, api_url, tenant.admin.key or "")
+
+    # Event List: five events, inactive, and actions globally disabled.
+    events = page.locator("#events-table tbody tr")
+    expect(events).to_have_count(5)
+    expect(page.get_by_text("Actions are disabled for all events.")).to_be_visible()
+    snap(page, shots, "02-events")
+
+    # Actions → Add Action: POST to the receiver, raw JSON body, bearer token, a header.
+    go(page, "Actions", "Actions")
+    page.get_by_role("link", name="Add Action").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add Action")
+    page.get_by_label("Name", exact=True).fill("CRM answered")
+    page.get_by_label("Description").fill("Posts answered calls to the CRM")
+    page.get_by_label("HTTP Method").select_option("POST")
+    page.get_by_label("URL", exact=True).fill(f"{receiver.url}{path}?caller={{{{caller_id}}}}")
+    page.get_by_role("button", name="Add query parameter").click()
+    page.get_by_label("Query parameter 1 key").fill("source")
+    page.get_by_label("Query parameter 1 value").fill("pbx")
+    page.get_by_text("raw", exact=True).click()
+    page.get_by_label("Content type").fill("application/json")
+    page.get_by_label("Body", exact=True).fill('{"caller": "{{caller_id}}", "team": "{{team}}"}')
+    page.get_by_label("Type", exact=True).select_option("BEARER_TOKEN")
+    page.get_by_label("Token").fill("crm-secret")
+    page.get_by_role("button", name="Add header").click()
+    page.get_by_label("Header 1 key").fill("X-Source")
+    page.get_by_label("Header 1 value").fill("pbx")
+    snap(page, shots, "04-action-editor")
+    page.get_by_label("Name", exact=True).press("Enter")  # Enter submits
+
+    # Saved: the editor shows the undefined-parameters banner; add {{team}} from it.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: CRM answered")
+    banner = page.get_by_role("region", name="Undefined parameters")
+    expect(banner).to_contain_text("{{team}}")
+    snap(page, shots, "05-action-undefined-banner")
+    banner.get_by_role("button", name="Add parameter team").click()
+    dialog = page.get_by_role("dialog", name="Add parameter")
+    expect(dialog.get_by_label("Tag")).to_have_value("team")
+    expect(dialog.get_by_label("Data")).to_be_focused()
+    dialog.get_by_label("Data").fill("support")
+    snap(page, shots, "06-add-parameter-from-banner")
+    dialog.get_by_label("Data").press("Enter")
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_role("region", name="Undefined parameters")).to_have_count(0)
+    parameters = tenant.admin("{ parameters { tag value system } }").data["parameters"]
+    assert {"tag": "team", "value": "support", "system": False} in parameters
+    action = tenant.admin("{ actions { id name undefinedParameters } }").data["actions"][0]
+    assert action["name"] == "CRM answered" and action["undefinedParameters"] == []
+
+    # Event List → Answered Call: attach the action, make it active. Still grayed.
+    go(page, "Event List", "Event List")
+    page.get_by_role("link", name="Answered Call", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit event: Answered Call")
+    page.get_by_label("CRM answered").check()
+    page.get_by_role("switch", name="Active").check()
+    snap(page, shots, "07-event-editor")
+    page.get_by_role("switch", name="Active").press("Enter")  # Enter saves here too
+    expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
+    answered = page.locator('#events-table tr[data-event="ANSWERED_CALL"]')
+    expect(answered).to_contain_text("CRM answered")
+    expect(answered.locator(".col-active")).to_have_text("Yes")
+    expect(answered).to_have_attribute("data-effective", "false")
+    expect(answered.locator(".badge.grayed")).to_have_count(1)
+
+    # Settings: enable actions for all events; Answered Call is no longer grayed.
+    go(page, "Settings", "Settings")
+    page.get_by_role("switch", name="Actions enabled for all events").check()
+    expect(page.get_by_label("Time zone")).to_have_value("UTC")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Settings saved")).to_be_visible()
+    snap(page, shots, "08-settings")
+    go(page, "Event List", "Event List")
+    expect(answered).to_have_attribute("data-effective", "true")
+    expect(page.get_by_text("Actions are disabled for all events.")).to_have_count(0)
+    snap(page, shots, "03-events-active")
+
+    # Activity Monitor: Test, and the row turns SUCCEEDED without a reload.
+    go(page, "Activity Monitor", "Activity Monitor")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    expect(page.locator(ROWS)).to_have_count(0)
+    page.evaluate("window.sameDocument = true")
+    posts = graphql_posts(page)
+    page.get_by_role("button", name="Test Answered Call").click()
+    dialog = page.get_by_role("dialog", name="Test Answered Call")
+    expect(dialog.get_by_label("CRM answered")).to_be_checked()
+    snap(page, shots, "09-test-dialog")
+    dialog.get_by_role("button", name="Send test").click()
+    row = page.locator(ROWS).first
+    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    expect(row).to_contain_text("TEST")
+    expect(row).to_contain_text("CRM answered")
+    sent = receiver.wait_for(path)[0]
+    assert sent.query == "caller=%2B15550100&source=pbx"
+    assert json.loads(sent.body) == {"caller": "+15550100", "team": "support"}
+    assert sent.header("Authorization") == "Bearer crm-secret"
+    assert sent.header("X-Source") == "pbx"
+
+    # The PBX reports a call: its row arrives over the subscription alone and changes there.
+    tenant.admin("""mutation { triggerEvent(input: {event: ANSWERED_CALL,
+        params: {caller_id: "+38761111222", duration: 42}}) { accepted } }""").data
+    system_row = page.locator(ROWS).filter(has_text="SYSTEM")
+    expect(system_row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    expect(page.locator(ROWS)).to_have_count(2)
+    assert page.evaluate("window.sameDocument") is True
+    assert not [body for body in posts if "activity(filter" in body], "the list was re-queried"
+    snap(page, shots, "10-activity-monitor")
+
+    # The row's detail: request summary, attempts, response, unresolved parameters.
+    system_row.get_by_role("button", name=re.compile("^Details")).click()
+    detail = page.get_by_role("dialog", name="Delivery")
+    expect(detail).to_contain_text("SUCCEEDED")
+    expect(detail).to_contain_text(f"{receiver.url}{path}?caller=%2B38761111222&source=pbx")
+    expect(detail).to_contain_text("X-Source")
+    expect(detail.locator("pre.snippet")).to_have_text("ok")
+    snap(page, shots, "11-activity-detail")
+    page.keyboard.press("Escape")  # Escape closes dialogs
+    expect(detail).to_have_count(0)
+
+
+def test_failed_delivery_is_retried_from_the_activity_monitor(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver,
+        shots: Path) -> None:
+    path = f"/console/{tenant.code}/flaky"
+    receiver.script(path, Reply(404, "no such customer"))  # 404 is final: FAILED at once
+    attach(tenant, f"{receiver.url}{path}?ticket={{{{ticket}}}}")
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Activity Monitor", "Activity Monitor")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    page.get_by_role("button", name="Test Answered Call").click()
+    page.get_by_role("dialog", name="Test Answered Call").get_by_role(
+        "button", name="Send test").click()
+    row = page.locator(ROWS).first
+    expect(row).to_have_attribute("data-status", "FAILED", timeout=30_000)
+    expect(row).to_contain_text("404")
+    row.get_by_role("button", name=re.compile("^Details")).click()
+    detail = page.get_by_role("dialog", name="Delivery")
+    expect(detail.locator("pre.snippet")).to_have_text("no such customer")
+    expect(detail).to_contain_text(f"{path}?ticket={{{{ticket}}}}")  # sent as written
+    snap(page, shots, "12-activity-failed-detail")
+    # An unresolved placeholder is one click from being a parameter.
+    detail.get_by_role("button", name="{{ticket}}").click()
+    add = page.get_by_role("dialog", name="Add parameter")
+    add.get_by_label("Data").fill("T-1")
+    add.get_by_label("Data").press("Enter")
+    expect(add).to_have_count(0)
+    assert {"tag": "ticket", "value": "T-1"} in tenant.admin(
+        "{ parameters { tag value } }").data["parameters"]
+    detail.get_by_role("button", name="Retry").click()
+    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    expect(detail).to_contain_text("SUCCEEDED")
+    assert len(receiver.received(path)) == 2
+    assert receiver.received(path)[1].query == "ticket=T-1"  # the retry renders anew
+
+
+def test_filters_narrow_the_activity_list_and_live_rows(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver) -> None:
+    attach(tenant, f"{receiver.url}/console/{tenant.code}/filters")
+    tenant.admin("mutation { testEvent(event: RINGING) { triggerId } }").data  # SKIPPED
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Activity Monitor", "Activity Monitor")
+    expect(page.locator(ROWS)).to_have_count(1)
+    page.get_by_label("Status", exact=True).select_option("SUCCEEDED")
+    expect(page.locator(ROWS)).to_have_count(0)
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    tenant.admin("mutation { testEvent(event: ANSWERED_CALL) { triggerId } }").data
+    expect(page.locator(ROWS)).to_have_count(1, timeout=30_000)
+    expect(page.locator(ROWS).first).to_have_attribute("data-status", "SUCCEEDED")
+    page.get_by_label("Status", exact=True).select_option("")
+    page.get_by_label("Event", exact=True).select_option("RINGING")
+    expect(page.locator(ROWS)).to_have_count(1)
+    expect(page.locator(ROWS).first).to_have_attribute("data-status", "SKIPPED")
+    page.get_by_label("Event", exact=True).select_option("")
+    page.get_by_label("Search", exact=True).fill("hook")
+    expect(page.locator(ROWS)).to_have_count(1)
+    expect(page.locator(ROWS).first).to_contain_text("hook ANSWERED_CALL")
+    page.get_by_label("Search", exact=True).fill("")
+    page.get_by_label("Source", exact=True).select_option("TEST")
+    expect(page.locator(ROWS)).to_have_count(2)
+
+
+# --- actions: errors, imports ------------------------------------------------------------
+
+def test_api_errors_are_shown_next_to_the_field_they_name(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/actions/new")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add Action")
+    page.get_by_label("Name", exact=True).fill("Bad header")
+    page.get_by_label("URL", exact=True).fill("https://crm.example.com/calls")
+    page.get_by_role("button", name="Add header").click()
+    page.get_by_label("Header 1 key").fill("Accept")
+    page.get_by_label("Header 1 value").fill("application/json")
+    page.get_by_role("button", name="Add header").click()
+    page.get_by_label("Header 2 key").fill("Bad Header")
+    page.get_by_role("button", name="Create action").click()
+    key = page.get_by_label("Header 2 key")
+    expect(key).to_have_attribute("aria-invalid", "true")
+    expect(key).to_be_focused()
+    error = page.locator(".kv-row:has([aria-invalid]) + .field-error")
+    expect(error).to_have_text(re.compile("'Bad Header' is not a valid header name"))
+    snap(page, shots, "13-action-field-error")
+    key.fill("X-Good")
+    page.get_by_label("URL", exact=True).fill("ftp://crm.example.com")
+    page.get_by_label("URL", exact=True).press("Enter")
+    url = page.get_by_label("URL", exact=True)
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field:has([aria-invalid]) + .field-error, "
+                        ".field:has([aria-invalid]) .field-error")).to_contain_text("http://")
+    expect(page.locator(".field-error")).to_have_count(1)
+    assert tenant.admin("{ actions { id } }").data["actions"] == []
+
+
+def test_postman_collection_import_of_two_requests(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Actions", "Actions")
+    page.get_by_role("button", name="Import Postman Collection").click()
+    dialog = page.get_by_role("dialog", name="Import Postman Collection")
+    dialog.get_by_label("Collection file").set_input_files(CARDS)
+    expect(dialog).to_contain_text("Wise Cards API")
+    expect(dialog.locator(".check-list li")).to_have_count(42)
+    import_button = dialog.get_by_role("button", name="Import", exact=True)
+    expect(import_button).to_be_disabled()
+    dialog.get_by_label("Get cards", exact=False).first.check()
+    dialog.get_by_label("Get a card order").check()
+    expect(dialog).to_contain_text("2 selected")
+    snap(page, shots, "14-import-postman-pick")
+    import_button.click()
+    expect(dialog.get_by_role("status")).to_have_text(
+        "2 imported, 0 skipped, 0 renamed, 0 with errors")
+    snap(page, shots, "15-import-postman-result")
+    dialog.get_by_role("button", name="Done").click()
+    rows = page.locator("#actions-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("undefined")
+    names = sorted(a["name"] for a in tenant.admin("{ actions { name } }").data["actions"])
+    assert names == ["3. Card Management / Get cards", "2. Card Issuance / Get a card order"][::-1]
+    snap(page, shots, "16-actions-list")
+    page.get_by_label("Search").fill("get cards")
+    expect(rows).to_have_count(1)
+    page.get_by_label("Search").fill("")
+    expect(rows).to_have_count(2)
+
+    # Select all, the second time, with RENAME: every request comes in, two renamed.
+    page.get_by_role("button", name="Import Postman Collection").click()
+    dialog = page.get_by_role("dialog", name="Import Postman Collection")
+    dialog.get_by_label("Collection file").set_input_files(CARDS)
+    dialog.get_by_label("Select all Actions").check()
+    expect(dialog).to_contain_text("42 selected")
+    dialog.get_by_label("Rename").check()
+    dialog.get_by_role("button", name="Import", exact=True).click()
+    expect(dialog.get_by_role("status")).to_have_text(
+        "42 imported, 0 skipped, 2 renamed, 0 with errors")
+    page.keyboard.press("Escape")
+    expect(rows).to_have_count(44)
+
+
+def test_postman_variables_become_parameters_in_one_click(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path, tmp_path: Path) -> None:
+    file = tmp_path / "crm.postman_collection.json"
+    file.write_text(json.dumps({
+        "info": {"name": "CRM hooks", "schema": SCHEMA_V21},
+        "variable": [{"key": "crm_host", "value": "https://crm.example.com"},
+                     {"key": "crm_team", "value": "support"}],
+        "item": [
+            {"name": "Log call", "request": {
+                "method": "POST", "url": "{{crm_host}}/calls",
+                "body": {"mode": "raw", "raw": '{"team": "{{crm_team}}"}'}}},
+            {"name": "Ping", "request": {"method": "HEAD", "url": "{{crm_host}}/ping"}},
+        ],
+    }))
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Actions", "Actions")
+    page.get_by_role("button", name="Import Postman Collection").click()
+    dialog = page.get_by_role("dialog", name="Import Postman Collection")
+    dialog.get_by_label("Collection file").set_input_files(file)
+    ping = dialog.get_by_role("checkbox", name=re.compile("^Ping"))
+    expect(ping).to_be_disabled()  # HEAD is not a method an action sends
+    expect(dialog).to_contain_text("method HEAD is not supported")
+    dialog.get_by_label("Select all Actions").check()
+    expect(dialog).to_contain_text("1 selected")
+    dialog.get_by_role("button", name="Import", exact=True).click()
+    expect(dialog.get_by_role("status")).to_have_text(
+        "1 imported, 0 skipped, 0 renamed, 0 with errors")
+    expect(dialog).to_contain_text("{{crm_host}}")
+    dialog.get_by_role("button", name="Add as parameters").click()
+    expect(dialog.locator(".outcome.ok")).to_have_count(2)
+    snap(page, shots, "17-import-postman-variables")
+    dialog.get_by_role("button", name="Done").click()
+    parameters = {p["tag"]: p["value"] for p in
+                  tenant.admin("{ parameters { tag value } }").data["parameters"]}
+    assert parameters["crm_host"] == "https://crm.example.com"
+    assert parameters["crm_team"] == "support"
+    action = tenant.admin("{ actions { undefinedParameters } }").data["actions"][0]
+    assert action["undefinedParameters"] == []
+
+
+def test_import_actions_from_the_master_tenant(
+        page: Page, api_url: str, tenant: TenantHandle, master: TenantHandle,
+        shots: Path) -> None:
+    name = f"Master hook {tenant.code}"
+    master.admin("""mutation($i: ActionInput!) { createAction(input: $i) { id } }""",
+                 i={"name": name, "url": "https://hooks.example.com/{{call_id}}",
+                    "description": "Offered to every tenant"}).data
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Actions", "Actions")
+    page.get_by_role("button", name="Import Actions").click()
+    dialog = page.get_by_role("dialog", name="Import Actions")
+    dialog.get_by_label(name).check()
+    snap(page, shots, "18-import-master-pick")
+    dialog.get_by_role("button", name="Import", exact=True).click()
+    expect(dialog.get_by_role("status")).to_contain_text("1 imported")
+    dialog.get_by_role("button", name="Done").click()
+    expect(page.locator("#actions-table tbody tr")).to_have_count(1)
+    expect(page.locator("#actions-table")).to_contain_text(f"master:{name}")
+
+
+def test_action_editor_keeps_secrets_and_deletes(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    created = tenant.admin("""mutation($i: ActionInput!) { createAction(input: $i) { id } }""", i={
+        "name": "Signed", "url": "https://crm.example.com/x", "bodyType": "FORM_DATA",
+        "bodyFields": [{"key": "caller", "value": "{{caller_id}}"}],
+        "authorization": {"type": "BASIC_AUTH", "username": "pbx", "password": "hunter2"},
+        "signingSecret": "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"}).data["createAction"]
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/actions/{created['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: Signed")
+    expect(page.get_by_label("Field 1 value")).to_have_value("{{caller_id}}")
+    expect(page.get_by_label("Username")).to_have_value("pbx")
+    expect(page.get_by_label("Password")).to_have_value("")  # write-only: kept unless typed
+    expect(page.get_by_role("switch", name="Sign requests (Standard Webhooks)")).to_be_checked()
+    page.get_by_label("Timeout (seconds)").fill("2.5")
+    snap(page, shots, "19-action-editor-existing")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Signed saved")).to_be_visible()
+    stored = tenant.collection("actions").find_one({"name": "Signed"})
+    assert tenant.vault.open(stored["auth"]["password"]) == "hunter2"
+    assert stored["signing_secret"] and stored["timeout_seconds"] == 2.5
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog", name="Delete action").get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Actions")
+    assert tenant.admin("{ actions { id } }").data["actions"] == []
+
+
+# --- parameters, keys, tenants -------------------------------------------------------------
+
+def test_parameters_system_read_only_custom_add_edit_delete_search(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Parameters", "Parameters")
+    system = page.locator('#parameters-table tr[data-system="true"]')
+    expect(system).to_have_count(13)
+    expect(system.locator("svg.icon-cog")).to_have_count(13)
+    expect(system.get_by_role("button")).to_have_count(0)
+
+    # Keyboard only: the dialog opens focused on Tag, Tab moves on, Enter adds.
+    page.get_by_role("button", name="Add Parameter").click()
+    dialog = page.get_by_role("dialog", name="Add parameter")
+    expect(dialog.get_by_label("Tag")).to_be_focused()
+    page.keyboard.type("crm_token")
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_label("Data")).to_be_focused()
+    page.keyboard.type("s3cret-value")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")  # Secret
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    expect(dialog).to_have_count(0)
+    row = page.locator('#parameters-table tr[data-tag="crm_token"]')
+    expect(row).to_contain_text("********")
+    page.get_by_role("button", name="Add Parameter").click()
+    dialog = page.get_by_role("dialog", name="Add parameter")
+    dialog.get_by_label("Tag").fill("team")
+    dialog.get_by_label("Data").fill("support")
+    dialog.get_by_label("Data").press("Enter")
+    expect(page.locator('#parameters-table tr[data-tag="team"]')).to_contain_text("support")
+
+    # The API's refusal stands next to Tag; Escape closes the dialog.
+    page.get_by_role("button", name="Add Parameter").click()
+    dialog = page.get_by_role("dialog", name="Add parameter")
+    dialog.get_by_label("Tag").fill("caller_id")
+    dialog.get_by_label("Data").fill("x")
+    dialog.get_by_role("button", name="Add parameter").click()
+    expect(dialog.locator(".field-error")).to_contain_text("system parameter")
+    expect(dialog.get_by_label("Tag")).to_have_attribute("aria-invalid", "true")
+    snap(page, shots, "20-parameter-error")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    snap(page, shots, "21-parameters")
+
+    # Edit, search by tag or data, delete.
+    page.get_by_role("button", name="Edit team").click()
+    dialog = page.get_by_role("dialog", name="Edit parameter team")
+    dialog.get_by_label("Data").fill("sales")
+    dialog.get_by_role("button", name="Save").click()
+    expect(page.locator('#parameters-table tr[data-tag="team"]')).to_contain_text("sales")
+    page.get_by_label("Search").fill("sales")
+    expect(page.locator("#parameters-table tbody tr")).to_have_count(1)
+    page.get_by_label("Search").fill("caller")
+    expect(page.locator("#parameters-table tbody tr")).to_have_count(1)
+    page.get_by_label("Search").fill("")
+    page.get_by_role("button", name="Delete team").click()
+    page.get_by_role("dialog", name="Delete parameter").get_by_role(
+        "button", name="Delete").click()
+    expect(page.locator('#parameters-table tr[data-tag="team"]')).to_have_count(0)
+    tags = {p["tag"] for p in tenant.admin("{ parameters { tag } }").data["parameters"]}
+    assert "team" not in tags and "crm_token" in tags
+
+
+def test_system_admin_works_in_the_tenant_it_selects(
+        page: Page, api_url: str, system: Any, tenant: TenantHandle, receiver: Receiver,
+        shots: Path) -> None:
+    attach(tenant, f"{receiver.url}/console/{tenant.code}/system")
+    sign_in(page, api_url, system.key)
+    page.get_by_label("Tenant").select_option(tenant.code)
+    expect(page.locator('#events-table tr[data-event="ANSWERED_CALL"]')).to_contain_text(
+        "hook ANSWERED_CALL")
+    go(page, "Settings", "Settings")
+    page.get_by_label("Time zone").fill("Europe/Sarajevo")
+    page.get_by_label("Time zone").press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Settings saved")).to_be_visible()
+    assert tenant.admin("{ settings { timezone } }").data["settings"]["timezone"] == \
+        "Europe/Sarajevo"
+    page.get_by_label("Time zone").fill("Mars/Olympus")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_label("Time zone")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error")).to_contain_text("IANA")
+    snap(page, shots, "22-system-admin-settings-error")
+    # The key stays in this tab's session only: a reload keeps it, signing out forgets it.
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Settings")
+    expect(page.get_by_label("Tenant")).to_have_value(tenant.code)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_unknown_key_is_refused_next_to_the_key_field(page: Page, api_url: str) -> None:
+    page.goto(f"{api_url}/")
+    page.get_by_label("API key").fill("em_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".field-error")).to_contain_text("unknown or revoked")
+    expect(page.get_by_label("API key")).to_have_attribute("aria-invalid", "true")
+    wait_until(lambda: page.evaluate("sessionStorage.length") == 0)
+
+
+def test_system_admin_enables_a_disabled_tenant_from_the_console(
+        page: Page, api_url: str, system: Any) -> None:
+    code = f"off{secrets.token_hex(3)}"
+    system("mutation($c: String!) { createTenant(code: $c, name: \"Switched off\") { code } }",
+           c=code).data
+    sign_in(page, api_url, system.key)
+    page.get_by_label("Tenant").select_option(code)
+    expect(page.get_by_role("alert")).to_contain_text("FEATURE_DISABLED")
+    page.get_by_role("button", name=f"Enable the Event Manager for {code}").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(5)
+    tenants = system("{ tenants { code eventManagerEnabled } }").data["tenants"]
+    assert {"code": code, "eventManagerEnabled": True} in tenants
+
+
+def test_viewer_key_sees_the_pages_but_no_controls_that_change_them(
+        page: Page, api_url: str, tenant: TenantHandle) -> None:
+    attach(tenant, "https://crm.example.com/hook")
+    viewer = tenant.key("VIEWER")
+    sign_in(page, api_url, viewer.key or "")
+    expect(page.locator("#events-table")).to_contain_text("hook ANSWERED_CALL")
+    expect(page.get_by_role("button", name=re.compile("^Test "))).to_have_count(0)
+    go(page, "Actions", "Actions")
+    expect(page.locator("#actions-table tbody tr")).to_have_count(1)
+    expect(page.get_by_role("link", name="Add Action")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    page.get_by_role("link", name="Edit hook ANSWERED_CALL").click()
+    expect(page.get_by_label("Name", exact=True)).to_be_disabled()
+    expect(page.get_by_role("button", name="Save")).to_be_disabled()
+    go(page, "Parameters", "Parameters")
+    expect(page.get_by_role("button", name="Add Parameter")).to_have_count(0)
+
+
+def test_pbx_key_cannot_open_the_console(page: Page, api_url: str, tenant: TenantHandle) -> None:
+    page.goto(f"{api_url}/")
+    page.get_by_label("API key").fill(tenant.key("PBX").key or "")
+    page.get_by_label("API key").press("Enter")
+    expect(page.locator(".field-error")).to_contain_text("PBX key can only report events")
+    expect(page.get_by_role("navigation", name="Sections")).to_be_hidden()
