@@ -231,6 +231,7 @@ def up(
         key = asyncio.run(_admin_key(config))
         typer.echo(
             f"\nEvent Manager is up.\n"
+            f"  Console:   http://{host}:{port}/\n"
             f"  GraphiQL:  http://{host}:{port}/graphql\n"
             f"  Admin key: {key}\n"
             f"  (kept in {config.state_path / 'admin.key'}; send it as "
