@@ -1,28 +1,41 @@
-"""The ASGI application: GraphQL over HTTP and WebSocket, health and readiness."""
+"""The ASGI application: GraphQL over HTTP and WebSocket, health and readiness.
+
+Before GraphQL sees a request, its body (or WebSocket message) is checked here against
+the limits of ``schema/limits.py`` and read as strict JSON: UTF-8, one object, no NaN,
+no unpaired surrogate. A refusal is a JSON error with code BAD_USER_INPUT, status 400,
+or 413 for a body over ``MAX_BODY_BYTES``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import NonTextMessageReceived
 
 from dispatch.live import ActivityHub
 from dispatch.queue import Dispatcher
+from event_manager import console
 from event_manager.config import Settings, get_settings
-from event_manager.errors import ApiError, Unauthenticated, Unavailable
+from event_manager.errors import ApiError, BadInput, Unauthenticated, Unavailable
 from resolvers.context import Context
 from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
+from schema.limits import MAX_BODY_BYTES, MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
 from tenants.database import Database
 from tenants.keys import ApiKeys, Principal
 
@@ -33,6 +46,131 @@ def bearer(value: str | None) -> str | None:
     """The key of an ``Authorization: Bearer <key>`` value."""
     scheme, _, key = (value or "").strip().partition(" ")
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+class BodyTooLarge(BadInput):
+    """Raised when an HTTP request body is larger than ``MAX_BODY_BYTES``; answered 413."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the request body is larger than {MAX_BODY_BYTES // 2**20} MiB "
+                         f"({MAX_BODY_BYTES} bytes)")
+
+
+# A surrogate can only come from a \uD800-\uDFFF escape once the body is strict UTF-8.
+ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def request_json(data: str | bytes, what: str = "request") -> dict[str, Any]:
+    """The JSON object of a request body or GET parameter (or of a WebSocket ``message``);
+    raises ``BadInput`` for anything else, naming the variable that holds a bad string."""
+    def no_constant(name: str) -> None:  # Python reads NaN and Infinity; JSON has neither
+        raise BadInput(f"the {what} is not valid JSON: {name} is not a JSON number")
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = json.loads(text, parse_constant=no_constant)
+    except UnicodeDecodeError as error:
+        raise BadInput(f"the {what} is not UTF-8: byte {error.start} is invalid") from None
+    except json.JSONDecodeError as error:
+        raise BadInput(f"the {what} is not valid JSON: {error.msg} at line {error.lineno}, "
+                       f"column {error.colno}") from None
+    except RecursionError:
+        raise BadInput(f"the {what} is not valid JSON: it is nested too deeply") from None
+    except ValueError:  # an integer of more than 4,300 digits
+        raise BadInput(f"the {what} is not valid JSON: a number is too long") from None
+    if isinstance(value, list) and what == "request":
+        raise BadInput(f"batching is not supported: send one operation per request, not a "
+                       f"JSON array of {len(value)}")
+    if not isinstance(value, dict):
+        kind = {str: "a string", bool: "a boolean", list: "an array",
+                type(None): "null"}.get(type(value), "a number")
+        raise BadInput(f"the {what} must be a JSON object, not {kind}")
+    check_values(value, surrogates=bool(ESCAPED_SURROGATE.search(text) or SURROGATE.search(text)))
+    return value
+
+
+def check_values(value: dict[str, Any], *, surrogates: bool) -> None:
+    """Refuse more than ``MAX_JSON_VALUES`` values, and (if ``surrogates``) a string or key
+    holding an unpaired surrogate, which no database can store: JSON allows "\\ud800"."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    count = 1
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict | list):
+            count += len(item)
+            if count > MAX_JSON_VALUES:
+                raise BadInput(f"the request holds more than {MAX_JSON_VALUES} JSON values")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, int):
+                    stack.append((child, f"{path}[{key}]"))
+                    continue
+                if surrogates and (found := SURROGATE.search(key)):
+                    raise _surrogate(found.group(), path, in_key=True)
+                stack.append((child, f"{path}.{key[:40]}" if path else key[:40]))
+        elif surrogates and isinstance(item, str) and (found := SURROGATE.search(item)):
+            raise _surrogate(found.group(), path)
+
+
+def _surrogate(char: str, path: str, *, in_key: bool = False) -> BadInput:
+    """The refusal of a lone surrogate found in the value (or a key) at ``path``. The
+    message and field never quote the bad text: it cannot be encoded into the reply."""
+    field = path.removeprefix("variables.") or None
+    where = f"a key of {field or 'the request'}" if in_key else field or "the request"
+    return BadInput(f"{where} holds an unpaired UTF-16 surrogate (\\u{ord(char):04x}); "
+                    "text must be valid Unicode", field=field)
+
+
+def limited(receive: Receive) -> Receive:
+    """``receive`` that raises ``BodyTooLarge`` once the body passes ``MAX_BODY_BYTES``
+    (a chunked body declares no length)."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise BodyTooLarge()
+        return message
+
+    return receive_limited
+
+
+def refusal(error: BadInput, status: int) -> JSONResponse:
+    """A request refused before GraphQL ran, in the contract's error shape."""
+    return JSONResponse({"errors": [{"message": error.message, "extensions": error.extensions}]},
+                        status_code=status)
+
+
+class LimitedWebSocket(ASGIWebSocketAdapter):
+    """WebSocket messages read like HTTP bodies: at most ``MAX_WS_MESSAGE_CHARS``
+    (else close 1009), then ``request_json`` (else close 4400 with the reason)."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                if len(text) > MAX_WS_MESSAGE_CHARS:
+                    await self.close(1009, f"message longer than {MAX_WS_MESSAGE_CHARS} "
+                                           "characters")
+                    return
+                try:
+                    message = request_json(text, "message")
+                except BadInput as error:
+                    if ignore_parsing_errors:
+                        continue
+                    await self.close(4400, error.message[:120])  # reasons: 123 bytes
+                    return
+                yield message
+        except KeyError as error:  # a binary message
+            raise NonTextMessageReceived from error
+        except WebSocketDisconnect:
+            pass
 
 
 class Services:
@@ -56,9 +194,35 @@ class Services:
 
 
 class EventManagerGraphQL(GraphQL):
+    websocket_adapter_class = LimitedWebSocket
+
     def __init__(self, services: dict[str, Services]) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP as Strawberry serves it, but a body over the limit is not read, and every
+        refusal of the request itself is a JSON error rather than plain text."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=limited(receive))
+        declared = request.headers.get("content-length", "")
+        try:
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                raise BodyTooLarge()
+            response = await self.run(request)
+        except BodyTooLarge as error:
+            response = refusal(error, 413)
+        except BadInput as error:
+            response = refusal(error, 400)
+        except HTTPException as error:  # Strawberry's: no query, wrong content type, GET mutation
+            response = refusal(BadInput(error.reason), error.status_code)
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # A POST body arrives as bytes; GET's variables and extensions parameters as text.
+        return request_json(data, "request" if isinstance(data, bytes) else "GET parameter")
 
     async def authenticate(self, authorization: Any) -> tuple[Principal | None, ApiError | None]:
         key = bearer(authorization if isinstance(authorization, str) else None)
@@ -149,6 +313,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *console.routes(),
         ],
         lifespan=lifespan,
     )

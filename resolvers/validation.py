@@ -137,6 +137,9 @@ def authorization(
         name = text(auth.api_key_name, f"{base}.apiKeyName", max_len=256, required=True)
         if location == "HEADER" and not HEADER_NAME.match(name):
             raise BadInput(f"{name[:40]!r} is not a valid header name", field=f"{base}.apiKeyName")
+        if location == "HEADER" and name.lower() in RESERVED_HEADERS:
+            raise BadInput(f"the {name} header is set by the HTTP client and cannot be chosen",
+                           field=f"{base}.apiKeyName")
         value = _secret(auth.api_key_value, same, "api_key_value", f"{base}.apiKeyValue",
                         required=True)
         return {"type": kind, "api_key_name": name, "api_key_value": value, "api_key_in": location}

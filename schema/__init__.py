@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
+from typing import Any
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from resolvers import actions as action_resolvers
 from resolvers import activity as activity_resolvers
@@ -18,6 +21,7 @@ from resolvers import triggers as trigger_resolvers
 from schema.activity import Activity, ActivityPage, TriggerResult
 from schema.errors import ContractErrors
 from schema.imports import ImportResult, PostmanCollection, PostmanRequest
+from schema.limits import ParseLimits, QueryLimits
 from schema.types import (
     Action,
     ApiKeyInfo,
@@ -110,14 +114,50 @@ class Schema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:  # type: ignore[override]
         """Logging happens in ContractErrors, once and without tracebacks for expected errors."""
 
+    async def execute(
+        self, *args: Any, allowed_operation_types: Iterable[OperationType] | None = None,
+        **kwargs: Any,
+    ) -> ExecutionResult:
+        """Queries and mutations. A subscription runs through ``stream`` (WebSocket); sent
+        over plain HTTP it would be resolved like a query and fail inside, so it is refused
+        as "subscriptions are not allowed when using POST"."""
+        allowed = {OperationType.QUERY, OperationType.MUTATION}
+        if allowed_operation_types is not None:
+            allowed &= set(allowed_operation_types)
+        return await super().execute(*args, allowed_operation_types=allowed, **kwargs)
+
 
 schema = Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
-        partial(ParserCache, maxsize=512),
-        partial(ValidationCache, maxsize=512),
+        partial(ParseLimits, maxsize=512),  # ParserCache and ValidationCache, each with the
+        partial(QueryLimits, maxsize=512),  # limits of schema/limits.py
         ContractErrors,
     ],
 )
+
+
+def _literal_object_defaults() -> None:
+    """``params: JSON = {}``: graphql-core cannot turn a dict held by a custom scalar
+    into a literal, so introspection (GraphiQL's first query) failed on it. Give such
+    defaults their literal; execution keeps using the value."""
+    from graphql import GraphQLDefaultInput, ObjectValueNode
+    from graphql.type import is_input_object_type
+
+    def fix(item: Any) -> None:
+        if isinstance(item.default_value, dict) and not item.default_value \
+                and not is_input_object_type(item.type):
+            item.default = GraphQLDefaultInput(literal=ObjectValueNode(fields=()))
+
+    for type_ in schema._schema.type_map.values():
+        for field in getattr(type_, "fields", {}).values():
+            if hasattr(field, "args"):
+                for arg in field.args.values():
+                    fix(arg)
+            elif hasattr(field, "default_value"):
+                fix(field)
+
+
+_literal_object_defaults()

@@ -4,7 +4,8 @@
 - our ``ApiError`` subclasses carry their own code (and ``field``);
 - a database that does not answer becomes UNAVAILABLE;
 - GraphQL syntax, validation and variable errors become BAD_USER_INPUT, with the
-  input path as ``field`` when graphql-core names one;
+  input path as ``field`` when graphql-core names one (the limits of schema/limits.py
+  arrive here as such errors);
 - anything else is logged with its traceback and reaches the client as a masked
   INTERNAL error.
 """
@@ -15,6 +16,7 @@ import logging
 import re
 
 from graphql.error import GraphQLError
+from graphql.validation.validate import ValidationAbortedError
 from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
 from strawberry.extensions import MaskErrors
 
@@ -62,7 +64,12 @@ def contract_error(error: GraphQLError) -> GraphQLError:
         extensions.setdefault("code", "BAD_USER_INPUT")
         if "field" not in extensions and (path := input_path(error.message)):
             extensions["field"] = path
-        return _with(error, error.message, extensions)
+        message = error.message
+        if isinstance(error, ValidationAbortedError) and message == "Validation aborted.":
+            # graphql-core's work budget, spent by fragments nested or spread hundreds of times
+            message = ("the query is too complex to validate: it nests or repeats fragments "
+                       "or fields too much")
+        return _with(error, message, extensions)
     log.error("unexpected error in %s", ".".join(map(str, error.path or [])),
               exc_info=original)
     return _with(error, "internal error; it has been logged", {"code": "INTERNAL"})

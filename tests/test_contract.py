@@ -19,7 +19,7 @@ from graphql import (
     build_schema,
 )
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, Client
 
 PENDING: dict[str, set[str]] = {}
 PENDING_NAMES = set().union(*PENDING.values())
@@ -106,3 +106,13 @@ def test_nothing_pending_is_served_as_a_stub(schemas: tuple[GraphQLSchema, Graph
         if stype is not None and (not field_name or field_name in getattr(stype, "fields", {})):
             stubs.add(name)
     assert stubs == set()
+
+
+def test_introspection_answers_as_graphiql_asks(system: Client) -> None:
+    """GraphiQL's first request; a default it cannot print used to fail it."""
+    from graphql import get_introspection_query
+
+    reply = system(get_introspection_query(descriptions=True))
+    types = {t["name"]: t for t in reply.data["__schema"]["types"]}
+    params = {f["name"]: f["defaultValue"] for f in types["TriggerInput"]["inputFields"]}
+    assert params["params"].replace(" ", "") == "{}"
