@@ -1,50 +1,189 @@
 """Recovery: deliveries whose row is stuck are queued again.
 
-A row can be left behind when a worker dies mid-send (SENDING), when a message is lost
-or never reached the broker (QUEUED), or when a planned retry's message is lost
-(RETRYING). After ``EVENT_MANAGER_RECOVERY_SECONDS`` such a row is queued again; the
-claim on the row keeps two workers from sending the same attempt.
+A row can be left behind when a worker dies mid-send (SENDING), when it dies between
+claiming an attempt and marking the row SENDING (QUEUED or RETRYING, with a claim on the
+next attempt), when a message is lost or never reached the broker (QUEUED), or when a
+planned retry's message is lost (RETRYING). ``EVENT_MANAGER_RECOVERY_SECONDS`` after it
+was due (for SENDING: after the action's timeout ran out) such a row is queued again; the
+claim on each attempt keeps two workers from sending the same attempt.
+
+An attempt whose worker stopped is counted and the row handed back as RETRYING: the
+request may or may not have left, so the receiver may get it twice (at-least-once).
+Time alone cannot tell a stopped worker from a busy one (under load a claimed delivery
+can wait many seconds for the database before and after it is sent), so every worker
+process publishes which deliveries it holds (``Liveness``), and a row that a live worker
+holds is never handed back or queued again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import timedelta
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
 
 from dispatch.delivery import Enqueue
 from tenants.activity import IDEMPOTENCY
 from tenants.catalog import MAX_TIMEOUT_SECONDS
-from tenants.database import Database, now
+from tenants.database import Database, now, object_id
 from tenants.registry import TenantRegistry
 from tenants.store import TenantStore
 
 log = logging.getLogger("event_manager.recovery")
 
+MAX_BACKOFF_SECONDS = 600.0
+"""A row queued again and still not picked up is queued again after twice the wait of
+the time before, up to this: a long queue is not flooded with copies of its own rows."""
 
-async def recover(db: Database, enqueue: Enqueue, after_seconds: float) -> int:
-    """Queue every stuck delivery again; the number queued."""
-    moment = now()
-    grace = timedelta(seconds=after_seconds)
-    total = 0
-    for tenant in await TenantRegistry(db).list():
-        log_ = TenantStore(db, tenant).log
-        ids = [str(r["_id"]) for r in await log_.stale("QUEUED", "updated_at", moment - grace)]
-        ids += [str(r["_id"]) for r in
-                await log_.stale("RETRYING", "next_attempt_at", moment - grace)]
-        lost = await log_.stale("SENDING", "updated_at",
-                                moment - grace - timedelta(seconds=MAX_TIMEOUT_SECONDS))
-        for row in lost:
-            handed_back = await log_.record(row["_id"], {
-                "status": "RETRYING", "next_attempt_at": moment,
-                "message": "the worker stopped during this attempt; sending again",
-            })
-            if handed_back is not None:
-                ids.append(str(row["_id"]))
-        if ids:
-            log.warning("tenant %s: %d stuck deliveries queued again", tenant["code"], len(ids))
-            await enqueue(tenant["code"], ids, 0.0)
-            total += len(ids)
-    return total
+
+@dataclass
+class Liveness:
+    """The deliveries that live workers hold, in Redis.
+
+    Each worker process sets ``<database>:holding:<worker id>`` to the ids of the
+    deliveries it has in flight, every ``ttl / 4`` seconds, expiring after ``ttl``: the
+    key of a worker that stopped is gone ``ttl`` seconds later. A reader that lost Redis
+    itself learns nothing for ``ttl`` seconds after it is back, so that live workers have
+    published again first."""
+
+    redis: aioredis.Redis
+    prefix: str
+    ttl: float
+    ok_since: float | None = None
+
+    @property
+    def every(self) -> float:
+        return self.ttl / 4
+
+    async def publish(self, worker: str, holding: Iterable[str]) -> None:
+        try:
+            await self.redis.set(self.prefix + worker, json.dumps(sorted(holding)),
+                                 px=max(1, int(self.ttl * 1000)))
+        except (aioredis.RedisError, OSError):
+            self.ok_since = None
+            raise
+        if self.ok_since is None:
+            self.ok_since = time.monotonic()
+
+    async def forget(self, worker: str) -> None:
+        await self.redis.delete(self.prefix + worker)
+
+    async def held(self) -> set[str] | None:
+        """Ids of deliveries held by live workers; None when that cannot be known now."""
+        if self.ok_since is None or time.monotonic() - self.ok_since < self.ttl:
+            return None
+        try:
+            keys = [k async for k in self.redis.scan_iter(match=self.prefix + "*", count=1000)]
+            values = await self.redis.mget(keys) if keys else []
+        except (aioredis.RedisError, OSError):
+            return None
+        return {row_id for value in values if value for row_id in json.loads(value)}
+
+
+@dataclass
+class Recovery:
+    """One worker process's sweeper; it remembers which rows it queued again and when."""
+
+    db: Database
+    enqueue: Enqueue
+    after_seconds: float
+    liveness: Liveness
+    requeued: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+    """(row id, attempts) → (monotonic time before which it is not queued again, the
+    wait after that)."""
+
+    async def sweep(self) -> int:
+        """Queue every stuck delivery again; the number queued."""
+        total = 0
+        # One moment for the whole sweep, taken with ``held``: a sweep can take a while,
+        # and a row claimed after ``held`` was read must not look stale against it.
+        held = await self.liveness.held()
+        moment = now()
+        for tenant in await TenantRegistry(self.db).list():
+            store = TenantStore(self.db, tenant)
+            rows = await self._stuck(store, moment, held)
+            if rows:
+                log.warning("tenant %s: %d stuck deliveries queued again", store.code, len(rows))
+                await self.enqueue(store.code, [str(r["_id"]) for r in rows], 0.0)
+                self._queued(rows)
+                total += len(rows)
+        self._forget()
+        return total
+
+    async def _stuck(self, store: TenantStore, moment: datetime,
+                     held: set[str] | None) -> list[dict[str, Any]]:
+        """The rows to queue again (those of stopped attempts already handed back).
+        ``held`` None (not known) hands nothing back: a stopped attempt waits."""
+        grace = timedelta(seconds=self.after_seconds)
+        timeouts: dict[str, timedelta] = {}
+        stuck = []
+        for row in await store.log.unfinished(moment - grace):
+            if held is not None and str(row["_id"]) in held:
+                continue  # a live worker has it, busy or waiting for the database
+            action_id = row["action_id"] or ""
+            if action_id not in timeouts:
+                timeouts[action_id] = await _timeout(store, action_id)
+            started_before = moment - grace - timeouts[action_id]
+            if row["status"] == "SENDING":
+                if held is not None and row["updated_at"] < started_before and await _hand_back(
+                        store, row, row["attempts"], moment):
+                    stuck.append(row)
+                continue
+            due = row["updated_at"] if row["status"] == "QUEUED" else row.get("next_attempt_at")
+            if due is not None and due >= moment - grace:
+                continue
+            if self.requeued.get(_key(row), (0.0,))[0] > time.monotonic():
+                continue  # queued again lately; the queue may just be long
+            claim = await store.log.next_claim(row)
+            if claim is None:
+                stuck.append(row)
+            elif held is not None and claim["at"] < started_before and await _hand_back(
+                    store, row, row["attempts"] + 1, moment):
+                stuck.append(row)  # its worker stopped between the claim and SENDING
+        return stuck
+
+    def _queued(self, rows: list[dict[str, Any]]) -> None:
+        clock = time.monotonic()
+        for row in rows:
+            _, wait = self.requeued.get(_key(row), (0.0, self.after_seconds))
+            self.requeued[_key(row)] = (clock + wait, min(wait * 2, MAX_BACKOFF_SECONDS))
+
+    def _forget(self) -> None:
+        """Drop rows not queued again for a long time (finished, most likely)."""
+        horizon = time.monotonic() - 2 * MAX_BACKOFF_SECONDS
+        for key in [k for k, (t, _) in self.requeued.items() if t < horizon]:
+            del self.requeued[key]
+
+
+def _key(row: dict[str, Any]) -> tuple[str, int]:
+    return str(row["_id"]), row["attempts"]
+
+
+async def _timeout(store: TenantStore, action_id: str) -> timedelta:
+    oid = object_id(action_id)
+    action = await store.actions.find_one({"_id": oid}, {"timeout_seconds": 1}) if oid else None
+    seconds = (action or {}).get("timeout_seconds") or MAX_TIMEOUT_SECONDS
+    return timedelta(seconds=seconds)
+
+
+async def _hand_back(store: TenantStore, row: dict[str, Any], attempts: int,
+                     moment: datetime) -> bool:
+    """Count the interrupted attempt and make the row RETRYING, due now, unless it moved
+    on since it was read."""
+    current = await store.log.get(str(row["_id"]))
+    if current is None or any(current[k] != row[k] for k in ("status", "attempts",
+                                                             "updated_at")):
+        return False
+    await store.log.record(row["_id"], {
+        "status": "RETRYING", "attempts": attempts, "next_attempt_at": moment,
+        "message": "the worker stopped during this attempt; sending again",
+    })
+    return True
 
 
 async def housekeep(db: Database, retention_days: int) -> int:

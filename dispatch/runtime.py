@@ -5,28 +5,39 @@ message, so awaiting a slow endpoint inside the actor would cap concurrency at t
 thread count. Instead the actor hands each delivery to this runtime, which runs it as
 its own task (up to ``max_in_flight`` at once; beyond that the actor waits, which is the
 back-pressure) and returns. The activity row, not the message, is the record of work:
-a delivery is claimed on its row before it is sent.
+a delivery is claimed on its row before it is sent. Which rows this process holds is
+published in Redis every few seconds, so that recovery in any worker takes back the
+deliveries of a process that stopped, and only those (``dispatch.recovery.Liveness``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
+import socket
 import time
+from collections import Counter
+from uuid import uuid4
 
 import dramatiq
 import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.errors import BrokerConnectionError
+from pymongo.errors import ConnectionFailure
 
 from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
-from dispatch.recovery import housekeep, recover
+from dispatch.recovery import Liveness, Recovery, housekeep
 from event_manager.config import Settings
 from event_manager.errors import NotFound
 from tenants.database import Database
 
 HOUSEKEEPING_SECONDS = 3600.0
+OUTAGE = (ConnectionFailure, BrokerConnectionError, aioredis.RedisError, OSError)
+"""MongoDB or Redis not answering: expected now and then, worth one line, no traceback."""
 
 log = logging.getLogger("event_manager.worker")
 
@@ -43,8 +54,13 @@ class DeliveryRuntime(dramatiq.Middleware):
         self.deliverer: Deliverer | None = None
         self.slots: asyncio.Semaphore | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.holding: Counter[str] = Counter()
+        """Activity ids of the deliveries in flight here, published by ``_beat``."""
+        self.worker_id = ""
+        self.liveness: Liveness | None = None
         self._opening: asyncio.Lock | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         try:
@@ -72,7 +88,15 @@ class DeliveryRuntime(dramatiq.Middleware):
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
                     enqueue=self.enqueue,
                 )
-                self._sweeper = asyncio.create_task(self._sweep(db), name="recovery")
+                # Made here, in the worker process: Dramatiq forks its processes.
+                self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
+                self.liveness = Liveness(
+                    aioredis.from_url(settings.redis_url, socket_connect_timeout=2,
+                                      socket_timeout=2),
+                    f"{settings.database}:holding:", settings.recovery_seconds)
+                self._beater = asyncio.create_task(self._beat(self.liveness), name="liveness")
+                self._sweeper = asyncio.create_task(self._sweep(db, self.liveness),
+                                                    name="recovery")
                 log.info("delivery clients open (up to %d deliveries in flight)",
                          self.max_in_flight)
         return self.deliverer
@@ -84,9 +108,10 @@ class DeliveryRuntime(dramatiq.Middleware):
         shared: dict[str, asyncio.Future] = {}
         for activity_id in activity_ids:
             await self.slots.acquire()
+            self.holding[activity_id] += 1
             task = asyncio.create_task(self._run(deliverer, tenant, activity_id, shared))
             self.tasks.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(functools.partial(self._finished, activity_id))
 
     async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str,
                    shared: dict[str, asyncio.Future]) -> None:
@@ -94,28 +119,54 @@ class DeliveryRuntime(dramatiq.Middleware):
             await deliverer.deliver(tenant, activity_id, shared)
         except NotFound as gone:  # the tenant was deleted: nothing left to deliver for
             log.warning("delivery %s dropped: %s", activity_id, gone.message)
+        except OUTAGE as exc:
+            log.warning("delivery %s of tenant %s did not complete (%s: %s); recovery will "
+                        "queue it again", activity_id, tenant, type(exc).__name__, exc)
         except Exception:
             # The row stays QUEUED/SENDING and is picked up again by recovery.
             log.exception("delivery %s of tenant %s did not complete", activity_id, tenant)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, activity_id: str, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        self.holding[activity_id] -= 1
+        if self.holding[activity_id] <= 0:
+            del self.holding[activity_id]
         if self.slots is not None:
             self.slots.release()
 
-    async def _sweep(self, db: Database) -> None:
+    async def _beat(self, liveness: Liveness) -> None:
+        """Tell the other workers' recovery which deliveries this process holds."""
+        lost = False
+        while True:
+            try:
+                await liveness.publish(self.worker_id, self.holding)
+                if lost:
+                    log.info("liveness published again")
+                lost = False
+            except OUTAGE as exc:
+                if not lost:
+                    log.warning("cannot publish liveness (%s: %s); trying every %g s",
+                                type(exc).__name__, exc, liveness.every)
+                lost = True
+            await asyncio.sleep(liveness.every)
+
+    async def _sweep(self, db: Database, liveness: Liveness) -> None:
         """Every half recovery period, queue stuck deliveries again; hourly, forget
         expired idempotency keys and claims."""
         every = self.settings.recovery_seconds / 2
+        recovery = Recovery(db, self.enqueue, self.settings.recovery_seconds, liveness)
         tidied = time.monotonic()
         while True:
             await asyncio.sleep(every)
             try:
-                await recover(db, self.enqueue, self.settings.recovery_seconds)
+                await recovery.sweep()
                 if time.monotonic() - tidied > HOUSEKEEPING_SECONDS:
                     tidied = time.monotonic()
                     log.info("housekeeping: %d expired keys, claims and old rows dropped",
                              await housekeep(db, self.settings.activity_retention_days))
+            except OUTAGE as exc:
+                log.warning("recovery sweep failed (%s: %s); trying again in %g s",
+                            type(exc).__name__, exc, every)
             except Exception:  # the next sweep tries again
                 log.exception("recovery sweep failed")
 
@@ -132,6 +183,13 @@ class DeliveryRuntime(dramatiq.Middleware):
                 log.warning("%d deliveries did not finish in %.0f s; handed back",
                             len(pending), grace)
                 await asyncio.wait(pending)
+        if self._beater is not None and self.liveness is not None:
+            self._beater.cancel()
+            try:  # what is left here is handed back without waiting for the key to expire
+                await self.liveness.forget(self.worker_id)
+            except OUTAGE as exc:
+                log.warning("could not withdraw liveness: %s", exc)
+            await self.liveness.redis.aclose()
         if self.deliverer is not None:
             deliverer, self.deliverer = self.deliverer, None
             await deliverer.session.close()

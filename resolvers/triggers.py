@@ -187,7 +187,8 @@ async def trigger_events(info: strawberry.Info, inputs: list[TriggerInput]) -> l
     """Every input is checked before any is run, so a bad one writes nothing."""
     store = await info.context.tenant_store(TRIGGER)
     if len(inputs) > MAX_BATCH:
-        raise BadInput(f"at most {MAX_BATCH} triggers per batch", field="inputs")
+        raise BadInput(f"inputs holds {len(inputs)} triggers; at most {MAX_BATCH} are allowed "
+                       "per batch", field="inputs")
     triggers = [check_trigger(data, f"inputs[{i}]") for i, data in enumerate(inputs)]
     return await run(info.context, store, triggers)
 

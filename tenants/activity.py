@@ -3,16 +3,18 @@ and the idempotency keys of triggers.
 
 A row moves QUEUED → SENDING → SUCCEEDED | RETRYING | FAILED; RETRYING goes back to
 SENDING when its next attempt starts. A delivery is *claimed* before it is sent: the
-claim is one atomic update that only succeeds from QUEUED or RETRYING, so two workers
-holding the same message cannot both send the same attempt.
+claim is the insert of a unique ``"<row id>:<attempt>"``, made only from QUEUED or
+RETRYING, so two workers holding the same message cannot both send the same attempt.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from bson import ObjectId
 from pymongo import DESCENDING, ReturnDocument
@@ -23,10 +25,25 @@ from tenants.database import contains, is_duplicate, now, object_id
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED")
 CLAIMABLE = ("QUEUED", "RETRYING")
+UNFINISHED = ("QUEUED", "RETRYING", "SENDING")
 IDEMPOTENCY = timedelta(hours=24)
 """How long an idempotency key returns the first trigger's result."""
 EARLY = timedelta(seconds=1)
 """How early a planned retry may start (clocks of workers differ a little)."""
+
+
+_claimant: ContextVar[str | None] = ContextVar("claimant", default=None)
+
+
+def claimant() -> str:
+    """Who is claiming: one token per asyncio task (a worker runs each delivery as a task
+    of its own), kept in the claim so that a claim tried again after an error whose reply
+    was lost recognises the claim it made itself."""
+    token = _claimant.get()
+    if token is None:
+        token = uuid4().hex
+        _claimant.set(token)
+    return token
 
 
 def encode_cursor(row_id: ObjectId) -> str:
@@ -65,24 +82,36 @@ class ActivityLog:
         The claim is the insert of ``"<row id>:<attempt>"`` into the claims collection:
         its unique ``_id`` lets exactly one worker have each attempt. (A filter on status
         would do the same in one update on MongoDB, but FerretDB only uses an index for a
-        filter on ``_id`` alone and scans the collection for anything else.)"""
+        filter on ``_id`` alone and scans the collection for anything else.)
+
+        Safe to call again after a transient error: a claim that was made although its
+        reply was lost is recognised by its owner. A claim whose maker stopped before
+        marking the row SENDING is found by recovery (``next_claim``)."""
         row = await self.rows.find_one({"_id": row_id})
+        if row is not None and row["status"] == "SENDING" and _claimant.get() is not None:
+            return row if await self._owns(f"{row_id}:{row['attempts']}") else None
         if row is None or row["status"] not in CLAIMABLE:
             return None
         due = row.get("next_attempt_at")
         if row["status"] == "RETRYING" and due is not None and due > now() + EARLY:
             return None  # an early copy of a planned retry: the planned message will come
         attempt = row["attempts"] + 1
+        claim_id = f"{row_id}:{attempt}"
         try:
-            await self.claims.insert_one({"_id": f"{row_id}:{attempt}", "at": now()})
+            await self.claims.insert_one({"_id": claim_id, "at": now(), "owner": claimant()})
         except OperationFailure as error:
-            if is_duplicate(error):
+            if not is_duplicate(error):
+                raise
+            if not await self._owns(claim_id):
                 return None
-            raise
         changes = {"status": "SENDING", "message": "sending", "attempts": attempt,
                    "updated_at": now()}
         await self.rows.update_one({"_id": row_id}, {"$set": changes})
         return {**row, **changes}
+
+    async def _owns(self, claim_id: str) -> bool:
+        found = await self.claims.find_one({"_id": claim_id})
+        return found is not None and found.get("owner") == claimant()
 
     async def record(self, row_id: ObjectId, changes: dict[str, Any],
                      expect: str | None = None) -> dict[str, Any] | None:
@@ -106,12 +135,20 @@ class ActivityLog:
         docs = docs[:first]
         return docs, (encode_cursor(docs[-1]["_id"]) if more and docs else None)
 
-    async def stale(self, status: str, field: str, before: datetime,
-                    limit: int = 500) -> list[dict[str, Any]]:
-        """Rows left in ``status`` whose ``field`` is older than ``before``."""
+    async def unfinished(self, before: datetime, limit: int = 1000) -> list[dict[str, Any]]:
+        """Rows QUEUED, RETRYING or SENDING that nobody has touched since ``before``:
+        one scan (FerretDB reads the whole collection for any filter but ``_id``)."""
         return await self.rows.find(
-            {"status": status, field: {"$lt": before}}, {"_id": 1}
+            {"status": {"$in": list(UNFINISHED)}, "updated_at": {"$lt": before}},
+            {"status": 1, "attempts": 1, "action_id": 1, "updated_at": 1,
+             "next_attempt_at": 1},
         ).limit(limit).to_list(None)
+
+    async def next_claim(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """The claim on the attempt after ``row["attempts"]``, if one was made: a claim
+        whose row still says QUEUED or RETRYING was made by a worker that stopped (or is
+        about to mark the row SENDING)."""
+        return await self.claims.find_one({"_id": f"{row['_id']}:{row['attempts'] + 1}"})
 
     async def prune(self, before: datetime) -> int:
         """Drop finished rows created before ``before``; rows still in flight stay."""
