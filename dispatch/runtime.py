@@ -31,6 +31,7 @@ from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
 from dispatch.recovery import Liveness, Recovery, housekeep
+from event_manager import logs, metrics
 from event_manager.config import Settings
 from event_manager.errors import NotFound
 from tenants.database import Database
@@ -63,6 +64,13 @@ class DeliveryRuntime(dramatiq.Middleware):
         self._beater: asyncio.Task[None] | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        """In each worker process: our logging (Dramatiq set up its own), the process's
+        metrics port, and the delivery clients."""
+        logs.configure(self.settings.log_level, self.settings.log_format)
+        port = metrics.serve_worker_metrics(self.settings.worker_metrics_port,
+                                            self.settings.metrics_host)
+        if port is not None:
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, port)
         try:
             get_event_loop_thread().run_coroutine(self.open())
         except Exception:  # Dramatiq would swallow it; accept() opens lazily instead

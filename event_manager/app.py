@@ -8,18 +8,21 @@ or 413 for a body over ``MAX_BODY_BYTES``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from cross_web import HTTPException
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -29,7 +32,7 @@ from strawberry.http.exceptions import NonTextMessageReceived
 
 from dispatch.live import ActivityHub
 from dispatch.queue import Dispatcher
-from event_manager import console
+from event_manager import console, metrics
 from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, BadInput, Unauthenticated, Unavailable
 from resolvers.context import Context
@@ -272,7 +275,7 @@ async def healthz(request: Request) -> PlainTextResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """200 when MongoDB and Redis answer; 503 naming each part that does not."""
+    """200 when MongoDB, Redis and the broker answer; 503 naming each part that does not."""
     services: Services = request.app.state.services
     failing: dict[str, str] = {}
     try:
@@ -283,9 +286,30 @@ async def readyz(request: Request) -> JSONResponse:
         await services.redis.ping()
     except Exception as exc:
         failing["redis"] = type(exc).__name__
+    broker = services.settings.broker_url
+    if broker != services.settings.redis_url:
+        try:
+            await reachable(broker)
+        except Exception as exc:
+            failing["broker"] = type(exc).__name__
     if failing:
         return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
     return JSONResponse({"status": "ready"})
+
+
+async def reachable(url: str, timeout: float = 2.0) -> None:
+    """A TCP connection to the host and port of ``url`` (a broker: redis:// or amqp://)."""
+    parts = urlsplit(url)
+    port = parts.port or {"amqp": 5672, "amqps": 5671, "rediss": 6380}.get(parts.scheme, 6379)
+    _, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname or "127.0.0.1", port), timeout)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def metrics_page(request: Request) -> Response:
+    """Prometheus metrics of this API process."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -298,6 +322,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services = Services(settings)
         holder["app"] = app.state.services = services
         services.hub.start()
+        with contextlib.suppress(ValueError):  # already registered by an earlier app
+            metrics.watch_queue(settings.redis_url, settings.broker_url, settings.queue_name)
         try:
             await services.db.ensure_system_indexes()
         except Exception as exc:
@@ -313,6 +339,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_page),
             *console.routes(),
         ],
         lifespan=lifespan,

@@ -137,15 +137,38 @@ def worker(
 
 
 def check_broker(url: str) -> None:
-    """A one-line error now rather than Dramatiq retrying a connection for ever."""
+    """A one-line error now rather than Dramatiq retrying a connection for ever (its
+    consumers retry an unreachable RabbitMQ every 3 s and the worker never exits). The
+    URL is shown with its password hidden."""
     if url.startswith(("amqp://", "amqps://")):
-        return  # pika reports an unreachable RabbitMQ clearly by itself
+        check_rabbitmq(url)
+        return
     import redis
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except (redis.RedisError, OSError) as exc:
-        raise ServiceError(f"the broker at {url} did not answer: {exc}") from None
+        raise ServiceError(f"the broker at {hide_url_password(url)} did not answer: "
+                           f"{exc}") from None
+
+
+def check_rabbitmq(url: str) -> None:
+    """Open and close one AMQP connection: the server answers and takes the credentials."""
+    import pika
+    from pika.exceptions import AMQPError
+
+    try:
+        parameters = pika.URLParameters(url)
+    except ValueError as exc:
+        raise ServiceError(f"bad setting EVENT_MANAGER_BROKER_URL: {exc}") from None
+    parameters.connection_attempts, parameters.socket_timeout = 1, 5
+    try:
+        pika.BlockingConnection(parameters).close()
+    except (AMQPError, OSError) as exc:
+        # pika's exceptions say what failed only in their repr, e.g. "AMQPConnectionError:
+        # (AMQPConnectorSocketConnectError: ConnectionRefusedError(111, ...),)".
+        raise ServiceError(f"the broker at {hide_url_password(url)} did not accept a "
+                           f"connection: {exc!r}") from None
 
 
 @app.command("create-key")

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         "SENDING (past its timeout) this long is queued again",
     )
     activity_retention_days: int = Field(30, ge=1, description="how long activity rows are kept")
+    worker_metrics_port: int = Field(
+        9191, ge=0, le=65535, description="Prometheus metrics of each worker process: the "
+        "n-th process of a worker command on this port + n; 0 turns them off",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="address the worker processes' metrics listen on (0.0.0.0 "
+        "in a container)",
+    )
     secret_key: str = Field(
         "", description="keys that encrypt stored secrets, comma-separated: the first seals, "
         "each one opens. Required in production, the same for every process; when unset, one "

@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from event_manager import metrics
 from event_manager.errors import BadInput
 from resolvers.context import READ
 from schema.activity import Activity, ActivityFilter, ActivityPage
@@ -67,7 +68,11 @@ async def activity_stream(
     store = await info.context.tenant_store(READ)
     check_filter(filter)
     async with info.context.hub.subscribe(store.code) as subscriber:
-        while True:
-            doc = await subscriber.queue.get()
-            if matches(filter, doc):
-                yield Activity.from_doc(doc)
+        metrics.SUBSCRIPTIONS.inc()
+        try:
+            while True:
+                doc = await subscriber.queue.get()
+                if matches(filter, doc):
+                    yield Activity.from_doc(doc)
+        finally:
+            metrics.SUBSCRIPTIONS.dec()

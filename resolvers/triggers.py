@@ -17,6 +17,7 @@ from typing import Any
 import strawberry
 from bson import ObjectId
 
+from event_manager import metrics
 from event_manager.errors import BadInput, NotFound, Unavailable
 from resolvers.context import TRIGGER, WRITE, Context
 from resolvers.validation import TAG_NAME
@@ -172,9 +173,14 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
         await store.log.rows.delete_many({"_id": {"$in": [r["_id"] for r in rows]}})
         if keys:
             await store.log.idempotency.delete_many({"_id": {"$in": keys}})
+        for trigger in triggers:
+            metrics.TRIGGERS.labels(trigger.event, "refused").inc()
         raise Unavailable("the delivery queue is unavailable; nothing was recorded, "
                           "send the trigger again") from None
     await ctx.dispatcher.publish(store.code, rows)
+    for outcome in results:
+        metrics.TRIGGERS.labels(outcome.event.value,
+                                "accepted" if outcome.accepted else "skipped").inc()
     return results
 
 

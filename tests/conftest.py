@@ -56,6 +56,15 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
 
 
+WORKER_METRICS_PORT = free_port()
+
+
+@pytest.fixture(scope="session")
+def worker_metrics_url(worker: Path) -> str:
+    """The metrics page of the session's worker process."""
+    return f"http://127.0.0.1:{WORKER_METRICS_PORT}/metrics"
+
+
 @pytest.fixture(scope="session")
 def env(settings: Settings) -> dict[str, str]:
     """Environment for the service's processes: the test database and state folder."""
@@ -70,6 +79,7 @@ def env(settings: Settings) -> dict[str, str]:
         "EVENT_MANAGER_OUTBOUND_ALLOW": settings.outbound_allow,
         "EVENT_MANAGER_RECOVERY_SECONDS": str(settings.recovery_seconds),
         "EVENT_MANAGER_SECRET_KEY": settings.secret_key,
+        "EVENT_MANAGER_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
     }
 
 

@@ -1,0 +1,70 @@
+"""Logs: readable by default, JSON when asked; records carry tenant, trigger and
+activity ids of the delivery at hand."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from event_manager import logs
+from tests.conftest import TenantHandle, wait_until
+from tests.receiver import Receiver, Reply
+from tests.test_delivery import hook, settled, trigger
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """The root handler of ``logs.configure`` writing into a string (restored after)."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    yield io.StringIO()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def configure_into(stream: io.StringIO, fmt: str) -> None:
+    logs.configure("INFO", fmt)
+    handler = logging.getLogger().handlers[0]
+    handler.setStream(stream)  # type: ignore[attr-defined]
+
+
+def test_json_lines_carry_the_context(captured: io.StringIO) -> None:
+    configure_into(captured, "json")
+    with logs.context(tenant="acme", activity_id="a1"), logs.context(trigger_id="t1"):
+        logging.getLogger("event_manager.delivery").warning("CRM: %s", "404 Not Found")
+    logging.getLogger("event_manager.api").info("outside")
+    first, second = (json.loads(line) for line in captured.getvalue().splitlines())
+    assert (first["level"], first["logger"], first["message"]) == (
+        "WARNING", "event_manager.delivery", "CRM: 404 Not Found")
+    assert (first["tenant"], first["trigger_id"], first["activity_id"]) == ("acme", "t1", "a1")
+    assert second["message"] == "outside" and second["tenant"] is None
+
+
+def test_console_lines_name_the_context_at_the_end(captured: io.StringIO) -> None:
+    configure_into(captured, "console")
+    with logs.context(tenant="acme", trigger_id="t1", activity_id="a1"):
+        logging.getLogger("event_manager.delivery").warning("CRM: failed")
+    line = captured.getvalue().strip()
+    assert line.endswith("WARNING event_manager.delivery: CRM: failed "
+                         "[tenant=acme trigger=t1 activity=a1]")
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_worker_logs_a_failed_delivery_with_its_ids(
+        tenant: TenantHandle, receiver: Receiver, worker: Path) -> None:
+    receiver.script(f"/{tenant.code}/gone", Reply(404))
+    hook(tenant, receiver, "gone")
+    fired = trigger(tenant, "HANGUP")
+    [row] = settled(tenant, fired["triggerId"])
+    expected = (f"[tenant={tenant.code} trigger={fired['triggerId']} activity={row['id']}]")
+    line = wait_until(lambda: next((x for x in worker.read_text().splitlines()
+                                    if expected in x), None))
+    assert "WARNING event_manager.delivery: gone: 404 Not Found" in line
