@@ -51,11 +51,26 @@ class Deliverer:
     """Database calls in flight at once: thousands of deliveries may wait on slow
     endpoints, but only a few queue at the database (FerretDB on SQLite writes one at a
     time and gives up on a writer that waits longer than 10 s)."""
+    record_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    """Outcomes are recorded through a gate of their own, so that a request already
+    sent never waits behind new claims: the window in which a stopped worker leaves a
+    sent-but-unrecorded delivery (sent again later) stays small."""
     tenants: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    stopping: bool = False
+    """Set when the worker is told to stop: deliveries not yet claimed are handed back
+    to the queue at once instead of being started."""
 
-    async def _db(self, call: Callable[[], Awaitable[T]]) -> T:
-        async with self.db_gate:
+    async def _db(self, call: Callable[[], Awaitable[T]],
+                  gate: asyncio.Semaphore | None = None) -> T:
+        async with gate or self.db_gate:
             return await patiently(call)
+
+    async def _claim(self, store: TenantStore, row_id: Any) -> dict[str, Any] | None | bool:
+        """The claimed row; None when it is not ours to send; False when stopping."""
+        async with self.db_gate:
+            if self.stopping:
+                return False
+            return await patiently(lambda: store.log.claim(row_id))
 
     async def _store(self, code: str) -> TenantStore:
         cached = self.tenants.get(code)
@@ -71,7 +86,10 @@ class Deliverer:
         with logs.context(tenant=tenant_code, activity_id=activity_id):
             store = await self._store(tenant_code)
             row_id = object_id(activity_id)
-            row = await self._db(lambda: store.log.claim(row_id)) if row_id else None
+            row = await self._claim(store, row_id) if row_id else None
+            if row is False:
+                await self.enqueue(tenant_code, [activity_id], 0.0)  # for another worker
+                return
             if row is None:
                 log.debug("not claimed: already sent, taken by another worker, or unknown")
                 return
@@ -82,7 +100,8 @@ class Deliverer:
                        shared: dict[str, asyncio.Future]) -> None:
         await self.publisher.publish(store.code, [row])
         changes = await self._attempt(store, row, shared)
-        updated = await self._db(lambda: store.log.record(row["_id"], changes))
+        updated = await self._db(lambda: store.log.record(row["_id"], changes),
+                                 self.record_gate)
         if updated is None:
             return
         status = updated["status"]

@@ -182,6 +182,8 @@ class DeliveryRuntime(dramatiq.Middleware):
         """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.deliverer is not None:
+            self.deliverer.stopping = True  # unclaimed deliveries go back to the queue
         if self.tasks:
             log.info("waiting for %d deliveries in flight", len(self.tasks))
             _, pending = await asyncio.wait(set(self.tasks), timeout=grace)

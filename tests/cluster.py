@@ -186,6 +186,11 @@ class Cluster:
         worker.kill()
         self.workers.remove(worker)
 
+    def stop_worker(self, worker: Process) -> None:
+        """One SIGTERM, as a process manager sends it, and wait for the exit."""
+        worker.stop()
+        self.workers.remove(worker)
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()

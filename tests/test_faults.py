@@ -150,6 +150,34 @@ def test_worker_killed_mid_send_loses_nothing(cluster: Cluster, receiver: FaultR
     assert report.succeeded == report.deliveries and not report.refused
 
 
+def test_sigterm_lets_in_flight_deliveries_finish(cluster: Cluster, receiver: FaultReceiver,
+                                                  tenants_db: pymongo.database.Database) -> None:
+    """A worker told to stop (SIGTERM) while requests are in flight finishes them and
+    exits by itself: nothing lost, nothing sent twice."""
+    started = time.monotonic()
+    tenant = f"term{secrets.token_hex(3)}"
+    paths = {tenant: cluster.make_tenant(tenant, [("slow", 5), ("ok", 5)], receiver.url)}
+    with Traffic(cluster, tenant) as traffic:
+        traffic.wait_for_accepted(20)
+        wait_for(lambda: receiver.in_flight() >= 3, 60, "requests in flight")
+        in_flight = receiver.in_flight()
+        stopping = cluster.workers[0]
+        cluster.stop_worker(stopping)
+        traffic.wait_for_accepted(len(traffic.sent) + 10)  # queued while no worker runs
+    cluster.start_worker()
+
+    report = settled(cluster, tenants_db, receiver, traffic.sent, paths, [])
+    show("worker stopped with SIGTERM", report, started)
+    assert in_flight > 0
+    assert stopping.popen.returncode == 0, stopping.output()[-2000:]  # not killed after grace
+    # Loses none, and never sends one attempt twice (problems() checks that requests never
+    # outnumber attempts). A delivery may still get a second attempt when recovery takes
+    # back a row the restarted worker had not yet announced: 1-6 of 350-440 per run, 45
+    # before unclaimed deliveries were handed back on SIGTERM (see issue 7's note).
+    assert [p for p in report.problems() if "duplicate" not in p] == []
+    assert report.succeeded == report.deliveries and not report.refused
+
+
 def refusals_are_clean(sent: list[Sent]) -> None:
     """A refused trigger says UNAVAILABLE in one plain sentence, never a traceback."""
     for trigger in sent:
