@@ -15,8 +15,7 @@ COPY schema schema
 COPY resolvers resolvers
 COPY dispatch dispatch
 COPY tenants tenants
-# pika for RabbitMQ brokers (amqp:// in EVENT_MANAGER_BROKER_URL), which the package leaves out.
-RUN pip install --no-cache-dir . "dramatiq[rabbitmq]>=2.0"
+RUN pip install --no-cache-dir .
 
 FROM python:3.11-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
