@@ -16,6 +16,12 @@ test: $(STAMP)
 	$(BIN)/event-manager services start
 	$(BIN)/python -m pytest
 
+## make bench: the benchmark (bench/run.py): services, its own API and worker, every
+## scenario; a table on stdout, JSON in bench/results/. Options: make bench BENCH_ARGS="--quick".
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 services: $(STAMP)
 	$(BIN)/event-manager services start
 

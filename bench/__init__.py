@@ -1,0 +1,1 @@
+"""The Event Manager benchmark (issue 6): ``python -m bench``, described in ``bench/run.py``."""

@@ -1,0 +1,60 @@
+"""What every scenario is handed: the system under test, the receiver, the sizes."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.receiver import Receiver
+from bench.stack import Stack
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each scenario does. ``quick()`` is a smoke run of a few seconds each."""
+
+    deliveries: int = 5_000
+    """Scenarios 1 and 2 (and 3, at most 5,000): deliveries per run."""
+    window: int = 2_000
+    """Deliveries triggered but not yet received at most, while triggers are fed."""
+    intake_requests: int = 3_000
+    intake_events: int = 20_000
+    latency_seconds: float = 30.0
+    latency_rate: float = 200.0
+    rows: int = 100_000
+    memory_deliveries: int = 20_000
+    ceiling_requests: int = 5_000
+    trigger_samples: int = 40
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(deliveries=300, window=1_000, intake_requests=200, intake_events=1_000,
+                   latency_seconds=4.0, rows=3_000, memory_deliveries=1_000,
+                   ceiling_requests=1_000, trigger_samples=8)
+
+
+def in_flight_limit() -> int:
+    """How many deliveries one worker process may have in flight (``DeliveryRuntime``'s
+    ``max_in_flight``): the concurrency the raw ceiling is measured at."""
+    from dispatch.runtime import DeliveryRuntime
+
+    default = inspect.signature(DeliveryRuntime).parameters["max_in_flight"].default
+    return default if isinstance(default, int) else 1000
+
+
+@dataclass
+class Bench:
+    stack: Stack
+    receiver: Receiver
+    sizes: Sizes
+    results: Path
+    """Where profiles (and by default the result file) are written."""
+    profile: bool = False
+    concurrency: int = field(default_factory=in_flight_limit)
+    _numbers: itertools.count = field(default_factory=itertools.count)
+
+    def code(self, what: str) -> str:
+        """A fresh tenant code for a scenario, ``s1-3`` for example."""
+        return f"{what}-{next(self._numbers)}"

@@ -1,0 +1,130 @@
+"""The targets of issue 6, checked against a run's results, and the markdown table.
+
+Each target is a row: scenario, what is measured, the value, the target, pass or fail
+(``n/a`` when its scenario did not run or gave no value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _row(scenario: str, measure: str, value: Any, shown: str, target: str,
+         check: Callable[[Any], bool]) -> Row:
+    ok = None if value is None else bool(check(value))
+    return {"scenario": scenario, "measure": measure, "value": value,
+            "shown": shown if value is not None else "not run", "target": target, "pass": ok}
+
+
+def targets(results: dict[str, Any]) -> list[Row]:
+    s = results
+    rows: list[Row] = []
+    ratio = _get(s, "1", "ratio_to_ceiling")
+    rate1 = _get(s, "1", "deliveries_per_s")
+    ceiling = _get(s, "1", "raw_ceiling", "requests_per_s")
+    database = _get(s, "1", "database_ceiling", "deliveries_per_s")
+    rows.append(_row("1", "deliveries/s vs raw ceiling", ratio,
+                     f"{rate1} /s = {ratio:.1%} of {ceiling} /s (database alone: {database} /s)"
+                     if ratio is not None else "",
+                     "≥ 50 % of raw ceiling", lambda v: v >= 0.5))
+    rate2 = _get(s, "2", "deliveries_per_s")
+    rows.append(_row("2", "deliveries/s, 50 actions per event",
+                     rate2 if rate1 is not None else None,
+                     f"{rate2} /s (scenario 1: {rate1} /s)", "≥ scenario 1",
+                     lambda v: v >= rate1))
+    rate3 = _get(s, "3", "deliveries_per_s")
+    rows.append(_row("3", "deliveries/s, receiver 200 ms", rate3, f"{rate3} /s",
+                     "≥ 1,000 /s", lambda v: v >= 1000))
+    single = _get(s, "4", "trigger_event", "requests_per_s")
+    rows.append(_row("4", "triggerEvent/s, concurrency 32", single, f"{single} /s",
+                     "≥ 1,500 /s", lambda v: v >= 1500))
+    batched = _get(s, "4", "trigger_events", "events_per_s")
+    rows.append(_row("4", "events/s, triggerEvents × 100", batched, f"{batched} /s",
+                     "≥ 10,000 /s", lambda v: v >= 10_000))
+    kept = _get(s, "5", "kept_target_rate")
+    at = _get(s, "5", "measured_at_rate")
+    last_kept = (_get(s, "5", "attempts") or [{}])[-1].get("kept")
+    where = "" if kept else f" at {at} /s (200 /s not kept{'' if last_kept else '; nor this'})"
+    p50, p99 = _get(s, "5", "latency_ms", "p50"), _get(s, "5", "latency_ms", "p99")
+    rows.append(_row("5", "latency p50, trigger → received", p50, f"{p50} ms{where}",
+                     "≤ 10 ms at 200 /s", lambda v: kept and v <= 10))
+    rows.append(_row("5", "latency p99", p99, f"{p99} ms{where}", "≤ 50 ms at 200 /s",
+                     lambda v: kept and v <= 50))
+    n = _get(s, "6", "rows")
+    first = _get(s, "6", "big", "first_page", "warm_median_ms")
+    cold = _get(s, "6", "big", "first_page", "cold_ms")
+    rows.append(_row("6", f"first page of activity(first: 50), {n:,} rows" if n else
+                     "first page of activity(first: 50)", first,
+                     f"{first} ms (cold {cold} ms)", "< 50 ms", lambda v: v < 50))
+    filtered = _get(s, "6", "big", "filtered_page", "warm_median_ms")
+    rows.append(_row("6", "filtered page (FAILED + event)", filtered, f"{filtered} ms",
+                     "< 50 ms", lambda v: v < 50))
+    cost = _get(s, "6", "trigger_cost_ratio")
+    big = _get(s, "6", "trigger_event_ms", "big", "p50")
+    empty = _get(s, "6", "trigger_event_ms", "empty", "p50")
+    rows.append(_row("6", "triggerEvent p50, big vs empty tenant", cost,
+                     f"{big} ms vs {empty} ms (×{cost})", "within 10 %",
+                     lambda v: v <= 1.10))
+    for name, limit in (("worker", 200), ("api", 250)):
+        peak = _get(s, "7", name, "peak_mb")
+        rows.append(_row("7", f"{name} peak RSS", peak, f"{peak} MB", f"≤ {limit} MB",
+                         lambda v, limit=limit: v <= limit))
+        growth = _get(s, "7", name, "second_half_growth_mb")
+        per_10k = _get(s, "7", name, "second_half_mb_per_10k")
+        flat = _get(s, "7", name, "flat")
+        trend = "n/a" if per_10k is None else f"{per_10k:+}"
+        rows.append(_row("7", f"{name} RSS, second half", flat,
+                         f"{'flat' if flat else 'grows'} (peak {growth:+} MB; slope "
+                         f"{trend} MB per 10k deliveries)" if growth is not None else "",
+                         "flat", bool))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| # | measure | result | target | pass |", "|---|---|---|---|---|"]
+    for r in rows:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[r["pass"]]
+        lines.append(f"| {r['scenario']} | {r['measure']} | {r['shown']} | {r['target']} "
+                     f"| {verdict} |")
+    return "\n".join(lines)
+
+
+def notes(document: dict[str, Any]) -> list[str]:
+    """How the numbers were taken, for the reader of the table."""
+    s, options = document["scenarios"], document["options"]
+    sizes = options["sizes"]
+    out = []
+    if any(n in s for n in "123"):
+        out.append(f"1-3: triggers fed concurrently with delivery (triggerEvents batches of "
+                   f"~100 deliveries, at most {sizes['window']:,} undelivered); raw ceiling = "
+                   f"bare aiohttp client, same receiver, concurrency "
+                   f"{options['raw_ceiling_concurrency']} (the worker's in-flight limit)")
+    if "4" in s and "trigger_event" in s["4"]:
+        four = s["4"]
+        out.append(f"4: worker stopped during intake; same API process answers /healthz at "
+                   f"{four['ceiling_healthz']['requests_per_s']} /s and {{ __typename }} "
+                   f"(with key) at {four['ceiling_typename']['requests_per_s']} /s "
+                   f"(concurrency 32)")
+    if "5" in s and "attempts" in s["5"]:
+        tried = ", ".join(f"{a['target_rate']} /s {'kept' if a['kept'] else 'not kept'}"
+                          for a in s["5"]["attempts"])
+        out.append(f"5: one triggerEvent per trigger, open loop; attempts: {tried}")
+    if "6" in s and "rows" in s["6"]:
+        out.append(f"6: {s['6']['rows']:,} rows (target 1,000,000); insert "
+                   f"{s['6']['insert_rows_per_s']:,} rows/s; the recovery sweep's query takes "
+                   f"{s['6']['recovery_query_ms']['big']} ms on them")
+    if "7" in s and "deliveries" in s["7"]:
+        out.append(f"7: {s['7']['deliveries']:,} deliveries (target 100,000)")
+    return out

@@ -1,0 +1,205 @@
+"""The benchmark: one command brings everything up, runs the scenarios, and reports.
+
+    .venv/bin/python -m bench [--scenarios 1,2,...] [--quick] [sizes...]     (or: make bench)
+
+It starts the local services (``event-manager services start``, which reuses running
+ones), its own API and worker processes on a fresh database prefix ``bench_<random>``
+(dropped at the end) and a receiver process; runs the scenarios; writes
+``bench/results/<date>-<host>.json``; and prints the targets as a markdown table, with
+the CPU each process used per scenario. Delivery results are also given as a ratio to a
+raw ceiling measured in the same run, on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import activity, delivery, intake, latency, memory, report
+from bench.context import Bench, Sizes
+from bench.receiver import KEEPALIVE, Receiver
+from bench.stack import ROOT, Stack
+
+SCENARIOS = {
+    "1": ("delivery, fast receiver, 1 action per event", delivery.scenario_1),
+    "2": ("delivery, 50 actions per event", delivery.scenario_2),
+    "3": ("delivery, receiver 200 ms", delivery.scenario_3),
+    "4": ("intake: triggerEvent ×32, triggerEvents ×100", intake.scenario_4),
+    "5": ("end-to-end latency at a steady rate", latency.scenario_5),
+    "6": ("a tenant with many activity rows", activity.scenario_6),
+    "7": ("memory after N deliveries", memory.scenario_7),
+}
+CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "bench", "others", "machine")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated, e.g. 1,4 (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--deliveries", type=int, help="scenario 7: deliveries (default "
+                        "20,000; target 100,000)")
+    parser.add_argument("--throughput-deliveries", type=int,
+                        help="scenarios 1-2: deliveries per run (default 5,000)")
+    parser.add_argument("--rows", type=int, help="scenario 6: activity rows (default "
+                        "100,000; target 1,000,000)")
+    parser.add_argument("--latency-seconds", type=float, help="scenario 5: seconds per rate")
+    parser.add_argument("--intake-requests", type=int, help="scenario 4: triggerEvent calls")
+    parser.add_argument("--intake-events", type=int, help="scenario 4: events in batches")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="py-spy the worker in scenario 1 and the API in scenario 4 "
+                             "(default: on, off with --quick)")
+    parser.add_argument("--output", type=Path, help="the JSON file (default "
+                        "bench/results/<date>-<host>.json)")
+    parser.add_argument("--scenario-timeout", type=float, default=1800.0,
+                        help="seconds before a scenario is given up (default 1800)")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from 1-7")
+    args.chosen = chosen
+    return args
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    sizes = Sizes.quick() if args.quick else Sizes()
+    changes = {field: value for field, value in (
+        ("memory_deliveries", args.deliveries), ("deliveries", args.throughput_deliveries),
+        ("rows", args.rows), ("latency_seconds", args.latency_seconds),
+        ("intake_requests", args.intake_requests), ("intake_events", args.intake_events),
+    ) if value is not None}
+    return replace(sizes, **changes)
+
+
+def machine() -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return {
+        "host": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(),
+        "commit": commit + ("+changes" if dirty else ""),
+        "versions": {p: version(p) for p in ("aiohttp", "pymongo", "dramatiq", "uvicorn",
+                                             "strawberry-graphql", "redis")},
+    }
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    """Cores used per process during each scenario's main measurement."""
+    lines = ["| # | " + " | ".join(CPU_COLUMNS) + " |", "|---" * (len(CPU_COLUMNS) + 1) + "|"]
+    for number, result in results.items():
+        found = result.get("cpu_cores") or (result.get("trigger_event") or {}).get("cpu_cores") \
+            or ((result.get("attempts") or [{}])[0]).get("cpu_cores")
+        if found:
+            cells = " | ".join(f"{found.get(c, 0):.2f}" for c in CPU_COLUMNS)
+            lines.append(f"| {number} | {cells} |")
+    return "\n".join(lines)
+
+
+@contextlib.asynccontextmanager
+async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None
+                 ) -> AsyncIterator[Bench]:
+    """Services, receiver, API and worker up; everything the bench made gone after."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    stack = Stack(logs, worker_threads=worker_threads)
+    print(f"bench: database prefix {stack.settings.database}, logs in {logs}", flush=True)
+    await asyncio.to_thread(stack.start_services)
+    receiver = await Receiver(free_port(), logs / "receiver.log").ready()
+    stack.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                       connector=aiohttp.TCPConnector(
+                                           limit=200, keepalive_timeout=KEEPALIVE))
+    try:
+        await stack.start_api(free_port())
+        await stack.start_worker()
+        yield Bench(stack, receiver, sizes, ROOT / "bench" / "results", profile=profile)
+    finally:
+        await stack.close()
+        await receiver.close()
+
+
+async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    sizes = sizes_from(args)
+    profile = args.profile if args.profile is not None else not args.quick
+    results: dict[str, Any] = {}
+    started, load_at_start = datetime.now(UTC), os.getloadavg()
+    async with system(sizes, profile) as bench:
+        for number in args.chosen:
+            title, scenario = SCENARIOS[number]
+            print(f"scenario {number}: {title} …", flush=True)
+            began = time.monotonic()
+            try:
+                results[number] = await asyncio.wait_for(scenario(bench), args.scenario_timeout)
+            except Exception as exc:  # one failed scenario still leaves the others' results
+                traceback.print_exc()
+                results[number] = {"error": f"{type(exc).__name__}: {exc}"}
+            results[number]["scenario_seconds"] = round(time.monotonic() - began, 1)
+    out = args.output or bench.results / f"{started:%Y-%m-%d}-{socket.gethostname()}.json"
+    rows = report.targets(results)
+    document = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": {**machine(), "load_average_at_start": load_at_start,
+                    "load_average_at_end": os.getloadavg()},
+        "options": {"scenarios": args.chosen, "quick": args.quick, "profile": profile,
+                    "sizes": sizes.__dict__, "database": bench.stack.settings.database,
+                    "raw_ceiling_concurrency": bench.concurrency,
+                    "logs": str(bench.stack.logs)},
+        "scenarios": results, "targets": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return document, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options(argv)
+    try:
+        import uvloop
+    except ImportError:
+        document, out = asyncio.run(run(args))
+    else:
+        document, out = asyncio.Runner(loop_factory=uvloop.new_event_loop).run(run(args))
+    m = document["machine"]
+    print(f"\n## Event Manager bench, {document['date']}, {m['host']} ({m['cpus']} CPUs, "
+          f"load {m['load_average_at_start'][0]:.2f} at start, commit {m['commit']})\n")
+    print(report.table(document["targets"]))
+    print("\nCPU used during each scenario, in cores (1.00 = one core busy; others = "
+          "programs outside the bench, such as other people's tests):\n")
+    print(cpu_table(document["scenarios"]))
+    print()
+    for note in report.notes(document):
+        print(f"- {note}")
+    errors = {n: r["error"] for n, r in document["scenarios"].items() if "error" in r}
+    for number, error in errors.items():
+        print(f"\nscenario {number} failed: {error}")
+    print(f"\nresults: {out}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
