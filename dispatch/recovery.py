@@ -93,6 +93,9 @@ class Recovery:
     enqueue: Enqueue
     after_seconds: float
     liveness: Liveness
+    entered: set[str] = field(default_factory=set)
+    """Tenants whose unfinished rows this process has entered in ``open`` (once each:
+    rows written before ``open`` existed would otherwise never be found)."""
     requeued: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
     """(row id, attempts) → (monotonic time before which it is not queued again, the
     wait after that)."""
@@ -106,6 +109,9 @@ class Recovery:
         moment = now()
         for tenant in await TenantRegistry(self.db).list():
             store = TenantStore(self.db, tenant)
+            if store.code not in self.entered:
+                await store.log.enter_unfinished()
+                self.entered.add(store.code)
             rows = await self._stuck(store, moment, held)
             if rows:
                 log.warning("tenant %s: %d stuck deliveries queued again", store.code, len(rows))

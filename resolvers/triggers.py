@@ -170,7 +170,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
         await ctx.dispatcher.enqueue(store.code, queued)
     except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
         log.warning("could not queue %d deliveries: %s", len(queued), exc)
-        await store.log.rows.delete_many({"_id": {"$in": [r["_id"] for r in rows]}})
+        await store.log.remove([r["_id"] for r in rows])
         if keys:
             await store.log.idempotency.delete_many({"_id": {"$in": keys}})
         for trigger in triggers:

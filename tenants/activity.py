@@ -29,6 +29,7 @@ UNFINISHED = ("QUEUED", "RETRYING", "SENDING")
 IDEMPOTENCY = timedelta(hours=24)
 """How long an idempotency key returns the first trigger's result."""
 EARLY = timedelta(seconds=1)
+ROW_STATE = {"status": 1, "attempts": 1, "action_id": 1, "updated_at": 1, "next_attempt_at": 1}
 """How early a planned retry may start (clocks of workers differ a little)."""
 
 
@@ -60,14 +61,28 @@ def decode_cursor(cursor: str) -> ObjectId | None:
 
 class ActivityLog:
     def __init__(self, rows: AsyncCollection, idempotency: AsyncCollection,
-                 claims: AsyncCollection) -> None:
+                 claims: AsyncCollection, open_rows: AsyncCollection) -> None:
         self.rows = rows
         self.idempotency = idempotency
         self.claims = claims
+        self.open = open_rows
+        """``{_id: row id}`` of every row not yet final: what recovery looks at. A filter
+        on status would make FerretDB read the whole activity history on every sweep
+        (20 s at 100,000 rows); this collection holds only the deliveries in flight."""
 
     async def insert(self, docs: list[dict[str, Any]]) -> None:
+        """The rows, each one not final entered in ``open`` first: a row is never
+        unfinished without recovery knowing it (an entry without its row is dropped)."""
         if docs:
+            pending = [{"_id": d["_id"]} for d in docs if d["status"] not in FINAL]
+            if pending:
+                await self.open.insert_many(pending, ordered=False)
             await self.rows.insert_many(docs, ordered=True)
+
+    async def remove(self, row_ids: list[ObjectId]) -> None:
+        """Take back rows just written (a trigger the queue refused)."""
+        await self.rows.delete_many({"_id": {"$in": row_ids}})
+        await self.open.delete_many({"_id": {"$in": row_ids}})
 
     async def get(self, row_id: str) -> dict[str, Any] | None:
         oid = object_id(row_id)
@@ -119,10 +134,15 @@ class ActivityLog:
         query: dict[str, Any] = {"_id": row_id}
         if expect is not None:
             query["status"] = expect
-        return await self.rows.find_one_and_update(
+        updated = await self.rows.find_one_and_update(
             query, {"$set": {**changes, "updated_at": now()}},
             return_document=ReturnDocument.AFTER,
         )
+        if updated is not None and updated["status"] in FINAL:
+            await self.open.delete_one({"_id": row_id})
+        elif updated is not None and updated["status"] == "QUEUED":  # sent again by hand
+            await self.open.replace_one({"_id": row_id}, {"_id": row_id}, upsert=True)
+        return updated
 
     async def page(self, query: dict[str, Any], first: int,
                    after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -136,13 +156,25 @@ class ActivityLog:
         return docs, (encode_cursor(docs[-1]["_id"]) if more and docs else None)
 
     async def unfinished(self, before: datetime, limit: int = 1000) -> list[dict[str, Any]]:
-        """Rows QUEUED, RETRYING or SENDING that nobody has touched since ``before``:
-        one scan (FerretDB reads the whole collection for any filter but ``_id``)."""
-        return await self.rows.find(
-            {"status": {"$in": list(UNFINISHED)}, "updated_at": {"$lt": before}},
-            {"status": 1, "attempts": 1, "action_id": 1, "updated_at": 1,
-             "next_attempt_at": 1},
-        ).limit(limit).to_list(None)
+        """Rows QUEUED, RETRYING or SENDING that nobody has touched since ``before``,
+        found through ``open`` (entries of rows that are final or gone are dropped)."""
+        found = []
+        for entry in await self.open.find({}).limit(limit * 4).to_list(None):
+            row = await self.rows.find_one({"_id": entry["_id"]}, ROW_STATE)
+            if row is None or row["status"] not in UNFINISHED:
+                await self.open.delete_one({"_id": entry["_id"]})
+            elif row["updated_at"] < before and len(found) < limit:
+                found.append(row)
+        return found
+
+    async def enter_unfinished(self) -> int:
+        """Enter in ``open`` every unfinished row (rows written before ``open`` existed);
+        one scan of the history, made once per tenant when a worker starts."""
+        rows = await self.rows.find({"status": {"$in": list(UNFINISHED)}}, {"_id": 1}
+                                    ).to_list(None)
+        for row in rows:
+            await self.open.replace_one({"_id": row["_id"]}, {"_id": row["_id"]}, upsert=True)
+        return len(rows)
 
     async def next_claim(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The claim on the attempt after ``row["attempts"]``, if one was made: a claim

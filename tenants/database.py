@@ -91,7 +91,7 @@ def object_id(value: str) -> ObjectId | None:
 
 
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency",
-                      "claims")
+                      "claims", "open")
 
 
 class Database:

@@ -36,7 +36,8 @@ class TenantStore:
         self.parameters = db.collection(self.code, "parameters")
         self.log = ActivityLog(db.collection(self.code, "activity"),
                                db.collection(self.code, "idempotency"),
-                               db.collection(self.code, "claims"))
+                               db.collection(self.code, "claims"),
+                               db.collection(self.code, "open"))
 
     # settings ---------------------------------------------------------------
 

@@ -288,3 +288,21 @@ def test_a_delivery_whose_message_was_lost_is_recovered(tenant: TenantHandle,
     row = wait_until(lambda: (doc := tenant.collection("activity").find_one({"_id": row_id}))
                      and doc["status"] == "SUCCEEDED" and doc)
     assert row["attempts"] == 1
+
+
+def test_recovery_looks_only_at_deliveries_in_flight(tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    """``open`` lists the rows not yet final, so that a recovery sweep reads those and
+    not the whole history (FerretDB would read every row for a filter on status)."""
+    receiver.script(f"/{tenant.code}/tracked", Reply(200, delay=2.0))
+    hook(tenant, receiver, "tracked")
+    fired = trigger(tenant, "HANGUP")
+    [entry] = list(tenant.collection("open").find({}))  # while it is being sent
+    assert str(entry["_id"]) == fired["activities"][0]["id"]
+    [row] = settled(tenant, fired["triggerId"])
+    assert row["status"] == "SUCCEEDED"
+    assert wait_until(lambda: tenant.collection("open").count_documents({}) == 0)
+    skipped = tenant.admin("mutation { triggerEvent(input: {event: RINGING}) "
+                           "{ activities { status } } }").data["triggerEvent"]
+    assert skipped["activities"] == [{"status": "SKIPPED"}]
+    assert tenant.collection("open").count_documents({}) == 0  # final rows never enter
