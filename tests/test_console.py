@@ -54,8 +54,10 @@ def install_chromium() -> str | None:
     return "apt-get could not install chromium (are you root?)"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module scope: Playwright's sync API keeps an event loop running on the main thread
+    until it stops, and later tests that run their own loop (asyncio.run) need it gone."""
     reason = install_chromium()
     if reason is not None:
         if os.environ.get("CI") == "true":
