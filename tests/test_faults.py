@@ -178,6 +178,12 @@ def test_sigterm_lets_in_flight_deliveries_finish(cluster: Cluster, receiver: Fa
     assert report.succeeded == report.deliveries and not report.refused
 
 
+def readiness(cluster: Cluster) -> tuple[int, set[str]]:
+    """/readyz: its status and the parts it names as failing."""
+    reply = httpx.get(f"{cluster.api_url}/readyz", timeout=30)
+    return reply.status_code, set(reply.json().get("failing", {}))
+
+
 def refusals_are_clean(sent: list[Sent]) -> None:
     """A refused trigger says UNAVAILABLE in one plain sentence, never a traceback."""
     for trigger in sent:
@@ -200,10 +206,13 @@ def test_redis_restart_refuses_or_delivers_every_trigger(
         traffic.wait_for_accepted(20)
         faults.append(Fault("redis restarted", time.monotonic()))
         cluster.stop_redis()
+        ready_down = readiness(cluster)
         time.sleep(1.5)  # triggers keep arriving meanwhile
         cluster.start_redis()
         faults[-1].end()
         traffic.wait_for_accepted(sum(s.accepted for s in traffic.sent) + 20)
+    assert ready_down == (503, {"redis"}), ready_down
+    wait_for(lambda: readiness(cluster) == (200, set()), 60, "/readyz says ready again")
 
     report = settled(cluster, tenants_db, receiver, traffic.sent, paths, faults)
     show("redis restarted", report, started)
@@ -229,6 +238,7 @@ def test_mongodb_restart_answers_unavailable_then_recovers(
         faults.append(Fault("mongodb restarted", time.monotonic()))
         cluster.stop_mongodb()
         down = cluster.gql("{ activity(first: 1) { items { id } } }", tenant, timeout=60)
+        ready_down = readiness(cluster)
         cluster.start_mongodb()
         faults[-1].end()
         traffic.wait_for_accepted(sum(s.accepted for s in traffic.sent) + 20)
@@ -236,6 +246,8 @@ def test_mongodb_restart_answers_unavailable_then_recovers(
 
     report = settled(cluster, tenants_db, receiver, traffic.sent, paths, faults)
     show("mongodb restarted", report, started)
+    assert ready_down == (503, {"mongodb"}), ready_down
+    wait_for(lambda: readiness(cluster) == (200, set()), 60, "/readyz says ready again")
     [error] = down["errors"]
     assert error["extensions"] == {"code": "UNAVAILABLE"}
     assert error["message"] == "the database is unavailable; try again shortly"
