@@ -4,15 +4,19 @@ the worker process; filtered and tenant-isolated."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import TenantHandle
+from tests.conftest import CLI, TenantHandle, free_port, wait_until
 from tests.receiver import Receiver
 from tests.test_delivery import hook
 
@@ -125,3 +129,40 @@ def test_a_connection_without_a_valid_key_is_refused(api_url: str, key: str | No
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
     assert closed.value.rcvd.code == 4403
+
+
+def test_stopping_the_api_closes_subscriptions_cleanly(
+        env: dict[str, str], tenant: TenantHandle, tmp_path: Path) -> None:
+    """SIGTERM to an API process: subscribers get a close frame (not a dropped
+    connection), and the process shuts down in order, without a traceback."""
+    port = free_port()
+    log = tmp_path / "api.log"
+    with log.open("w") as out:
+        api = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stdout=out,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: ready(url))
+        with subscription(url, tenant.admin.key, f"subscription {{ activity {{ {ROW} }} }}"
+                          ) as ws:
+            until_live(ws, tenant)
+            api.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=30)
+        assert closed.value.rcvd is not None, "dropped without a close frame"
+        assert closed.value.rcvd.code in (1000, 1001, 1012), closed.value.rcvd
+        # uvicorn shuts down gracefully, then re-raises the signal it caught (-15).
+        assert api.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if api.poll() is None:
+            api.kill()
+    output = log.read_text()
+    assert "Application shutdown complete" in output and "Traceback" not in output
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
