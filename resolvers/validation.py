@@ -25,6 +25,10 @@ CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[^\
 URL_START = re.compile(r"^(?:https?://[^\s/?#]+|\{\{\s*" + TAG + r"\s*\}\})", re.IGNORECASE)
 TAG_NAME = re.compile(r"^" + TAG + r"$")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Direction overrides, embeddings and isolates can make a name read differently from what
+# it is ("Trojan Source"); zero-width space and BOM make two names look the same.
+# Joiners (emoji, Indic scripts) and the plain LRM/RLM marks stay allowed.
+INVISIBLE = re.compile("[\u200b\u202a-\u202e\u2066-\u2069\ufeff]")
 NUL = re.compile(r"\x00")
 # Set by the HTTP client from the request itself; a user value would break or smuggle it.
 RESERVED_HEADERS = frozenset({
@@ -45,6 +49,9 @@ def text(
         raise BadInput(f"{field} is longer than {max_len} characters", field=field)
     if (NUL if multiline else CONTROL).search(value):
         raise BadInput(f"{field} contains a control character", field=field)
+    if not multiline and (found := INVISIBLE.search(value)):
+        raise BadInput(f"{field} contains an invisible formatting character "
+                       f"(U+{ord(found.group()):04X})", field=field)
     return value
 
 

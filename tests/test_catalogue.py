@@ -331,7 +331,13 @@ UNICODE = [
     Case("zero-width joiner in a header name", CREATE_ACTION, header("X-\u200dA"),
          words="not a valid header name", field="input.headers[0].key"),
     Case("right-to-left override in an API key name", CREATE_ACTION, api_key("X-Key\u202e"),
-         words="not a valid header name", field="input.authorization.apiKeyName"),
+         words="invisible formatting character (U+202E)",
+         field="input.authorization.apiKeyName"),
+    Case("right-to-left override in an action name", CREATE_ACTION,
+         action(name="Invoice \u202egpj.exe"), words="invisible formatting character (U+202E)",
+         field="input.name"),
+    Case("zero-width space in an action name", CREATE_ACTION, action(name="CRM\u200b"),
+         words="invisible formatting character (U+200B)", field="input.name"),
 ]
 
 QUERY_LIMITS = [
