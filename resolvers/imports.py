@@ -138,7 +138,7 @@ async def new_variables(store: TenantStore, variables: dict[str, str]) -> list[P
 # --- Master ----------------------------------------------------------------------------
 
 async def master_store(info: strawberry.Info) -> TenantStore | None:
-    master = await info.context.db.tenants.find_one({"master": True})
+    master = await info.context.registry.master()
     return TenantStore(info.context.db, master) if master else None
 
 

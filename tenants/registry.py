@@ -42,6 +42,10 @@ class TenantRegistry:
             raise NotFound(f"no tenant with code {code[:40]!r}", field="code")
         return doc
 
+    async def master(self) -> dict[str, Any] | None:
+        """The Master tenant, whose actions the others import; None when there is none."""
+        return await self.db.tenants.find_one({"master": True})
+
     async def list(self) -> list[dict[str, Any]]:
         return await self.db.tenants.find({}).sort("code", ASCENDING).to_list(None)
 
@@ -57,7 +61,7 @@ class TenantRegistry:
             raise BadInput("tenant name must be 1-100 characters", field="name")
         if await self.db.tenants.find_one({"code": code}) is not None:
             raise Conflict(f"tenant code {code!r} is taken", field="code")
-        if master and await self.db.tenants.find_one({"master": True}) is not None:
+        if master and await self.master() is not None:
             raise Conflict("a Master tenant exists already", field="master")
         await self._bootstrap(code)
         doc = {
