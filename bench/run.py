@@ -37,6 +37,7 @@ from bench import activity, delivery, intake, latency, memory, report
 from bench.context import Bench, Sizes
 from bench.receiver import KEEPALIVE, Receiver
 from bench.stack import ROOT, Stack
+from tests.support import free_port
 
 SCENARIOS = {
     "1": ("delivery, fast receiver, 1 action per event", delivery.scenario_1),
@@ -48,12 +49,6 @@ SCENARIOS = {
     "7": ("memory after N deliveries", memory.scenario_7),
 }
 CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "bench", "others", "machine")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:

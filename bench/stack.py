@@ -26,7 +26,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from bench import probes
-from event_manager.config import Settings
+from event_manager.config import Settings, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "event_manager"]
@@ -94,13 +94,7 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        s = self.settings
-        return {**os.environ, "EVENT_MANAGER_DATABASE": s.database,
-                "EVENT_MANAGER_MONGODB_URL": s.mongodb_url,
-                "EVENT_MANAGER_BROKER_URL": s.broker_url,
-                "EVENT_MANAGER_REDIS_URL": s.redis_url,
-                "EVENT_MANAGER_OUTBOUND_ALLOW": s.outbound_allow,
-                "EVENT_MANAGER_SECRET_KEY": s.secret_key, "PYTHONPATH": str(ROOT)}
+        return {**os.environ, **environment(self.settings), "PYTHONPATH": str(ROOT)}
 
     # processes ------------------------------------------------------------------
 

@@ -162,6 +162,12 @@ def env_name(field: str) -> str:
     return f"{Settings.model_config['env_prefix']}{field.upper()}"
 
 
+def environment(settings: Settings) -> dict[str, str]:
+    """Every setting as the environment variable that gives it, for a child process:
+    ``{"EVENT_MANAGER_MONGODB_URL": "mongodb://…", …}``."""
+    return {env_name(name): str(value) for name, value in settings.model_dump().items()}
+
+
 def settings_reference() -> str:
     """The README's settings table, made from ``Settings`` so that the two cannot drift.
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,29 +21,12 @@ from typing import Any
 import httpx
 
 from event_manager import services
-from event_manager.config import Settings
+from event_manager.config import Settings, environment
 from tests.reconcile import Sent
+from tests.support import free_port, wait_until
 
 CLI = [sys.executable, "-m", "event_manager"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not done in {timeout:.0f} s (last: {value!r})")
-        time.sleep(interval)
 
 
 @dataclass
@@ -105,19 +86,7 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        s = self.settings
-        return {
-            **os.environ,
-            "EVENT_MANAGER_MONGODB_URL": s.mongodb_url,
-            "EVENT_MANAGER_BROKER_URL": s.broker_url,
-            "EVENT_MANAGER_REDIS_URL": s.redis_url,
-            "EVENT_MANAGER_DATABASE": s.database,
-            "EVENT_MANAGER_STATE_DIR": str(s.state_dir),
-            "EVENT_MANAGER_RETRY_SCHEDULE": s.retry_schedule,
-            "EVENT_MANAGER_RECOVERY_SECONDS": str(s.recovery_seconds),
-            "EVENT_MANAGER_OUTBOUND_ALLOW": s.outbound_allow,
-            "PYTHONPATH": str(ROOT),
-        }
+        return {**os.environ, **environment(self.settings), "PYTHONPATH": str(ROOT)}
 
     # servers ------------------------------------------------------------------
 
@@ -161,7 +130,7 @@ class Cluster:
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, 60, "the API answers /healthz")
+        wait_until(healthy, 60, "the API answers /healthz", interval=0.2)
         if not self.key:
             made = subprocess.run([*CLI, "create-key", "--role", "SYSTEM_ADMIN", "--label",
                                    "faults"], env=self.env, capture_output=True, text=True,
@@ -179,7 +148,7 @@ class Cluster:
             assert worker.alive(), worker.output()
             return "delivery clients open" in worker.output()
 
-        wait_for(ready, 90, f"{worker.name} starts")
+        wait_until(ready, 90, f"{worker.name} starts", interval=0.2)
         return worker
 
     def kill_worker(self, worker: Process) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +22,13 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from event_manager.config import Settings
+from event_manager.config import Settings, environment
 from tenants.vault import Vault, keys_from
+from tests.support import free_port, wait_until  # noqa: F401  (re-exported for the tests)
 
 RUN_ID = secrets.token_hex(3)
 TEST_DATABASE = f"emtest_{RUN_ID}"
 CLI = [sys.executable, "-m", "event_manager"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def service_missing(what: str) -> None:
@@ -53,34 +47,20 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         outbound_allow="127.0.0.0/8",
         recovery_seconds=2,
         secret_key=Fernet.generate_key().decode(),
+        worker_metrics_port=free_port(),
     )
 
 
-WORKER_METRICS_PORT = free_port()
-
-
 @pytest.fixture(scope="session")
-def worker_metrics_url(worker: Path) -> str:
+def worker_metrics_url(worker: Path, settings: Settings) -> str:
     """The metrics page of the session's worker process."""
-    return f"http://127.0.0.1:{WORKER_METRICS_PORT}/metrics"
+    return f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
 
 
 @pytest.fixture(scope="session")
 def env(settings: Settings) -> dict[str, str]:
     """Environment for the service's processes: the test database and state folder."""
-    return {
-        **os.environ,
-        "EVENT_MANAGER_MONGODB_URL": settings.mongodb_url,
-        "EVENT_MANAGER_REDIS_URL": settings.redis_url,
-        "EVENT_MANAGER_BROKER_URL": settings.broker_url,
-        "EVENT_MANAGER_DATABASE": settings.database,
-        "EVENT_MANAGER_STATE_DIR": str(settings.state_dir),
-        "EVENT_MANAGER_RETRY_SCHEDULE": settings.retry_schedule,
-        "EVENT_MANAGER_OUTBOUND_ALLOW": settings.outbound_allow,
-        "EVENT_MANAGER_RECOVERY_SECONDS": str(settings.recovery_seconds),
-        "EVENT_MANAGER_SECRET_KEY": settings.secret_key,
-        "EVENT_MANAGER_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
-    }
+    return {**os.environ, **environment(settings)}
 
 
 @pytest.fixture(scope="session")
@@ -313,13 +293,3 @@ def worker(env: dict[str, str], api_url: str,
         process.kill()
 
 
-def wait_until(check: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s; last value {value!r}")
-        time.sleep(interval)

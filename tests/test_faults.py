@@ -21,9 +21,10 @@ import pytest
 
 from event_manager import services
 from event_manager.errors import ServiceError
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster
 from tests.fault_receiver import FaultReceiver
 from tests.reconcile import WORKER_KILLED, Fault, Report, Sent, reconcile, settle
+from tests.support import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -103,7 +104,7 @@ class Traffic:
             time.sleep(self.pause)
 
     def wait_for_accepted(self, count: int, timeout: float = 60) -> None:
-        wait_for(lambda: self.errors or sum(s.accepted for s in self.sent) >= count, timeout,
+        wait_until(lambda: self.errors or sum(s.accepted for s in self.sent) >= count, timeout,
                  f"{count} triggers accepted")
         assert not self.errors, self.errors
 
@@ -135,7 +136,7 @@ def test_worker_killed_mid_send_loses_nothing(cluster: Cluster, receiver: FaultR
     faults: list[Fault] = []
     with Traffic(cluster, tenant) as traffic:
         traffic.wait_for_accepted(20)
-        wait_for(lambda: receiver.in_flight() >= 5, 60, "requests in flight")
+        wait_until(lambda: receiver.in_flight() >= 5, 60, "requests in flight")
         in_flight = receiver.in_flight()
         faults.append(Fault(WORKER_KILLED, time.monotonic()))
         cluster.kill_worker(cluster.workers[0])
@@ -159,7 +160,7 @@ def test_sigterm_lets_in_flight_deliveries_finish(cluster: Cluster, receiver: Fa
     paths = {tenant: cluster.make_tenant(tenant, [("slow", 5), ("ok", 5)], receiver.url)}
     with Traffic(cluster, tenant) as traffic:
         traffic.wait_for_accepted(20)
-        wait_for(lambda: receiver.in_flight() >= 3, 60, "requests in flight")
+        wait_until(lambda: receiver.in_flight() >= 3, 60, "requests in flight")
         in_flight = receiver.in_flight()
         stopping = cluster.workers[0]
         cluster.stop_worker(stopping)
@@ -212,7 +213,7 @@ def test_redis_restart_refuses_or_delivers_every_trigger(
         faults[-1].end()
         traffic.wait_for_accepted(sum(s.accepted for s in traffic.sent) + 20)
     assert ready_down == (503, {"redis"}), ready_down
-    wait_for(lambda: readiness(cluster) == (200, set()), 60, "/readyz says ready again")
+    wait_until(lambda: readiness(cluster) == (200, set()), 60, "/readyz says ready again")
 
     report = settled(cluster, tenants_db, receiver, traffic.sent, paths, faults)
     show("redis restarted", report, started)
@@ -234,7 +235,7 @@ def test_mongodb_restart_answers_unavailable_then_recovers(
     faults: list[Fault] = []
     with Traffic(cluster, tenant) as traffic:
         traffic.wait_for_accepted(20)
-        wait_for(lambda: receiver.in_flight() > 0, 60, "requests in flight")
+        wait_until(lambda: receiver.in_flight() > 0, 60, "requests in flight")
         faults.append(Fault("mongodb restarted", time.monotonic()))
         cluster.stop_mongodb()
         down = cluster.gql("{ activity(first: 1) { items { id } } }", tenant, timeout=60)
@@ -247,7 +248,7 @@ def test_mongodb_restart_answers_unavailable_then_recovers(
     report = settled(cluster, tenants_db, receiver, traffic.sent, paths, faults)
     show("mongodb restarted", report, started)
     assert ready_down == (503, {"mongodb"}), ready_down
-    wait_for(lambda: readiness(cluster) == (200, set()), 60, "/readyz says ready again")
+    wait_until(lambda: readiness(cluster) == (200, set()), 60, "/readyz says ready again")
     [error] = down["errors"]
     assert error["extensions"] == {"code": "UNAVAILABLE"}
     assert error["message"] == "the database is unavailable; try again shortly"

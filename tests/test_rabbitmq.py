@@ -32,7 +32,7 @@ import pika.exceptions
 import pytest
 from cryptography.fernet import Fernet
 
-from event_manager.config import Settings
+from event_manager.config import Settings, environment
 from tests.conftest import (
     CLI,
     ROOT,
@@ -253,20 +253,8 @@ def stack(rabbitmq: RabbitNode, mongo: Any, redis_client: Any,
     settings = Settings(database=f"emrmq_{RUN_ID}", broker_url=rabbitmq.url,
                         state_dir=root / "state", retry_schedule="0.5,0.5",
                         outbound_allow="127.0.0.0/8", recovery_seconds=600,
-                        secret_key=Fernet.generate_key().decode())
-    env = {
-        **os.environ,
-        "EVENT_MANAGER_MONGODB_URL": settings.mongodb_url,
-        "EVENT_MANAGER_REDIS_URL": settings.redis_url,
-        "EVENT_MANAGER_BROKER_URL": settings.broker_url,
-        "EVENT_MANAGER_DATABASE": settings.database,
-        "EVENT_MANAGER_STATE_DIR": str(settings.state_dir),
-        "EVENT_MANAGER_RETRY_SCHEDULE": settings.retry_schedule,
-        "EVENT_MANAGER_OUTBOUND_ALLOW": settings.outbound_allow,
-        "EVENT_MANAGER_RECOVERY_SECONDS": str(settings.recovery_seconds),
-        "EVENT_MANAGER_SECRET_KEY": settings.secret_key,
-        "EVENT_MANAGER_WORKER_METRICS_PORT": "0",
-    }
+                        secret_key=Fernet.generate_key().decode(), worker_metrics_port=0)
+    env = {**os.environ, **environment(settings)}
     port = free_port()
     api = spawn([*CLI, "serve", "--port", str(port)], env, root / "api.log")
     worker = spawn([*CLI, "worker", "--threads", "2"], env, root / "worker.log")

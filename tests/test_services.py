@@ -17,14 +17,9 @@ from pymongo import MongoClient
 from event_manager import services
 from event_manager.config import Settings, host_port
 from event_manager.errors import ServiceError
+from tests.support import free_port
 
 pytestmark = pytest.mark.services
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def mongo_ping(port: int) -> bool:
