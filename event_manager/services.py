@@ -227,7 +227,11 @@ class FerretDB(Service):
             ensure_ferretdb(echo), "--handler=sqlite",
             # BEGIN IMMEDIATE: concurrent writers wait for the lock (busy_timeout) instead of
             # failing with SQLITE_BUSY when a read transaction upgrades to a write in WAL mode.
-            f"--sqlite-url=file:{quote(str(sqlite_dir))}/?_txlock=immediate",
+            # synchronous(normal): the WAL is synced at checkpoints, not at every commit.
+            # A killed process loses nothing; a power cut may lose the last commits, as
+            # Redis's appendfsync everysec does; every write costs a third (bench/README).
+            f"--sqlite-url=file:{quote(str(sqlite_dir))}/"
+            "?_txlock=immediate&_pragma=synchronous(normal)",
             f"--state-dir={self.data_dir}",
             f"--listen-addr={self.address}", "--debug-addr=-", "--telemetry=disable",
             "--log-level=error",

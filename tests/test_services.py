@@ -141,6 +141,27 @@ def test_data_survives_restart(isolated: Settings) -> None:
         assert client.get("kept") == b"yes"
 
 
+def test_acknowledged_writes_survive_a_killed_server(isolated: Settings) -> None:
+    """SQLite runs with synchronous(normal): a commit is not synced at once, yet a server
+    killed outright (no shutdown) loses none of the writes it acknowledged."""
+    services.start(isolated, echo=lambda line: None)
+    with MongoClient(isolated.mongodb_url) as client:
+        things = client.kept.things
+        things.insert_many([{"_id": n, "state": "new"} for n in range(200)])
+        for n in range(0, 200, 2):
+            things.update_one({"_id": n}, {"$set": {"state": "changed"}})
+        things.delete_one({"_id": 199})
+    pid = pid_of(isolated, "ferretdb")
+    os.kill(pid, 9)
+    services._children[pid].wait(10)  # gone, its port closed: a zombie still holds it
+
+    services.start(isolated, echo=lambda line: None)
+    with MongoClient(isolated.mongodb_url) as client:
+        docs = {d["_id"]: d["state"] for d in client.kept.things.find()}
+    assert len(docs) == 199 and 199 not in docs
+    assert all(state == ("changed" if n % 2 == 0 else "new") for n, state in docs.items())
+
+
 def test_stop_when_nothing_runs(isolated: Settings) -> None:
     lines: list[str] = []
     services.stop(isolated, echo=lines.append)
