@@ -235,6 +235,7 @@ async def rollback(store: TenantStore, undo: list[tuple[str, dict[str, Any]]]) -
         try:
             if kind == "inserted":
                 await store.actions.delete_one({"_id": doc["_id"]})
+                await store.changed()
             else:
                 await store.restore_action(doc)
         except Exception:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from event_manager.errors import BadInput, Conflict, NotFound
 from tenants.catalog import EVENT_TYPES
@@ -74,6 +74,8 @@ class TenantRegistry:
         }
         with unique(f"tenant code {code!r} is taken", "code"):
             await self.db.tenants.insert_one(doc)
+        if self.db.on_change is not None:  # a code used before: forget what workers hold
+            await self.db.on_change(code)
         return doc
 
     async def set_enabled(self, code: str, enabled: bool) -> dict[str, Any]:
@@ -87,12 +89,17 @@ class TenantRegistry:
         c = lambda kind: self.db.collection(code, kind)  # noqa: E731
         await c("actions").create_index([("name_key", ASCENDING)], unique=True)
         await c("parameters").create_index([("tag_key", ASCENDING)], unique=True)
-        activity = c("activity")
-        await activity.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
-        await activity.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
-        await activity.create_index([("trigger_id", ASCENDING)])
-        await c("idempotency").create_index([("created_at", ASCENDING)])
-        await c("claims").create_index([("at", ASCENDING)])
+        activity, idempotency, claims = c("activity"), c("idempotency"), c("claims")
+        if await self.db.reads_field_indexes():
+            await activity.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+            await activity.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+            await activity.create_index([("trigger_id", ASCENDING)])
+            await idempotency.create_index([("created_at", ASCENDING)])
+            await claims.create_index([("at", ASCENDING)])
+        else:
+            for collection in (activity, idempotency, claims):
+                with contextlib.suppress(CollectionInvalid):
+                    await self.db.tenant_data.create_collection(collection.name)
         # Plain inserts, not upserts with $setOnInsert: FerretDB 1.24 drops empty
         # arrays from $setOnInsert. A duplicate means an earlier attempt seeded it.
         seeds = [("events", {"_id": t, "active": False, "action_ids": []}) for t in EVENT_TYPES]

@@ -27,6 +27,7 @@ class TenantStore:
 
     def __init__(self, db: Database, tenant: dict[str, Any]) -> None:
         self.vault = db.vault
+        self.on_change = db.on_change
         self.tenant = tenant
         self.code: str = tenant["code"]
         self.master: bool = tenant["master"]
@@ -39,6 +40,12 @@ class TenantStore:
                                db.collection(self.code, "claims"),
                                db.collection(self.code, "open"))
 
+    async def changed(self) -> None:
+        """Call after a write to what a delivery reads (actions, settings, parameters,
+        events): workers holding the tenant's configuration load it afresh."""
+        if self.on_change is not None:
+            await self.on_change(self.code)
+
     # settings ---------------------------------------------------------------
 
     async def get_settings(self) -> dict[str, Any]:
@@ -48,6 +55,7 @@ class TenantStore:
     async def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         if changes:
             await self.settings.update_one({"_id": "settings"}, {"$set": changes}, upsert=True)
+            await self.changed()
         return await self.get_settings()
 
     # events -----------------------------------------------------------------
@@ -60,6 +68,7 @@ class TenantStore:
     async def update_event(self, event_type: str, changes: dict[str, Any]) -> None:
         if changes:
             await self.events.update_one({"_id": event_type}, {"$set": changes}, upsert=True)
+            await self.changed()
 
     # actions ----------------------------------------------------------------
 
@@ -91,6 +100,7 @@ class TenantStore:
         doc = {**doc, "_id": ObjectId(), "created_at": created, "updated_at": created}
         with unique(f"an action named {doc['name']!r} exists", "input.name"):
             await self.actions.insert_one(self._seal_action(doc))
+        await self.changed()
         return self._open_action(doc)
 
     async def replace_action(self, action_id: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -102,11 +112,13 @@ class TenantStore:
             )
         if updated is None:
             raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
+        await self.changed()
         return self._open_action(updated)
 
     async def restore_action(self, doc: dict[str, Any]) -> None:
         """Put back a whole action as it was read (an undo)."""
         await self.actions.replace_one({"_id": doc["_id"]}, self._seal_action(doc))
+        await self.changed()
 
     def _seal_action(self, doc: dict[str, Any]) -> dict[str, Any]:
         return self._auth_with(doc, self.vault.seal)
@@ -129,6 +141,7 @@ class TenantStore:
         doc = await self.get_action(action_id)
         await self.events.update_many({}, {"$pull": {"action_ids": str(doc["_id"])}})
         await self.actions.delete_one({"_id": doc["_id"]})
+        await self.changed()
 
     async def events_by_action(self) -> dict[str, list[str]]:
         """Action id → the event types it is attached to, in the manual's order."""
@@ -163,6 +176,7 @@ class TenantStore:
         doc = {**doc, "_id": ObjectId(), "created_at": created, "updated_at": created}
         with unique(f"a parameter tagged {doc['tag']!r} exists", "input.tag"):
             await self.parameters.insert_one(self._parameter_with(doc, self.vault.seal))
+        await self.changed()
         return doc
 
     async def replace_parameter(self, tag: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +189,7 @@ class TenantStore:
             )
         if updated is None:
             raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
+        await self.changed()
         return self._parameter_with(updated, self.vault.open)
 
     async def parameter_values(self) -> list[dict[str, Any]]:
@@ -196,6 +211,8 @@ class TenantStore:
             if fresh != doc:
                 await self.parameters.replace_one({"_id": doc["_id"]}, fresh)
                 count += 1
+        if count:
+            await self.changed()
         return count
 
     @staticmethod
@@ -205,3 +222,4 @@ class TenantStore:
     async def delete_parameter(self, tag: str) -> None:
         doc = await self.get_parameter(tag)
         await self.parameters.delete_one({"_id": doc["_id"]})
+        await self.changed()

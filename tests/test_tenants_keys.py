@@ -8,6 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from event_manager.config import Settings
 from tests.conftest import Client, TenantHandle
 
 TENANT_FIELDS = "code name master eventManagerEnabled createdAt"
@@ -33,10 +34,23 @@ def test_tenant_indexes_are_made_at_creation(tenant: TenantHandle) -> None:
     assert any(i.get("unique") and i["key"] == [("name_key", 1)] for i in actions.values())
     params = tenant.collection("parameters").index_information()
     assert any(i.get("unique") and i["key"] == [("tag_key", 1)] for i in params.values())
+
+
+def test_activity_is_indexed_only_where_the_server_reads_the_indexes(
+        tenant: TenantHandle, mongo: Any, settings: Settings) -> None:
+    """FerretDB on SQLite filters only by _id in storage (explain: filterPushdown false);
+    there an index on another field is never read and only slows each write."""
+    plan = mongo[settings.system_database].command(
+        "explain", {"find": "tenants", "filter": {"code": "?"}})
+    used = plan.get("filterPushdown", True)
     activity = {tuple(i["key"]) for i in tenant.collection("activity").index_information()
                 .values()}
-    assert (("created_at", -1), ("_id", -1)) in activity
-    assert (("trigger_id", 1),) in activity
+    claims = {tuple(i["key"]) for i in tenant.collection("claims").index_information().values()}
+    assert ((("created_at", -1), ("_id", -1)) in activity) is used
+    assert ((("trigger_id", 1),) in activity) is used
+    assert ((("at", 1),) in claims) is used
+    assert {f"t_{tenant.code}_{k}" for k in ("activity", "idempotency", "claims")} <= set(
+        mongo[settings.tenant_database].list_collection_names())
 
 
 def test_tenant_codes_are_validated(system: Client) -> None:
