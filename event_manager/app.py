@@ -36,6 +36,7 @@ from event_manager import console, metrics
 from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, BadInput, Unauthenticated, Unavailable
 from resolvers.context import Context
+from resolvers.intake import Intake
 from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
 from schema.limits import MAX_BODY_BYTES, MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
@@ -188,6 +189,7 @@ class Services:
         self.hub = ActivityHub(aioredis.from_url(settings.redis_url, socket_connect_timeout=2),
                                settings.live_channel_prefix)
         self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
+        self.intake = Intake()
 
     async def close(self) -> None:
         await self.hub.stop()
@@ -250,6 +252,7 @@ class EventManagerGraphQL(GraphQL):
         services = self.services["app"]
         context = Context(db=services.db, settings=services.settings, principal=None,
                           dispatcher=services.dispatcher, hub=services.hub,
+                          intake=services.intake,
                           auth_error=Unauthenticated("send 'Authorization: Bearer <api key>'"))
         if isinstance(request, Request):
             context.principal, context.auth_error = await self.authenticate(

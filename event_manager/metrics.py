@@ -5,6 +5,7 @@ The API serves its own at ``/metrics``; each worker process serves its own on
 that port + n), so counters are never shared between processes and Prometheus sums them.
 
     event_manager_triggers_total{event, outcome}      API: accepted | skipped | refused
+    event_manager_trigger_batch_size                  API: triggers written per batch
     event_manager_deliveries_total{status}            worker: SUCCEEDED | RETRYING | FAILED
     event_manager_delivery_attempts_total             worker: HTTP attempts made
     event_manager_delivery_seconds                    worker: one attempt, send → answer
@@ -25,9 +26,14 @@ from prometheus_client.registry import REGISTRY, Collector
 log = logging.getLogger("event_manager.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 TRIGGERS = Counter("event_manager_triggers", "Triggers by event and outcome",
                    ["event", "outcome"])
+TRIGGER_BATCH_SIZE = Histogram("event_manager_trigger_batch_size",
+                               "Triggers written per batch: concurrent triggerEvent calls of "
+                               "a tenant, one triggerEvents or one testEvent",
+                               buckets=BATCH_BUCKETS)
 DELIVERIES = Counter("event_manager_deliveries", "Delivery attempts ended, by the status "
                      "they left the row in", ["status"])
 ATTEMPTS = Counter("event_manager_delivery_attempts", "HTTP attempts made")

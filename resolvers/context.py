@@ -20,6 +20,7 @@ from tenants.store import TenantStore
 if TYPE_CHECKING:
     from dispatch.live import ActivityHub
     from dispatch.queue import Dispatcher
+    from resolvers.intake import Intake
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -49,6 +50,8 @@ class Context:
     """The X-Tenant header: the tenant a SYSTEM_ADMIN key acts in."""
     dispatcher: Dispatcher | None = None
     hub: ActivityHub | None = None
+    intake: Intake | None = None
+    """The process's batches of triggerEvent calls."""
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
 
