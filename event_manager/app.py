@@ -32,6 +32,7 @@ from strawberry.http.exceptions import NonTextMessageReceived
 
 from dispatch.live import ActivityHub
 from dispatch.queue import Dispatcher
+from dispatch.stamps import ConfigStamps
 from event_manager import console, metrics
 from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, BadInput, Unauthenticated, Unavailable
@@ -190,6 +191,7 @@ class Services:
                                settings.live_channel_prefix)
         self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
         self.intake = Intake()
+        self.db.on_change = ConfigStamps.of(self.redis, settings).touch
 
     async def close(self) -> None:
         await self.hub.stop()
