@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import dramatiq
 import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
 from dramatiq.middleware import AsyncIO
 
 from event_manager.config import Settings
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+IDLE_WAIT_MS = 1
+"""The first wait after a fetch that found the queue empty; each further empty fetch
+doubles it (with jitter), up to the worker timeout. Dramatiq waits 5-10 ms at first."""
 
 
 class _Consumer(_RedisConsumer):
+    def __next__(self) -> MessageProxy | None:
+        """Dramatiq 2.2's, with shorter first waits on an empty queue. A message that
+        arrives while the consumer sleeps waits out the sleep: with 5-10 ms, a lone
+        trigger's delivery took 19.6 ms from trigger to receipt at 50 triggers/s."""
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:  # Dramatiq's guard (its issue 266)
+                        continue
+                    self.misses = 0
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                if self.outstanding_message_count < self.prefetch:
+                    self.message_cache = self.broker.do_fetch(
+                        self.queue_name, self.prefetch - self.outstanding_message_count)
+                if not self.message_cache:
+                    self.misses, wait_ms = compute_backoff(
+                        self.misses, factor=IDLE_WAIT_MS, max_backoff=self.timeout)
+                    time.sleep(wait_ms / 1000)
+                    return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
     def requeue(self, messages):  # type: ignore[no-untyped-def]
         try:
             super().requeue(messages)

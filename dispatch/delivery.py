@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiohttp
-import redis.asyncio as aioredis
-from bson import ObjectId
 
 from dispatch import retry
 from dispatch.client import send
@@ -24,7 +22,7 @@ from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.live import Publisher
 from dispatch.render import RenderError, parameter_values, render_request, request_summary
 from dispatch.signing import signature_headers
-from dispatch.stamps import ConfigStamps
+from dispatch.stamps import ConfigCache, Snapshot
 from event_manager import logs, metrics
 from event_manager.config import Settings
 from tenants.database import Database, object_id, patiently
@@ -39,21 +37,6 @@ Enqueue = Callable[[str, list[str], float], Awaitable[None]]
 
 
 TENANT_CACHE_SECONDS = 10.0
-CONFIG_CACHE_SECONDS = 30.0
-"""How long a tenant's configuration is used without a change stamped, at most: a bound
-for a change whose stamp was lost (Redis down when the API saved it)."""
-
-
-@dataclass
-class TenantConfig:
-    """What a tenant's deliveries read besides their rows, as of one config stamp:
-    settings and custom parameters, and each action when first needed."""
-
-    stamp: bytes | None
-    until: float
-    settings: dict[str, Any]
-    custom: list[dict[str, Any]]
-    actions: dict[ObjectId | None, asyncio.Future] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,10 +56,9 @@ class Deliverer:
     """Outcomes are recorded through a gate of their own, so that a request already
     sent never waits behind new claims: the window in which a stopped worker leaves a
     sent-but-unrecorded delivery (sent again later) stays small."""
-    stamps: ConfigStamps | None = None
-    """Without stamps, every message reads the configuration from the database."""
+    configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
+    """Tenants' settings, parameters and actions; without stamps, read for each message."""
     tenants: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
-    configs: dict[str, TenantConfig] = field(default_factory=dict)
     stopping: bool = False
     """Set when the worker is told to stop: deliveries not yet claimed are handed back
     to the queue at once instead of being started."""
@@ -142,37 +124,19 @@ class Deliverer:
 
     async def _load(self, store: TenantStore, row: dict[str, Any],
                     shared: dict[str, asyncio.Future]) -> tuple[dict | None, dict, list[dict]]:
-        """The action, the tenant's settings and its custom parameters: the stamp is read
-        once per message (``shared``), the rest only when the stamp changed."""
+        """The action, the tenant's settings and its custom parameters: the config stamp
+        is read once per message (``shared``), the rest only after a change."""
         if "config" not in shared:
-            shared["config"] = asyncio.ensure_future(self._config(store))
-        config: TenantConfig = await asyncio.shield(shared["config"])
+            shared["config"] = asyncio.ensure_future(self.configs.snapshot(store.code))
+        config: Snapshot = await asyncio.shield(shared["config"])
         action_id = object_id(row["action_id"] or "")
-        read = config.actions.get(action_id)
-        if read is None or read.cancelled() or (read.done() and read.exception()):
-            read = config.actions[action_id] = asyncio.ensure_future(
-                self._db(lambda: store.find_action(action_id)))
-        return await asyncio.shield(read), config.settings, config.custom
-
-    async def _config(self, store: TenantStore) -> TenantConfig:
-        stamp, known = None, False
-        if self.stamps is not None:
-            try:
-                stamp, known = await self.stamps.current(store.code), True
-            except (aioredis.RedisError, OSError) as exc:  # read the database instead
-                log.debug("no config stamp (%s); reading the configuration", exc)
-        held = self.configs.get(store.code)
-        if known and held is not None and held.stamp == stamp and \
-                held.until > time.monotonic():
-            return held
-        settings, custom = await asyncio.gather(self._db(store.get_settings),
-                                                self._db(store.parameter_values))
-        config = TenantConfig(stamp, time.monotonic() + CONFIG_CACHE_SECONDS, settings, custom)
-        if known:
-            self.configs[store.code] = config
-        else:
-            self.configs.pop(store.code, None)
-        return config
+        action, settings, custom = await asyncio.gather(
+            config.part(("action", action_id), lambda: self._db(
+                lambda: store.find_action(action_id))),
+            config.part("settings", lambda: self._db(store.get_settings)),
+            config.part("custom", lambda: self._db(store.parameter_values)),
+        )
+        return action, settings, custom
 
     async def _attempt(self, store: TenantStore, row: dict[str, Any],
                        shared: dict[str, asyncio.Future]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
 from dispatch.recovery import Liveness, Recovery, housekeep
-from dispatch.stamps import ConfigStamps
+from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager import logs, metrics
 from event_manager.config import Settings
 from event_manager.errors import NotFound
@@ -95,7 +95,7 @@ class DeliveryRuntime(dramatiq.Middleware):
                 self.deliverer = Deliverer(
                     db=db, session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
-                    enqueue=self.enqueue, stamps=ConfigStamps.of(redis, settings),
+                    enqueue=self.enqueue, configs=ConfigCache(ConfigStamps.of(redis, settings)),
                 )
                 # Made here, in the worker process: Dramatiq forks its processes.
                 self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"

@@ -1,18 +1,23 @@
 """Config stamps: one value per tenant in Redis (``<database>:config:<tenant>``), replaced
-by a fresh random one after every change to what a delivery reads (actions, settings,
-custom parameters), before the API answers the change.
+by a fresh random one after every change to what a trigger or a delivery reads (actions,
+events, settings, custom parameters), before the API answers the change.
 
 A worker keeps a tenant's settings, parameters and actions in memory and reads the
-stamp once per message: the same stamp means nothing changed since it loaded them, so
-a delivery never uses an action older than the last change its tenant's admin saw
-acknowledged. One Redis read replaces three database reads per message; a random value
+stamp once per message; the API keeps its events, settings and action names and reads
+the stamp once per batch of triggers. The same stamp means nothing changed since they
+were loaded, so a delivery never uses an action older than the last change its tenant's
+admin saw acknowledged. One Redis read replaces three database reads; a random value
 (not a counter) cannot come back after Redis loses its data. If Redis does not answer,
-the worker reads the database as before (``current`` raises; nothing is cached).
+everything is read from the database as before (``ConfigCache.snapshot``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import redis.asyncio as aioredis
@@ -20,6 +25,7 @@ import redis.asyncio as aioredis
 from event_manager.config import Settings
 
 log = logging.getLogger("event_manager.stamps")
+T = TypeVar("T")
 
 
 class ConfigStamps:
@@ -37,7 +43,7 @@ class ConfigStamps:
     async def touch(self, tenant: str) -> None:
         """After a change: workers load the tenant's configuration afresh. The change is
         already saved, so a Redis error is logged, not raised; workers then use what
-        they hold for at most ``dispatch.delivery.CONFIG_CACHE_SECONDS``."""
+        they hold for at most ``ConfigCache.seconds``."""
         try:
             await self.redis.set(self.key(tenant), uuid4().hex)
         except (aioredis.RedisError, OSError) as exc:
@@ -48,3 +54,48 @@ class ConfigStamps:
     async def current(self, tenant: str) -> bytes | None:
         """The tenant's stamp; None if no change was stamped since Redis started."""
         return await self.redis.get(self.key(tenant))
+
+
+class Snapshot:
+    """A tenant's configuration as of one stamp: each part (settings, an action, ...) read
+    from the database once, when first asked for, and shared by all who ask."""
+
+    def __init__(self, stamp: bytes | None, until: float) -> None:
+        self.stamp = stamp
+        self.until = until
+        self.parts: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def part(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        """``load()``'s result, loaded once per snapshot; a failed or cancelled load is
+        tried again by the next caller. Shielded: a caller that is cancelled cancels
+        the load for no one else."""
+        found = self.parts.get(key)
+        if found is None or found.cancelled() or (found.done() and found.exception()):
+            found = self.parts[key] = asyncio.ensure_future(load())
+        return await asyncio.shield(found)
+
+
+class ConfigCache:
+    """The current snapshot of each tenant: reused while the tenant's stamp is the one it
+    was made at, for ``seconds`` at most (the bound for a stamp lost to a Redis error)."""
+
+    def __init__(self, stamps: ConfigStamps | None, seconds: float = 30.0) -> None:
+        self.stamps = stamps
+        self.seconds = seconds
+        self.held: dict[str, Snapshot] = {}
+
+    async def snapshot(self, tenant: str) -> Snapshot:
+        """One Redis read. Without an answer (or without stamps) the snapshot is new and
+        not kept: every part is read from the database."""
+        if self.stamps is None:
+            return Snapshot(None, 0.0)
+        try:
+            stamp = await self.stamps.current(tenant)
+        except (aioredis.RedisError, OSError) as exc:
+            log.debug("no config stamp for %s (%s); reading the database", tenant, exc)
+            self.held.pop(tenant, None)
+            return Snapshot(None, 0.0)
+        held = self.held.get(tenant)
+        if held is None or held.stamp != stamp or held.until <= time.monotonic():
+            held = self.held[tenant] = Snapshot(stamp, time.monotonic() + self.seconds)
+        return held

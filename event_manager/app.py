@@ -32,7 +32,7 @@ from strawberry.http.exceptions import NonTextMessageReceived
 
 from dispatch.live import ActivityHub
 from dispatch.queue import Dispatcher
-from dispatch.stamps import ConfigStamps
+from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager import console, metrics
 from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, BadInput, Unauthenticated, Unavailable
@@ -191,7 +191,9 @@ class Services:
                                settings.live_channel_prefix)
         self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
         self.intake = Intake()
-        self.db.on_change = ConfigStamps.of(self.redis, settings).touch
+        stamps = ConfigStamps.of(self.redis, settings)
+        self.configs = ConfigCache(stamps)  # what triggers read, kept until a change
+        self.db.on_change = stamps.touch  # each change of a tenant's configuration
 
     async def close(self) -> None:
         await self.hub.stop()
@@ -254,7 +256,7 @@ class EventManagerGraphQL(GraphQL):
         services = self.services["app"]
         context = Context(db=services.db, settings=services.settings, principal=None,
                           dispatcher=services.dispatcher, hub=services.hub,
-                          intake=services.intake,
+                          intake=services.intake, configs=services.configs,
                           auth_error=Unauthenticated("send 'Authorization: Bearer <api key>'"))
         if isinstance(request, Request):
             context.principal, context.auth_error = await self.authenticate(

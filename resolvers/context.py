@@ -20,6 +20,7 @@ from tenants.store import TenantStore
 if TYPE_CHECKING:
     from dispatch.live import ActivityHub
     from dispatch.queue import Dispatcher
+    from dispatch.stamps import ConfigCache
     from resolvers.intake import Intake
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
@@ -51,6 +52,8 @@ class Context:
     dispatcher: Dispatcher | None = None
     hub: ActivityHub | None = None
     intake: Intake | None = None
+    configs: ConfigCache | None = None
+    """Tenants' events, settings and action names, kept while their config stamp stays."""
     """The process's batches of triggerEvent calls."""
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None

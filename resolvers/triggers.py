@@ -21,6 +21,7 @@ from typing import Any
 import strawberry
 from bson import ObjectId
 
+from dispatch.stamps import Snapshot
 from event_manager import metrics
 from event_manager.errors import BadInput, NotFound, Unavailable
 from resolvers.context import TRIGGER, WRITE, Context
@@ -104,20 +105,24 @@ def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, st
     }
 
 
-async def plan(store: TenantStore, trigger: Trigger) -> tuple[list[dict[str, Any]], str | None]:
-    """The actions to send, or the reason nothing is sent."""
+async def plan(store: TenantStore, config: Snapshot,
+               trigger: Trigger) -> tuple[list[dict[str, Any]], str | None]:
+    """The actions to send, or the reason nothing is sent. What it reads comes from the
+    tenant's config snapshot (read again only after a change); nothing here changes it."""
     name = EVENTS_BY_TYPE[trigger.event].name
-    event = await store.events.find_one({"_id": trigger.event}) or {}
+    event = await config.part(("event", trigger.event), lambda: store.events.find_one(
+        {"_id": trigger.event})) or {}
     if trigger.source == "SYSTEM":
-        if not (await store.get_settings())["actions_enabled"]:
+        if not (await config.part("settings", store.get_settings))["actions_enabled"]:
             return [], "actions are disabled for all events in Settings"
         if not event.get("active"):
             return [], f"the {name} event is not active"
     ids = trigger.action_ids if trigger.action_ids is not None else event.get("action_ids", [])
     oids = [oid for oid in map(object_id, ids) if oid]
-    found = {str(a["_id"]): a for a in
-             await store.actions.find({"_id": {"$in": oids}}, {"name": 1}).to_list(None)}
-    actions = [found[i] for i in ids if i in found]
+    found = await config.part(("actions", tuple(oids)), lambda: store.actions.find(
+        {"_id": {"$in": oids}}, {"name": 1}).to_list(None))
+    by_id = {str(a["_id"]): a for a in found}
+    actions = [by_id[i] for i in ids if i in by_id]
     if not actions:
         return [], f"no actions are attached to {name}"
     return actions, None
@@ -138,6 +143,8 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
     Triggers of the same event share one plan. If the queue refuses the message, every
     row of the batch is removed again and its callers get UNAVAILABLE."""
     metrics.TRIGGER_BATCH_SIZE.observe(len(triggers))
+    config = (await ctx.configs.snapshot(store.code) if ctx.configs is not None
+              else Snapshot(None, 0.0))
     plans: dict[tuple[str, str, tuple[str, ...] | None], tuple[list[dict], str | None]] = {}
     results: list[TriggerResult] = []
     rows: list[dict[str, Any]] = []
@@ -147,7 +154,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
         ids = tuple(trigger.action_ids) if trigger.action_ids is not None else None
         which = (trigger.event, trigger.source, ids)
         if which not in plans:
-            plans[which] = await plan(store, trigger)
+            plans[which] = await plan(store, config, trigger)
         actions, reason = plans[which]
         trigger_id = str(ObjectId())
         if trigger.idempotency_key is not None:

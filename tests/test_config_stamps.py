@@ -5,10 +5,13 @@ With the real worker process (one process) and receiver."""
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Callable
 
 import pytest
 from bson import ObjectId
 
+from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager.config import Settings
 from tests.conftest import TenantHandle
 from tests.receiver import Receiver
@@ -82,36 +85,81 @@ def test_settings_changes_reach_the_worker(tenant: TenantHandle, receiver: Recei
         ["at=20:00:00", "at=05:00:00"]
 
 
-def test_a_lost_redis_makes_the_worker_read_the_database(tenant: TenantHandle) -> None:
-    """Without a stamp the cache is not trusted (Deliverer._config, unit of logic)."""
-    from dispatch.delivery import Deliverer
-    from dispatch.stamps import ConfigStamps
+def test_the_next_trigger_sees_each_change_of_events_settings_and_actions(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """The API keeps what a trigger reads (event, settings, action names) too."""
+    def outcome() -> tuple[bool, str | None, list[str | None]]:
+        result = trigger(tenant, "HANGUP")
+        return (result["accepted"], result["reason"],
+                [a["actionName"] for a in result["activities"]])
 
-    class Broken:
-        async def get(self, key: str) -> None:
+    action = hook(tenant, receiver, "first name", url=f"{receiver.url}/{tenant.code}/x")
+    assert outcome() == (True, None, ["first name"])
+    tenant.admin("""mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i)
+                    { id } }""", id=action,
+                 i={"name": "second name", "url": f"{receiver.url}/{tenant.code}/x"}).data
+    assert outcome() == (True, None, ["second name"])
+
+    tenant.admin("mutation { updateEvent(type: HANGUP, input: {active: false}) { type } }").data
+    assert outcome() == (False, "the Hangup event is not active", [None])
+    tenant.admin("mutation { updateEvent(type: HANGUP, input: {active: true}) { type } }").data
+    tenant.admin("mutation { updateSettings(input: {actionsEnabled: false}) "
+                 "{ actionsEnabled } }").data
+    assert outcome() == (False, "actions are disabled for all events in Settings", [None])
+    tenant.admin("mutation { updateSettings(input: {actionsEnabled: true}) "
+                 "{ actionsEnabled } }").data
+    assert outcome() == (True, None, ["second name"])
+    tenant.admin("mutation($id: ID!) { deleteAction(id: $id) }", id=action).data
+    assert outcome() == (False, "no actions are attached to Hangup", [None])
+
+
+class FakeRedis:
+    """Answers GET from a dict, or fails like a Redis that is down."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.down = False
+
+    async def get(self, key: str) -> bytes | None:
+        if self.down:
             raise OSError("connection refused")
+        return self.values.get(key)
 
-    reads: list[str] = []
 
-    class Store:
-        code = tenant.code
+def reads_of(cache: ConfigCache, steps: list[Callable[[], None]]) -> int:
+    """How many times the settings were loaded: once per step, through the cache."""
+    reads: list[int] = []
 
-        async def get_settings(self) -> dict:
-            reads.append("settings")
-            return {"timezone": "UTC"}
+    async def load() -> dict:
+        reads.append(1)
+        return {"timezone": "UTC"}
 
-        async def parameter_values(self) -> list:
-            reads.append("parameters")
-            return []
+    async def run() -> None:
+        for step in steps:
+            step()
+            await (await cache.snapshot("acme")).part("settings", load)
 
-    deliverer = Deliverer.__new__(Deliverer)
-    deliverer.stamps = ConfigStamps(Broken(), "x:")  # type: ignore[arg-type]
-    deliverer.configs = {}
-    deliverer.db_gate = asyncio.Semaphore(1)
+    asyncio.run(run())
+    return len(reads)
 
-    async def twice() -> None:
-        await deliverer._config(Store())  # type: ignore[arg-type]
-        await deliverer._config(Store())  # type: ignore[arg-type]
 
-    asyncio.run(twice())
-    assert reads == ["settings", "parameters"] * 2 and deliverer.configs == {}
+def test_a_snapshot_is_kept_while_the_stamp_stays() -> None:
+    redis = FakeRedis()
+    cache = ConfigCache(ConfigStamps(redis, "x:"))  # type: ignore[arg-type]
+    same = lambda: None  # noqa: E731
+    changed = lambda: redis.values.update({"x:acme": os.urandom(8)})  # noqa: E731
+    assert reads_of(cache, [same, same, same]) == 1
+    assert reads_of(cache, [changed, same, changed, same]) == 2
+
+
+def test_a_snapshot_expires_even_without_a_stamp() -> None:
+    cache = ConfigCache(ConfigStamps(FakeRedis(), "x:"), seconds=0.0)  # type: ignore[arg-type]
+    assert reads_of(cache, [lambda: None] * 3) == 3
+
+
+def test_without_an_answer_from_redis_nothing_is_kept() -> None:
+    redis = FakeRedis()
+    cache = ConfigCache(ConfigStamps(redis, "x:"))  # type: ignore[arg-type]
+    assert reads_of(cache, [lambda: None]) == 1 and "acme" in cache.held
+    redis.down = True
+    assert reads_of(cache, [lambda: None] * 3) == 3 and cache.held == {}
