@@ -53,7 +53,9 @@ def test_old_finished_rows_expired_keys_and_claims_go(tenant: TenantHandle,
     kept = {d["_id"] for d in tenant.collection("activity").find({})}
     assert kept == {rows[k]["_id"] for k in ("old queued", "old retrying", "fresh ok")}
     assert [d["_id"] for d in tenant.collection("idempotency").find({})] == ["new"]
-    assert [d["_id"] for d in tenant.collection("claims").find({})] == ["b:1"]
+    # The worker's recovery may claim the old QUEUED and RETRYING rows meanwhile.
+    assert [d["_id"] for d in tenant.collection("claims").find({})
+            if d["_id"] in ("a:1", "b:1")] == ["b:1"]
     assert dropped >= 5  # other tests' tenants may add their own expired documents
 
 
