@@ -47,20 +47,54 @@ def decode(message: str | bytes) -> dict[str, Any]:
 
 
 class Publisher:
-    """Publishes rows; live view is best-effort, so a Redis failure is logged, not raised."""
+    """Publishes rows; live view is best-effort, so a Redis failure is logged, not raised.
+
+    Rows published while a pipeline is on its way to Redis go together in the next one:
+    one round trip for the rows of many deliveries at once. Each caller returns when the
+    pipeline carrying its rows has been answered; rows keep the order they came in."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.pending: list[tuple[str, str]] = []
+        self.waiting: list[asyncio.Future[None]] = []
+        self.sending: asyncio.Task[None] | None = None
 
     async def publish(self, tenant: str, docs: Iterable[dict[str, Any]]) -> None:
+        messages = [(self.prefix + tenant, encode(doc)) for doc in docs]
+        if not messages:
+            return
+        sent = asyncio.get_running_loop().create_future()
+        self.pending += messages
+        self.waiting.append(sent)
+        if self.sending is None:
+            self.sending = asyncio.create_task(self._send())
+        await asyncio.shield(sent)
+
+    async def _send(self) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for doc in docs:
-                    pipe.publish(self.prefix + tenant, encode(doc))
-                await pipe.execute()
-        except (aioredis.RedisError, OSError) as exc:
-            log.warning("live activity not published for tenant %s: %s", tenant, exc)
+            while self.pending:
+                messages, self.pending = self.pending, []
+                waiting, self.waiting = self.waiting, []
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for channel, message in messages:
+                            pipe.publish(channel, message)
+                        await pipe.execute()
+                except (aioredis.RedisError, OSError) as exc:
+                    log.warning("live activity not published (%d rows): %s", len(messages), exc)
+                finally:
+                    _release(waiting)
+        finally:
+            self.sending = None
+            _release(self.waiting)  # cancelled: nobody waits for rows that will not go
+            self.waiting, self.pending = [], []
+
+
+def _release(waiting: list[asyncio.Future[None]]) -> None:
+    for sent in waiting:
+        if not sent.done():
+            sent.set_result(None)
 
 
 class Subscriber:
