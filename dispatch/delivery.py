@@ -58,7 +58,7 @@ class Deliverer:
     sent-but-unrecorded delivery (sent again later) stays small."""
     configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     """Tenants' settings, parameters and actions; without stamps, read for each message."""
-    tenants: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    tenants: dict[str, tuple[float, TenantStore]] = field(default_factory=dict)
     stopping: bool = False
     """Set when the worker is told to stop: deliveries not yet claimed are handed back
     to the queue at once instead of being started."""
@@ -76,11 +76,13 @@ class Deliverer:
             return await patiently(lambda: store.log.claim(row_id))
 
     async def _store(self, code: str) -> TenantStore:
+        """The tenant's store, its registry entry read again every few seconds."""
         cached = self.tenants.get(code)
         if cached is None or cached[0] < time.monotonic():
             tenant = await self._db(lambda: TenantRegistry(self.db).get(code))
-            cached = self.tenants[code] = (time.monotonic() + TENANT_CACHE_SECONDS, tenant)
-        return TenantStore(self.db, cached[1])
+            cached = self.tenants[code] = (time.monotonic() + TENANT_CACHE_SECONDS,
+                                           TenantStore(self.db, tenant))
+        return cached[1]
 
     async def deliver(self, tenant_code: str, activity_id: str,
                       shared: dict[str, asyncio.Future] | None = None) -> None:
