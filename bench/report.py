@@ -124,7 +124,8 @@ def notes(document: dict[str, Any]) -> list[str]:
     if "6" in s and "rows" in s["6"]:
         out.append(f"6: {s['6']['rows']:,} rows (target 1,000,000); insert "
                    f"{s['6']['insert_rows_per_s']:,} rows/s; the recovery sweep's query takes "
-                   f"{s['6']['recovery_query_ms']['big']} ms on them")
+                   f"{s['6']['recovery_query_ms']['big']} ms on them (a query by status would "
+                   f"take {s['6']['recovery_query_ms'].get('status_scan_big', '?')} ms)")
     if "7" in s and "deliveries" in s["7"]:
         out.append(f"7: {s['7']['deliveries']:,} deliveries (target 100,000)")
     return out
