@@ -35,7 +35,7 @@ from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager import logs, metrics
 from event_manager.config import Settings
 from event_manager.errors import NotFound
-from tenants.database import Database
+from tenants.database import Database, is_transient
 
 HOUSEKEEPING_SECONDS = 3600.0
 OUTAGE = (ConnectionFailure, BrokerConnectionError, aioredis.RedisError, OSError)
@@ -176,8 +176,12 @@ class DeliveryRuntime(dramatiq.Middleware):
             except OUTAGE as exc:
                 log.warning("recovery sweep failed (%s: %s); trying again in %g s",
                             type(exc).__name__, exc, every)
-            except Exception:  # the next sweep tries again
-                log.exception("recovery sweep failed")
+            except Exception as exc:  # the next sweep tries again
+                if not is_transient(exc):
+                    log.exception("recovery sweep failed")
+                    continue
+                log.warning("recovery sweep failed (%s: %s); trying again in %g s",
+                            type(exc).__name__, exc, every)  # SQLite busy: expected
 
     async def close(self, grace: float = 30.0) -> None:
         """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""

@@ -223,8 +223,9 @@ def test_calls_with_one_idempotency_key_get_one_trigger(intake_api: IntakeApi,
     assert one[0]["triggerId"] != two[0]["triggerId"]
     for same in (one, two):
         [row] = rows_of(tenant, same[0]["triggerId"])
-        assert all(r["activities"] == [{"id": str(row["_id"]), "status": "QUEUED"}]
-                   for r in same)
+        # Ids only: the session's worker may take the row up meanwhile (its recovery
+        # sees every tenant), so a replay can show it further on than QUEUED.
+        assert all([a["id"] for a in r["activities"]] == [str(row["_id"])] for r in same)
     assert row_count(tenant) == 2
     assert tenant.collection("idempotency").count_documents({}) == 2
 
