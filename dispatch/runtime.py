@@ -177,11 +177,11 @@ class DeliveryRuntime(dramatiq.Middleware):
                 log.warning("recovery sweep failed (%s: %s); trying again in %g s",
                             type(exc).__name__, exc, every)
             except Exception as exc:  # the next sweep tries again
-                if not is_transient(exc):
+                if is_transient(exc):  # a busy SQLite file: expected now and then
+                    log.warning("recovery sweep failed (%s: %s); trying again in %g s",
+                                type(exc).__name__, exc, every)
+                else:
                     log.exception("recovery sweep failed")
-                    continue
-                log.warning("recovery sweep failed (%s: %s); trying again in %g s",
-                            type(exc).__name__, exc, every)  # SQLite busy: expected
 
     async def close(self, grace: float = 30.0) -> None:
         """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""
