@@ -62,6 +62,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         self.liveness: Liveness | None = None
         self._opening: asyncio.Lock | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.closing = False
         self._beater: asyncio.Task[None] | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -177,6 +178,9 @@ class DeliveryRuntime(dramatiq.Middleware):
                 log.warning("recovery sweep failed (%s: %s); trying again in %g s",
                             type(exc).__name__, exc, every)
             except Exception as exc:  # the next sweep tries again
+                if self.closing:  # the clients close under it; the next worker sweeps
+                    log.debug("recovery sweep stopped by the shutdown: %r", exc)
+                    return
                 if is_transient(exc):  # a busy SQLite file: expected now and then
                     log.warning("recovery sweep failed (%s: %s); trying again in %g s",
                                 type(exc).__name__, exc, every)
@@ -185,8 +189,10 @@ class DeliveryRuntime(dramatiq.Middleware):
 
     async def close(self, grace: float = 30.0) -> None:
         """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""
+        self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+            await asyncio.wait({self._sweeper}, timeout=5)
         if self.deliverer is not None:
             self.deliverer.stopping = True  # unclaimed deliveries go back to the queue
         if self.tasks:

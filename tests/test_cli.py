@@ -106,7 +106,7 @@ def test_up_serves_graphiql_with_a_working_admin_key(env: dict[str, str], mongo:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    assert "Traceback" not in output, output[output.find("Traceback") - 300:][:3000]
+    assert "Traceback" not in output, output[output.find("Traceback") - 300:][-6000:]
     assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in spawned),
                       timeout=30), f"worker processes left running: {spawned}"
 

@@ -114,8 +114,9 @@ def answers(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
 
 
 def hangup_has_one_action(tenant: TenantHandle) -> str:
-    """Actions enabled, HANGUP active with one action (never sent: no worker reads the
-    intake API's queue); the action's id."""
+    """Actions enabled, HANGUP active with one action (no worker reads the intake API's
+    queue, but the session's worker, when running, queues again what nobody holds after
+    2 s: statuses may move on); the action's id."""
     action = make_action(tenant, name="CRM", url="http://127.0.0.1:9/x")
     attach(tenant, "HANGUP", action)
     enable(tenant)
@@ -149,8 +150,9 @@ def test_concurrent_calls_of_a_tenant_run_in_fewer_batches(intake_api: IntakeApi
     assert len({r["triggerId"] for r in results}) == calls
     for i, result in enumerate(results):
         rows = rows_of(tenant, result["triggerId"])
-        assert [(r["params"], r["action_id"], r["status"]) for r in rows] == [
-            ({"call_id": f"c{i}"}, action, "QUEUED")]
+        # Statuses as answered: the session's worker may take rows up afterwards (its
+        # recovery sees every tenant and queues rows nobody holds after 2 s).
+        assert [(r["params"], r["action_id"]) for r in rows] == [({"call_id": f"c{i}"}, action)]
         assert result["activities"] == [{"id": str(rows[0]["_id"]), "status": "QUEUED"}]
     assert row_count(tenant) == calls
     assert {str(r["_id"]) for r in tenant.collection("activity").find()} <= intake_api.queued_ids()
@@ -261,7 +263,7 @@ def test_a_caller_gone_while_its_batch_runs_stops_no_trigger(intake_api: IntakeA
 
     assert intake_api.batches_since(before) == (2, 6)
     [gone] = tenant.collection("activity").find({"params.call_id": "gone"})
-    assert gone["status"] == "QUEUED"
+    assert str(gone["_id"]) in intake_api.queued_ids()  # written and queued all the same
     assert all(r["accepted"] and len(rows_of(tenant, r["triggerId"])) == 1 for r in results)
     assert row_count(tenant) == 6
     assert {str(r["_id"]) for r in tenant.collection("activity").find()} <= intake_api.queued_ids()
