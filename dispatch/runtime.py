@@ -174,16 +174,13 @@ class DeliveryRuntime(dramatiq.Middleware):
                     tidied = time.monotonic()
                     log.info("housekeeping: %d expired keys, claims and old rows dropped",
                              await housekeep(db, self.settings.activity_retention_days))
-            except OUTAGE as exc:
-                log.warning("recovery sweep failed (%s: %s); trying again in %g s",
-                            type(exc).__name__, exc, every)
             except Exception as exc:  # the next sweep tries again
-                if self.closing:  # the clients close under it; the next worker sweeps
-                    log.debug("recovery sweep stopped by the shutdown: %r", exc)
-                    return
-                if is_transient(exc):  # a busy SQLite file: expected now and then
+                if isinstance(exc, OUTAGE) or is_transient(exc):  # or a busy SQLite file
                     log.warning("recovery sweep failed (%s: %s); trying again in %g s",
                                 type(exc).__name__, exc, every)
+                elif self.closing:  # the clients close under it; the next worker sweeps
+                    log.debug("recovery sweep stopped by the shutdown: %r", exc)
+                    return
                 else:
                     log.exception("recovery sweep failed")
 

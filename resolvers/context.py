@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dispatch.stamps import ConfigCache
 from event_manager.config import Settings
 from event_manager.errors import ApiError, BadInput, FeatureDisabled, Forbidden, Unauthenticated
 from tenants.database import Database
@@ -20,7 +21,6 @@ from tenants.store import TenantStore
 if TYPE_CHECKING:
     from dispatch.live import ActivityHub
     from dispatch.queue import Dispatcher
-    from dispatch.stamps import ConfigCache
     from resolvers.intake import Intake
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
@@ -52,9 +52,10 @@ class Context:
     dispatcher: Dispatcher | None = None
     hub: ActivityHub | None = None
     intake: Intake | None = None
-    configs: ConfigCache | None = None
-    """Tenants' events, settings and action names, kept while their config stamp stays."""
     """The process's batches of triggerEvent calls."""
+    configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
+    """Tenants' events, settings and action names, kept while their config stamp stays
+    (without stamps, read for each batch)."""
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
 

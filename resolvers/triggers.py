@@ -143,8 +143,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
     Triggers of the same event share one plan. If the queue refuses the message, every
     row of the batch is removed again and its callers get UNAVAILABLE."""
     metrics.TRIGGER_BATCH_SIZE.observe(len(triggers))
-    config = (await ctx.configs.snapshot(store.code) if ctx.configs is not None
-              else Snapshot(None, 0.0))
+    config = await ctx.configs.snapshot(store.code)
     plans: dict[tuple[str, str, tuple[str, ...] | None], tuple[list[dict], str | None]] = {}
     results: list[TriggerResult] = []
     rows: list[dict[str, Any]] = []

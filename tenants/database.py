@@ -138,6 +138,11 @@ class Database:
             self._field_indexes = bool(plan.get("filterPushdown", True))
         return self._field_indexes
 
+    async def changed(self, code: str) -> None:
+        """After a change to tenant ``code``'s configuration: ``on_change``, if set."""
+        if self.on_change is not None:
+            await self.on_change(code)
+
     async def ping(self) -> None:
         await self.client.admin.command("ping")
 

@@ -74,8 +74,7 @@ class TenantRegistry:
         }
         with unique(f"tenant code {code!r} is taken", "code"):
             await self.db.tenants.insert_one(doc)
-        if self.db.on_change is not None:  # a code used before: forget what workers hold
-            await self.db.on_change(code)
+        await self.db.changed(code)  # a code used before: forget what workers hold
         return doc
 
     async def set_enabled(self, code: str, enabled: bool) -> dict[str, Any]:

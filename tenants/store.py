@@ -27,7 +27,7 @@ class TenantStore:
 
     def __init__(self, db: Database, tenant: dict[str, Any]) -> None:
         self.vault = db.vault
-        self.on_change = db.on_change
+        self.db_changed = db.changed
         self.tenant = tenant
         self.code: str = tenant["code"]
         self.master: bool = tenant["master"]
@@ -43,8 +43,7 @@ class TenantStore:
     async def changed(self) -> None:
         """Call after a write to what a delivery reads (actions, settings, parameters,
         events): workers holding the tenant's configuration load it afresh."""
-        if self.on_change is not None:
-            await self.on_change(self.code)
+        await self.db_changed(self.code)
 
     # settings ---------------------------------------------------------------
 
