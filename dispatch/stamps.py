@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -32,6 +33,7 @@ class ConfigStamps:
     def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._next: _Read | None = None
 
     @classmethod
     def of(cls, redis: aioredis.Redis, settings: Settings) -> ConfigStamps:
@@ -52,8 +54,43 @@ class ConfigStamps:
                         type(exc).__name__, exc)
 
     async def current(self, tenant: str) -> bytes | None:
-        """The tenant's stamp; None if no change was stamped since Redis started."""
-        return await self.redis.get(self.key(tenant))
+        """The tenant's stamp; None if no change was stamped since Redis started.
+
+        The reads asked for at one moment (the requests and messages of one turn of
+        the event loop) are made as one MGET, sent after all of them were asked for:
+        a change acknowledged before a read was asked for is always seen."""
+        read = self._next
+        if read is None:
+            read = self._next = _Read(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._send, read)
+        read.names.add(tenant)
+        values = await asyncio.shield(read.values)
+        return values.get(tenant)
+
+    def _send(self, read: _Read) -> None:
+        self._next = None  # later reads wait for a read of their own
+        asyncio.ensure_future(read.send(self))
+
+
+@dataclass
+class _Read:
+    """One MGET of the stamps asked for in one turn of the event loop."""
+
+    values: asyncio.Future[dict[str, bytes | None]]
+    names: set[str] = field(default_factory=set)
+
+    async def send(self, stamps: ConfigStamps) -> None:
+        names = list(self.names)
+        try:
+            found = await stamps.redis.mget([stamps.key(n) for n in names])
+        except BaseException as exc:  # each reader gets the error (cancelled: an OSError)
+            self.values.set_exception(exc if isinstance(exc, Exception) else
+                                      OSError("the stamp read was cancelled"))
+            self.values.exception()  # retrieved: a reader that gave up raises no warning
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.values.set_result(dict(zip(names, found, strict=True)))
 
 
 class Snapshot:
@@ -73,6 +110,14 @@ class Snapshot:
         if found is None or found.cancelled() or (found.done() and found.exception()):
             found = self.parts[key] = asyncio.ensure_future(load())
         return await asyncio.shield(found)
+
+    async def known(self, key: Hashable, load: Callable[[], Awaitable[T | None]]) -> T | None:
+        """``part``, except that a None (nothing found) is not kept: the next caller
+        asks again, and unknown keys take no memory."""
+        value = await self.part(key, load)
+        if value is None:
+            self.parts.pop(key, None)
+        return value
 
 
 class ConfigCache:

@@ -42,7 +42,7 @@ from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
 from schema.limits import MAX_BODY_BYTES, MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
 from tenants.database import Database
-from tenants.keys import ApiKeys, Principal
+from tenants.keys import API_KEYS, ApiKeys, Principal, hash_key
 
 log = logging.getLogger("event_manager.api")
 
@@ -192,7 +192,8 @@ class Services:
         self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
         self.intake = Intake()
         stamps = ConfigStamps.of(self.redis, settings)
-        self.configs = ConfigCache(stamps)  # what triggers read, kept until a change
+        self.configs = ConfigCache(stamps)  # keys, tenants and what triggers read, kept
+        # until a change
         self.db.on_change = stamps.touch  # each change of a tenant's configuration
 
     async def close(self) -> None:
@@ -237,8 +238,11 @@ class EventManagerGraphQL(GraphQL):
         key = bearer(authorization if isinstance(authorization, str) else None)
         if key is None:
             return None, Unauthenticated("send 'Authorization: Bearer <api key>'")
-        try:
-            principal = await ApiKeys(self.services["app"].db).authenticate(key)
+        services = self.services["app"]
+        try:  # kept per key until a key is revoked (the API_KEYS stamp changes)
+            keys = await services.configs.snapshot(API_KEYS)
+            principal = await keys.known(hash_key(key),
+                                         lambda: ApiKeys(services.db).authenticate(key))
         except UNREACHABLE:
             return None, Unavailable("the database is unavailable; try again shortly")
         if principal is None:

@@ -15,7 +15,7 @@ from event_manager.config import Settings
 from event_manager.errors import ApiError, BadInput, FeatureDisabled, Forbidden, Unauthenticated
 from tenants.database import Database
 from tenants.keys import Principal
-from tenants.registry import TenantRegistry
+from tenants.registry import TENANT_CODE, TenantRegistry
 from tenants.store import TenantStore
 
 if TYPE_CHECKING:
@@ -82,11 +82,19 @@ class Context:
                         "a SYSTEM_ADMIN key acts inside a tenant through the X-Tenant header",
                         field="X-Tenant",
                     )
-            tenant = await self.registry.get(code or "")
+            tenant = await self.tenant(code or "")
             if not tenant["event_manager_enabled"]:
                 raise FeatureDisabled(f"the Event Manager is not enabled for tenant {code!r}")
             self.memo["store"] = TenantStore(self.db, tenant)
         return self.memo["store"]
+
+    async def tenant(self, code: str) -> dict[str, Any]:
+        """The tenant's registration, kept while its config stamp stays (set_enabled and
+        create stamp it); an unknown code is looked up each time."""
+        if not TENANT_CODE.match(code):
+            return await self.registry.get(code)  # raises NotFound
+        config = await self.configs.snapshot(code)
+        return await config.part("tenant", lambda: self.registry.get(code))
 
     async def memoized(self, name: str, load: Any) -> Any:
         """``load()``'s result, computed once per request under ``name``."""

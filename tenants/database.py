@@ -139,7 +139,8 @@ class Database:
         return self._field_indexes
 
     async def changed(self, code: str) -> None:
-        """After a change to tenant ``code``'s configuration: ``on_change``, if set."""
+        """After a change to tenant ``code``'s configuration or registration (or to the
+        API keys, ``tenants.keys.API_KEYS``): ``on_change``, if set."""
         if self.on_change is not None:
             await self.on_change(code)
 

@@ -19,6 +19,9 @@ from tenants.database import Database, now
 
 KEY_PREFIX = "em_"
 ROLES = ("SYSTEM_ADMIN", "TENANT_ADMIN", "PBX", "VIEWER")
+API_KEYS = "#api-keys"
+"""The name under which a revocation is announced (``Database.changed``; no tenant code
+starts with ``#``): API processes forget the keys they accepted before it is answered."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class ApiKeys:
     (the only lookup FerretDB answers from an index)."""
 
     def __init__(self, db: Database) -> None:
+        self.db = db
         self.collection = db.api_keys
         self.by_hash = db.system["api_key_hashes"]
 
@@ -103,3 +107,4 @@ class ApiKeys:
         await self.by_hash.replace_one({"_id": doc["hash"]}, {**self._entry(doc),
                                                               "revoked": True}, upsert=True)
         await self.collection.update_one({"_id": doc["_id"]}, {"$set": {"revoked": True}})
+        await self.db.changed(API_KEYS)  # API processes forget the keys they accepted

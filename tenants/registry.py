@@ -82,6 +82,7 @@ class TenantRegistry:
         await self.db.tenants.update_one(
             {"_id": tenant["_id"]}, {"$set": {"event_manager_enabled": enabled}}
         )
+        await self.db.changed(code)  # API processes hold the registration
         return await self.get(code)
 
     async def _bootstrap(self, code: str) -> None:

@@ -114,16 +114,20 @@ def test_the_next_trigger_sees_each_change_of_events_settings_and_actions(
 
 
 class FakeRedis:
-    """Answers GET from a dict, or fails like a Redis that is down."""
+    """Answers MGET from a dict, or fails like a Redis that is down."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
         self.down = False
+        self.reads: list[list[str]] = []
 
-    async def get(self, key: str) -> bytes | None:
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        self.reads.append(keys)
+        values = [self.values.get(k) for k in keys]  # as Redis had them when asked
+        await asyncio.sleep(0)  # the answer's way back: others may ask meanwhile
         if self.down:
             raise OSError("connection refused")
-        return self.values.get(key)
+        return values
 
 
 def reads_of(cache: ConfigCache, steps: list[Callable[[], None]]) -> int:
@@ -163,3 +167,37 @@ def test_without_an_answer_from_redis_nothing_is_kept() -> None:
     assert reads_of(cache, [lambda: None]) == 1 and "acme" in cache.held
     redis.down = True
     assert reads_of(cache, [lambda: None] * 3) == 3 and cache.held == {}
+
+
+def test_stamps_asked_for_together_are_read_in_one_round_trip() -> None:
+    """The requests of one turn of the event loop share one MGET; a read asked for while
+    one is on its way waits for the next, which sees a change made meanwhile."""
+    redis = FakeRedis()
+    stamps = ConfigStamps(redis, "x:")  # type: ignore[arg-type]
+    redis.values["x:b"] = b"1"
+
+    async def run() -> tuple[list, bytes | None]:
+        first = [asyncio.ensure_future(stamps.current(c)) for c in ["a", "b", "a", "c"] * 8]
+        while not redis.reads:  # until the MGET is on its way (not answered yet)
+            await asyncio.sleep(0)
+        redis.values["x:b"] = b"2"
+        later = asyncio.ensure_future(stamps.current("b"))
+        return await asyncio.gather(*first), await later
+
+    first, later = asyncio.run(run())
+    assert first == [None, b"1", None, None] * 8
+    assert later == b"2"
+    assert [sorted(keys) for keys in redis.reads] == [["x:a", "x:b", "x:c"], ["x:b"]]
+
+
+def test_a_failed_stamp_read_reaches_every_reader() -> None:
+    redis = FakeRedis()
+    redis.down = True
+    stamps = ConfigStamps(redis, "x:")  # type: ignore[arg-type]
+
+    async def run() -> list:
+        return await asyncio.gather(*(stamps.current(c) for c in "abc"),
+                                    return_exceptions=True)
+
+    assert [type(e) for e in asyncio.run(run())] == [OSError] * 3
+    assert len(redis.reads) == 1

@@ -176,3 +176,40 @@ def test_a_tenant_registered_by_an_earlier_version_is_still_found(
     assert reply.data["setEventManagerEnabled"] == {"code": code, "eventManagerEnabled": True}
     settings_ = system.acting_in(code)("{ settings { timezone } }").data["settings"]
     assert settings_ == {"timezone": "UTC"}
+
+
+def test_the_api_keeps_an_accepted_key_until_a_key_is_revoked(
+        tenant: TenantHandle, mongo: Any, settings: Settings, redis_client: Any) -> None:
+    """A request reads no key from the database once its key was accepted: a change
+    made behind the API's back shows only when the API_KEYS stamp changes, as
+    revokeApiKey changes it (test_a_revoked_key_stops_working_at_once)."""
+    created = tenant.admin('mutation { createApiKey(role: PBX, label: "kept") '
+                           '{ key info { id } } }').data["createApiKey"]
+    pbx = Client(tenant.admin.url, created["key"])
+    assert pbx("{ me { role } }").data["me"]["role"] == "PBX"
+    mongo[settings.system_database]["api_key_hashes"].update_one(
+        {"key_id": ObjectId(created["info"]["id"])}, {"$set": {"revoked": True}})
+
+    assert pbx("{ me { role } }").data["me"]["role"] == "PBX"  # kept
+    redis_client.set(f"{settings.database}:config:#api-keys", secrets.token_hex(8))
+    assert pbx("{ me { role } }").code == "UNAUTHENTICATED"
+
+
+def test_the_api_keeps_a_tenants_registration_until_it_changes(
+        tenant: TenantHandle, system: Client, mongo: Any, settings: Settings,
+        redis_client: Any) -> None:
+    """As the keys: read once, then again after a stamp (setEventManagerEnabled's)."""
+    assert tenant.admin("{ settings { timezone } }").data["settings"] == {"timezone": "UTC"}
+    mongo[settings.system_database]["tenants"].update_one(
+        {"_id": tenant.code}, {"$set": {"event_manager_enabled": False}})
+
+    assert tenant.admin("{ settings { timezone } }").data["settings"] == {"timezone": "UTC"}
+    redis_client.set(f"{settings.database}:config:{tenant.code}", secrets.token_hex(8))
+    assert tenant.admin("{ settings { timezone } }").code == "FEATURE_DISABLED"
+
+    system("mutation($c: String!) { setEventManagerEnabled(code: $c, enabled: true) "
+           "{ code } }", c=tenant.code).data
+    assert tenant.admin("{ settings { timezone } }").data["settings"] == {"timezone": "UTC"}
+    system("mutation($c: String!) { setEventManagerEnabled(code: $c, enabled: false) "
+           "{ code } }", c=tenant.code).data
+    assert tenant.admin("{ settings { timezone } }").code == "FEATURE_DISABLED"
