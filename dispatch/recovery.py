@@ -1,11 +1,12 @@
 """Recovery: deliveries whose row is stuck are queued again.
 
-A row can be left behind when a worker dies mid-send (SENDING), when it dies between
-claiming an attempt and marking the row SENDING (QUEUED or RETRYING, with a claim on the
-next attempt), when a message is lost or never reached the broker (QUEUED), or when a
-planned retry's message is lost (RETRYING). ``EVENT_MANAGER_RECOVERY_SECONDS`` after it
-was due (for SENDING: after the action's timeout ran out) such a row is queued again; the
-claim on each attempt keeps two workers from sending the same attempt.
+A row can be left behind when a worker dies mid-send: SENDING, or still QUEUED or
+RETRYING with a claim on the next attempt (a row is marked SENDING only when its attempt
+takes over a second, ``dispatch.delivery.SENDING_AFTER_SECONDS``); when a message is lost
+or never reached the broker (QUEUED); or when a planned retry's message is lost
+(RETRYING). ``EVENT_MANAGER_RECOVERY_SECONDS`` after it was due (for an attempt under
+way: after the action's timeout ran out) such a row is queued again; the claim on each
+attempt keeps two workers from sending the same attempt.
 
 An attempt whose worker stopped is counted and the row handed back as RETRYING: the
 request may or may not have left, so the receiver may get it twice (at-least-once).
@@ -150,7 +151,7 @@ class Recovery:
                 stuck.append(row)
             elif held is not None and claim["at"] < started_before and await _hand_back(
                     store, row, row["attempts"] + 1, moment):
-                stuck.append(row)  # its worker stopped between the claim and SENDING
+                stuck.append(row)  # its worker stopped during the claimed attempt
         return stuck
 
     def _queued(self, rows: list[dict[str, Any]]) -> None:

@@ -133,7 +133,7 @@ class DeliveryRuntime(dramatiq.Middleware):
             log.warning("delivery %s of tenant %s did not complete (%s: %s); recovery will "
                         "queue it again", activity_id, tenant, type(exc).__name__, exc)
         except Exception:
-            # The row stays QUEUED/SENDING and is picked up again by recovery.
+            # The row stays as it was (its claim made) and recovery picks it up again.
             log.exception("delivery %s of tenant %s did not complete", activity_id, tenant)
 
     def _finished(self, activity_id: str, task: asyncio.Task[None]) -> None:
@@ -195,7 +195,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         if self.tasks:
             log.info("waiting for %d deliveries in flight", len(self.tasks))
             _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
-            for task in pending:  # their rows stay SENDING and are picked up by recovery
+            for task in pending:  # their claimed rows are picked up by recovery
                 task.cancel()
             if pending:
                 log.warning("%d deliveries did not finish in %.0f s; handed back",

@@ -2,9 +2,11 @@
 and the idempotency keys of triggers.
 
 A row moves QUEUED → SENDING → SUCCEEDED | RETRYING | FAILED; RETRYING goes back to
-SENDING when its next attempt starts. A delivery is *claimed* before it is sent: the
-claim is the insert of a unique ``"<row id>:<attempt>"``, made only from QUEUED or
-RETRYING, so two workers holding the same message cannot both send the same attempt.
+SENDING when its next attempt starts. An attempt answered within a second goes from
+QUEUED or RETRYING to its outcome in one write (the live stream still shows SENDING).
+A delivery is *claimed* before it is sent: the claim is the insert of a unique
+``"<row id>:<attempt>"``, made only from QUEUED or RETRYING, so two workers holding the
+same message cannot both send the same attempt.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ class ActivityLog:
         return await self.rows.find({"trigger_id": trigger_id}).sort("_id", 1).to_list(None)
 
     async def claim(self, row_id: ObjectId) -> dict[str, Any] | None:
-        """Mark a QUEUED or RETRYING row SENDING and count the attempt; None if taken.
+        """Claim the next attempt of a QUEUED or RETRYING row: the row as it is while
+        that attempt is sent (SENDING, the attempt counted); None if taken. The row
+        itself is not written: ``mark_sending`` does that when the attempt takes long.
 
         The claim is the insert of ``"<row id>:<attempt>"`` into the claims collection:
         its unique ``_id`` lets exactly one worker have each attempt. (A filter on status
@@ -100,8 +104,9 @@ class ActivityLog:
         filter on ``_id`` alone and scans the collection for anything else.)
 
         Safe to call again after a transient error: a claim that was made although its
-        reply was lost is recognised by its owner. A claim whose maker stopped before
-        marking the row SENDING is found by recovery (``next_claim``)."""
+        reply was lost is recognised by its owner. An attempt whose worker stopped with
+        the row not yet marked SENDING is found by recovery through its claim
+        (``next_claim``)."""
         row = await self.rows.find_one({"_id": row_id})
         if row is not None and row["status"] == "SENDING" and _claimant.get() is not None:
             return row if await self._owns(f"{row_id}:{row['attempts']}") else None
@@ -119,10 +124,13 @@ class ActivityLog:
                 raise
             if not await self._owns(claim_id):
                 return None
-        changes = {"status": "SENDING", "message": "sending", "attempts": attempt,
-                   "updated_at": now()}
-        await self.rows.update_one({"_id": row_id}, {"$set": changes})
-        return {**row, **changes}
+        return {**row, "status": "SENDING", "message": "sending", "attempts": attempt,
+                "updated_at": now()}
+
+    async def mark_sending(self, row: dict[str, Any]) -> None:
+        """Write a claimed row's SENDING state (``claim``'s answer)."""
+        await self.rows.update_one({"_id": row["_id"]}, {"$set": {
+            k: row[k] for k in ("status", "message", "attempts", "updated_at")}})
 
     async def _owns(self, claim_id: str) -> bool:
         found = await self.claims.find_one({"_id": claim_id})

@@ -4,10 +4,12 @@ receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from tests.conftest import TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
@@ -306,3 +308,33 @@ def test_recovery_looks_only_at_deliveries_in_flight(tenant: TenantHandle,
                            "{ activities { status } } }").data["triggerEvent"]
     assert skipped["activities"] == [{"status": "SKIPPED"}]
     assert tenant.collection("open").count_documents({}) == 0  # final rows never enter
+
+
+def test_a_row_is_written_sending_only_while_an_attempt_takes_long(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """An attempt answered within a second goes from QUEUED to its outcome in one write
+    (the live stream still shows SENDING, test_subscription); a longer one shows SENDING
+    in the database meanwhile. Either way the attempt is counted."""
+    receiver.script(f"/{tenant.code}/quick", Reply(200, delay=0.3))
+    receiver.script(f"/{tenant.code}/slow", Reply(200, delay=3.0))
+    quick = hook(tenant, receiver, "quick")
+    row_id = ObjectId(trigger(tenant, "HANGUP")["activities"][0]["id"])
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        seen.append(tenant.collection("activity").find_one({"_id": row_id})["status"])
+        if seen[-1] == "SUCCEEDED":
+            break
+        time.sleep(0.02)
+    assert seen[-1] == "SUCCEEDED" and set(seen) == {"QUEUED", "SUCCEEDED"}, seen
+    assert tenant.collection("activity").find_one({"_id": row_id})["attempts"] == 1
+
+    tenant.admin("mutation($id: ID!) { deleteAction(id: $id) }", id=quick).data
+    hook(tenant, receiver, "slow")
+    fired = trigger(tenant, "HANGUP")
+    row_id = ObjectId(fired["activities"][0]["id"])
+    sending = wait_until(lambda: (doc := tenant.collection("activity").find_one(
+        {"_id": row_id})) and doc["status"] == "SENDING" and doc, timeout=10)
+    assert sending["attempts"] == 1
+    [row] = settled(tenant, fired["triggerId"])
+    assert (row["status"], row["attempts"]) == ("SUCCEEDED", 1)
