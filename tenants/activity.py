@@ -23,7 +23,7 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
-from tenants.database import contains, is_duplicate, now, object_id
+from tenants.database import GroupedInserts, contains, is_duplicate, now, object_id
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED")
 CLAIMABLE = ("QUEUED", "RETRYING")
@@ -67,6 +67,7 @@ class ActivityLog:
         self.rows = rows
         self.idempotency = idempotency
         self.claims = claims
+        self._claims = GroupedInserts(claims)  # the claims of many deliveries at once
         self.open = open_rows
         """``{_id: row id}`` of every row not yet final: what recovery looks at. A filter
         on status would make FerretDB read the whole activity history on every sweep
@@ -117,13 +118,9 @@ class ActivityLog:
             return None  # an early copy of a planned retry: the planned message will come
         attempt = row["attempts"] + 1
         claim_id = f"{row_id}:{attempt}"
-        try:
-            await self.claims.insert_one({"_id": claim_id, "at": now(), "owner": claimant()})
-        except OperationFailure as error:
-            if not is_duplicate(error):
-                raise
-            if not await self._owns(claim_id):
-                return None
+        made = await self._claims.insert({"_id": claim_id, "at": now(), "owner": claimant()})
+        if not made and not await self._owns(claim_id):
+            return None
         return {**row, "status": "SENDING", "message": "sending", "attempts": attempt,
                 "updated_at": now()}
 

@@ -12,12 +12,18 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError, OperationFailure
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+)
 
 from event_manager.config import Settings
 from event_manager.errors import Conflict
@@ -65,6 +71,60 @@ async def patiently(call: Callable[[], Awaitable[T]], *, tries: int = 6,
         await asyncio.sleep(delay)
         delay *= 2
     return await call()
+
+
+class GroupedInserts:
+    """``insert(doc)`` of many tasks at once, made as one unordered ``insert_many`` for
+    the documents asked for in one turn of the event loop: FerretDB writes 16 documents
+    in one call for about the price of two single inserts. Each caller learns the fate of
+    its own document: inserted, duplicate ``_id``, or an error of its own."""
+
+    def __init__(self, collection: AsyncCollection) -> None:
+        self.collection = collection
+        self._next: list[tuple[dict[str, Any], asyncio.Future[bool]]] | None = None
+
+    async def insert(self, doc: dict[str, Any]) -> bool:
+        """True when ``doc`` was inserted; False when its ``_id`` was there already."""
+        loop = asyncio.get_running_loop()
+        if self._next is None:
+            self._next = []
+            loop.call_soon(self._send)
+        done: asyncio.Future[bool] = loop.create_future()
+        self._next.append((doc, done))
+        return await done
+
+    def _send(self) -> None:
+        batch, self._next = self._next or [], None
+        asyncio.ensure_future(self._insert(batch))
+
+    async def _insert(self, batch: list[tuple[dict[str, Any], asyncio.Future[bool]]]) -> None:
+        errors: dict[int, dict[str, Any]] = {}
+        try:
+            await self.collection.insert_many([doc for doc, _ in batch], ordered=False)
+        except BulkWriteError as exc:
+            errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+        except BaseException as exc:  # the whole call failed: every caller gets the error
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else
+                                       AutoReconnect("the insert was cancelled"))
+                    done.exception()  # retrieved: a caller that gave up raises no warning
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for index, (_, done) in enumerate(batch):
+            error = errors.get(index)
+            if done.done():
+                continue  # its caller was cancelled
+            if error is None:
+                done.set_result(True)
+            else:
+                failure = OperationFailure(error.get("errmsg", "write error"),
+                                           error.get("code"), error)
+                if error.get("code") == 11000 or is_duplicate(failure):
+                    done.set_result(False)
+                else:
+                    done.set_exception(failure)
 
 
 @contextlib.contextmanager
