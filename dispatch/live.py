@@ -42,16 +42,20 @@ def encode(doc: dict[str, Any]) -> str:
                       default=_plain, separators=(",", ":"))
 
 
-def decode(message: str | bytes) -> dict[str, Any]:
-    return json.loads(message, object_hook=_revive)
+def decode(message: str | bytes) -> list[dict[str, Any]]:
+    """The rows of one message: a JSON array of rows (or one row, as once published)."""
+    found = json.loads(message, object_hook=_revive)
+    return found if isinstance(found, list) else [found]
 
 
 class Publisher:
     """Publishes rows; live view is best-effort, so a Redis failure is logged, not raised.
 
-    Rows published while a pipeline is on its way to Redis go together in the next one:
-    one round trip for the rows of many deliveries at once. Each caller returns when the
-    pipeline carrying its rows has been answered; rows keep the order they came in."""
+    Rows published while a pipeline is on its way to Redis go together in the next one,
+    one message (a JSON array) per tenant: one round trip for the rows of many deliveries
+    at once, and one message for each API process's listener to read instead of one per
+    row. Each caller returns when the pipeline carrying its rows has been answered; rows
+    keep the order they came in."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self.redis = redis
@@ -76,10 +80,13 @@ class Publisher:
             while self.pending:
                 messages, self.pending = self.pending, []
                 waiting, self.waiting = self.waiting, []
+                by_channel: dict[str, list[str]] = {}
+                for channel, message in messages:
+                    by_channel.setdefault(channel, []).append(message)
                 try:
                     async with self.redis.pipeline(transaction=False) as pipe:
-                        for channel, message in messages:
-                            pipe.publish(channel, message)
+                        for channel, rows in by_channel.items():
+                            pipe.publish(channel, f"[{','.join(rows)}]")
                         await pipe.execute()
                 except (aioredis.RedisError, OSError) as exc:
                     log.warning("live activity not published (%d rows): %s", len(messages), exc)
@@ -167,6 +174,6 @@ class ActivityHub:
         subscribers = self.subscribers.get(tenant)
         if not subscribers:
             return
-        doc = decode(message["data"])
-        for subscriber in list(subscribers):
-            subscriber.offer(doc)
+        for doc in decode(message["data"]):
+            for subscriber in list(subscribers):
+                subscriber.offer(doc)

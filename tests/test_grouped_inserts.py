@@ -33,7 +33,7 @@ def run_against(settings: Settings, test: Any) -> Any:
         try:
             return await test(collection)
         finally:
-            await collection.drop()
+            await client.drop_database(collection.database.name)
             await client.close()
 
     return asyncio.run(run())

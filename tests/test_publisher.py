@@ -18,7 +18,7 @@ def test_rows_published_at_once_share_round_trips_and_keep_their_order(
         settings: Settings, redis_client) -> None:
     prefix = f"pub-{secrets.token_hex(4)}:"
 
-    async def go() -> tuple[list[int], int]:
+    async def go() -> tuple[list[int], int, int]:
         client = aioredis.from_url(settings.redis_url)
         listener = client.pubsub()
         await listener.subscribe(prefix + "acme")
@@ -34,18 +34,20 @@ def test_rows_published_at_once_share_round_trips_and_keep_their_order(
 
         client.pipeline = counted  # type: ignore[method-assign]
         await asyncio.gather(*(publisher.publish("acme", [{"seq": n}]) for n in range(60)))
-        seen = []
+        seen, messages = [], 0
         while len(seen) < 60:
             message = await listener.get_message(timeout=2)
             assert message is not None, f"only {len(seen)} rows arrived"
-            seen.append(decode(message["data"])["seq"])
+            seen += [row["seq"] for row in decode(message["data"])]
+            messages += 1
         await listener.aclose()
         await client.aclose()
-        return seen, pipelines
+        return seen, pipelines, messages
 
-    seen, pipelines = asyncio.run(go())
+    seen, pipelines, messages = asyncio.run(go())
     assert seen == list(range(60))
     assert pipelines < 10  # one for the first row, then the rows that queued behind it
+    assert messages == pipelines  # one message per tenant and pipeline, not one per row
 
 
 def test_a_redis_that_is_down_is_logged_and_nothing_waits(
@@ -81,9 +83,15 @@ def test_a_caller_gone_stops_no_one_elses_rows(settings: Settings, redis_client)
         await asyncio.gather(first, last)
         seen = []
         while (message := await listener.get_message(timeout=1)) is not None:
-            seen.append(decode(message["data"])["seq"])
+            seen += [row["seq"] for row in decode(message["data"])]
         await listener.aclose()
         await client.aclose()
         return seen
 
     assert asyncio.run(go()) == [0, 1, 2]
+
+
+def test_a_message_holds_rows_or_the_one_row_published_before_rows_were_grouped() -> None:
+    assert decode('[{"seq":1},{"seq":2,"at":{"$date":"2026-01-01T00:00:00+00:00"}}]')[1][
+        "at"].year == 2026
+    assert decode('{"seq":1}') == [{"seq": 1}]
