@@ -33,7 +33,9 @@ log = logging.getLogger("event_manager.delivery")
 MASK = "********"
 
 T = TypeVar("T")
-Enqueue = Callable[[str, list[str], float], Awaitable[None]]
+Enqueue = Callable[[str, list[str], float, list[dict[str, Any]] | None], Awaitable[None]]
+"""``enqueue(tenant, activity_ids, delay_seconds, rows)``: one delivery message; ``rows``
+(or None) are the rows as they are now, carried so that the worker need not read them."""
 
 
 TENANT_CACHE_SECONDS = 10.0
@@ -52,7 +54,6 @@ class Deliverer:
     publisher: Publisher
     settings: Settings
     enqueue: Enqueue
-    """``enqueue(tenant, activity_ids, delay_seconds)`` sends a delivery message."""
     db_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     """Database calls in flight at once: thousands of deliveries may wait on slow
     endpoints, but only a few queue at the database (FerretDB on SQLite writes one at a
@@ -73,12 +74,13 @@ class Deliverer:
         async with gate or self.db_gate:
             return await patiently(call)
 
-    async def _claim(self, store: TenantStore, row_id: Any) -> dict[str, Any] | None | bool:
+    async def _claim(self, store: TenantStore, row_id: Any,
+                     known: dict[str, Any] | None) -> dict[str, Any] | None | bool:
         """The claimed row; None when it is not ours to send; False when stopping."""
         async with self.db_gate:
             if self.stopping:
                 return False
-            return await patiently(lambda: store.log.claim(row_id))
+            return await patiently(lambda: store.log.claim(row_id, known))
 
     async def _store(self, code: str) -> TenantStore:
         """The tenant's store, its registry entry read again every few seconds."""
@@ -90,15 +92,17 @@ class Deliverer:
         return cached[1]
 
     async def deliver(self, tenant_code: str, activity_id: str,
-                      shared: dict[str, asyncio.Future] | None = None) -> None:
+                      shared: dict[str, asyncio.Future] | None = None,
+                      known: dict[str, Any] | None = None) -> None:
         """Claim, send and record one delivery. ``shared`` is common to the deliveries of
-        one message: they read the tenant's settings, parameters and actions once."""
+        one message: they read the tenant's settings, parameters and actions once.
+        ``known`` is the row as the message carries it (``ActivityLog.claim``)."""
         with logs.context(tenant=tenant_code, activity_id=activity_id):
             store = await self._store(tenant_code)
             row_id = object_id(activity_id)
-            row = await self._claim(store, row_id) if row_id else None
-            if row is False:
-                await self.enqueue(tenant_code, [activity_id], 0.0)  # for another worker
+            row = await self._claim(store, row_id, known) if row_id else None
+            if row is False:  # for another worker
+                await self.enqueue(tenant_code, [activity_id], 0.0, None)
                 return
             if row is None:
                 log.debug("not claimed: already sent, taken by another worker, or unknown")
@@ -135,7 +139,7 @@ class Deliverer:
         await self.publisher.publish(store.code, [updated])
         if status == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
-            await self.enqueue(store.code, [str(row["_id"])], delay)
+            await self.enqueue(store.code, [str(row["_id"])], delay, [updated])
 
     async def _load(self, store: TenantStore, row: dict[str, Any],
                     shared: dict[str, asyncio.Future]) -> tuple[dict | None, dict, list[dict]]:

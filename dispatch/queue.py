@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from dispatch.live import Publisher
+from tenants.activity import portable
 
 log = logging.getLogger("event_manager.api")
 
@@ -20,11 +21,13 @@ class Dispatcher:
         self.actor = deliver
         self.publisher = Publisher(redis, prefix)
 
-    async def enqueue(self, tenant: str, activity_ids: list[str]) -> None:
-        """One message for a trigger's deliveries. ``send`` blocks on the broker, so it runs
-        in a thread; a broker error propagates so the caller can undo what it wrote."""
-        if activity_ids:
-            await asyncio.to_thread(self.actor.send, tenant, activity_ids)
+    async def enqueue(self, tenant: str, rows: list[dict[str, Any]]) -> None:
+        """One message for a trigger's deliveries, carrying their rows (``dispatch.actors``).
+        ``send`` blocks on the broker, so it runs in a thread; a broker error propagates so
+        the caller can undo what it wrote."""
+        if rows:
+            await asyncio.to_thread(self.actor.send, tenant, [str(r["_id"]) for r in rows],
+                                    [portable(r) for r in rows])
 
     async def publish(self, tenant: str, docs: list[dict[str, Any]]) -> None:
         await self.publisher.publish(tenant, docs)

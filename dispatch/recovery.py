@@ -116,7 +116,7 @@ class Recovery:
             rows = await self._stuck(store, moment, held)
             if rows:
                 log.warning("tenant %s: %d stuck deliveries queued again", store.code, len(rows))
-                await self.enqueue(store.code, [str(r["_id"]) for r in rows], 0.0)
+                await self.enqueue(store.code, [str(r["_id"]) for r in rows], 0.0, None)
                 self._queued(rows)
                 total += len(rows)
         self._forget()

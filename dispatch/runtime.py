@@ -19,10 +19,12 @@ import os
 import socket
 import time
 from collections import Counter
+from typing import Any
 from uuid import uuid4
 
 import dramatiq
 import redis.asyncio as aioredis
+from bson.errors import InvalidId
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.errors import BrokerConnectionError
 from pymongo.errors import ConnectionFailure
@@ -35,6 +37,7 @@ from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager import logs, metrics
 from event_manager.config import Settings
 from event_manager.errors import NotFound
+from tenants.activity import restore
 from tenants.database import Database, is_transient
 
 HOUSEKEEPING_SECONDS = 3600.0
@@ -111,22 +114,26 @@ class DeliveryRuntime(dramatiq.Middleware):
                          self.max_in_flight)
         return self.deliverer
 
-    async def accept(self, tenant: str, activity_ids: list[str]) -> None:
-        """Start each delivery as a task; wait only for a free slot."""
+    async def accept(self, tenant: str, activity_ids: list[str],
+                     rows: list[dict[str, Any]] | None = None) -> None:
+        """Start each delivery as a task; wait only for a free slot. ``rows``: the rows
+        the message carries (``dispatch.actors``), or None."""
         deliverer = self.deliverer or await self.open()
         assert self.slots is not None
         shared: dict[str, asyncio.Future] = {}
+        known = _carried(rows)
         for activity_id in activity_ids:
             await self.slots.acquire()
             self.holding[activity_id] += 1
-            task = asyncio.create_task(self._run(deliverer, tenant, activity_id, shared))
+            task = asyncio.create_task(self._run(deliverer, tenant, activity_id, shared,
+                                                 known.get(activity_id)))
             self.tasks.add(task)
             task.add_done_callback(functools.partial(self._finished, activity_id))
 
     async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str,
-                   shared: dict[str, asyncio.Future]) -> None:
+                   shared: dict[str, asyncio.Future], known: dict[str, Any] | None) -> None:
         try:
-            await deliverer.deliver(tenant, activity_id, shared)
+            await deliverer.deliver(tenant, activity_id, shared, known)
         except NotFound as gone:  # the tenant was deleted: nothing left to deliver for
             log.warning("delivery %s dropped: %s", activity_id, gone.message)
         except OUTAGE as exc:
@@ -213,3 +220,18 @@ class DeliveryRuntime(dramatiq.Middleware):
             await deliverer.session.close()
             await deliverer.publisher.redis.aclose()
             await deliverer.db.close()
+
+
+def _carried(rows: list[dict[str, Any]] | None) -> dict[str, dict]:
+    """The rows a message carries, by id; one that cannot be read is read from the
+    database instead (logged: a sender wrote something this version does not know)."""
+    known: dict[str, dict] = {}
+    for data in rows or []:
+        try:
+            row = restore(data)
+        except (KeyError, TypeError, ValueError, InvalidId) as exc:
+            log.warning("a delivery message carries a row it cannot read (%s: %s); the "
+                        "row is read from the database", type(exc).__name__, exc)
+            continue
+        known[str(row["_id"])] = row
+    return known

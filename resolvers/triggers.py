@@ -176,7 +176,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
         rows += mine
         results.append(result(trigger_id, trigger, reason, mine))
     await store.log.insert(rows)
-    queued = [str(r["_id"]) for r in rows if r["status"] == "QUEUED"]
+    queued = [r for r in rows if r["status"] == "QUEUED"]
     try:
         await ctx.dispatcher.enqueue(store.code, queued)
     except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
@@ -261,7 +261,7 @@ async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
     if queued is None:
         raise BadInput("this delivery changed meanwhile; reload it", field="id")
     try:
-        await info.context.dispatcher.enqueue(store.code, [str(row["_id"])])
+        await info.context.dispatcher.enqueue(store.code, [queued])
     except Exception as exc:
         log.warning("could not queue retry of %s: %s", row["_id"], exc)
         await store.log.record(row["_id"], {k: row[k] for k in

@@ -49,6 +49,30 @@ def claimant() -> str:
     return token
 
 
+DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at")
+KNOWN_ROW_FOR = IDEMPOTENCY - timedelta(hours=1)
+"""How long a row carried by a delivery message may be trusted instead of read: the
+claim of each attempt is kept for ``IDEMPOTENCY``, so within this time an attempt that
+was already made is found by its claim, however old the message's copy of the row."""
+
+
+def portable(doc: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON that a delivery message can carry (``restore`` reads it back)."""
+    out = {**doc, "_id": str(doc["_id"])}
+    for key in DATES:
+        if out.get(key) is not None:
+            out[key] = out[key].isoformat()
+    return out
+
+
+def restore(data: dict[str, Any]) -> dict[str, Any]:
+    doc = {**data, "_id": ObjectId(data["_id"])}
+    for key in DATES:
+        if doc.get(key) is not None:
+            doc[key] = datetime.fromisoformat(doc[key])
+    return doc
+
+
 def encode_cursor(row_id: ObjectId) -> str:
     return base64.urlsafe_b64encode(row_id.binary).decode().rstrip("=")
 
@@ -94,10 +118,15 @@ class ActivityLog:
     async def by_trigger(self, trigger_id: str) -> list[dict[str, Any]]:
         return await self.rows.find({"trigger_id": trigger_id}).sort("_id", 1).to_list(None)
 
-    async def claim(self, row_id: ObjectId) -> dict[str, Any] | None:
+    async def claim(self, row_id: ObjectId,
+                    known: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Claim the next attempt of a QUEUED or RETRYING row: the row as it is while
         that attempt is sent (SENDING, the attempt counted); None if taken. The row
         itself is not written: ``mark_sending`` does that when the attempt takes long.
+
+        ``known`` is the row as its delivery message carries it: when it changed less
+        than ``KNOWN_ROW_FOR`` ago it is not read again. If the row has moved on since,
+        the attempt after ``known``'s was made already, and its claim says so.
 
         The claim is the insert of ``"<row id>:<attempt>"`` into the claims collection:
         its unique ``_id`` lets exactly one worker have each attempt. (A filter on status
@@ -108,7 +137,11 @@ class ActivityLog:
         reply was lost is recognised by its owner. An attempt whose worker stopped with
         the row not yet marked SENDING is found by recovery through its claim
         (``next_claim``)."""
-        row = await self.rows.find_one({"_id": row_id})
+        if known is not None and known["_id"] == row_id and (
+                now() - known["updated_at"] < KNOWN_ROW_FOR):
+            row: dict[str, Any] | None = known
+        else:
+            row = await self.rows.find_one({"_id": row_id})
         if row is not None and row["status"] == "SENDING" and _claimant.get() is not None:
             return row if await self._owns(f"{row_id}:{row['attempts']}") else None
         if row is None or row["status"] not in CLAIMABLE:
