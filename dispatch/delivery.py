@@ -38,7 +38,6 @@ Enqueue = Callable[[str, list[str], float, list[dict[str, Any]] | None], Awaitab
 (or None) are the rows as they are now, carried so that the worker need not read them."""
 
 
-TENANT_CACHE_SECONDS = 10.0
 SENDING_AFTER_SECONDS = 1.0
 """A claimed row is written SENDING only when its attempt has not ended after this long:
 most attempts end sooner, and their row goes straight to the outcome (one database
@@ -63,8 +62,8 @@ class Deliverer:
     sent never waits behind new claims: the window in which a stopped worker leaves a
     sent-but-unrecorded delivery (sent again later) stays small."""
     configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
-    """Tenants' settings, parameters and actions; without stamps, read for each message."""
-    tenants: dict[str, tuple[float, TenantStore]] = field(default_factory=dict)
+    """Tenants' registrations, settings, parameters and actions; without stamps, read for
+    each message."""
     stopping: bool = False
     """Set when the worker is told to stop: deliveries not yet claimed are handed back
     to the queue at once instead of being started."""
@@ -82,14 +81,17 @@ class Deliverer:
                 return False
             return await patiently(lambda: store.log.claim(row_id, known))
 
-    async def _store(self, code: str) -> TenantStore:
-        """The tenant's store, its registry entry read again every few seconds."""
-        cached = self.tenants.get(code)
-        if cached is None or cached[0] < time.monotonic():
-            tenant = await self._db(lambda: TenantRegistry(self.db).get(code))
-            cached = self.tenants[code] = (time.monotonic() + TENANT_CACHE_SECONDS,
-                                           TenantStore(self.db, tenant))
-        return cached[1]
+    async def _config(self, code: str, shared: dict[str, asyncio.Future]) -> Snapshot:
+        """The tenant's config snapshot: its stamp is read once per message."""
+        if "config" not in shared:
+            shared["config"] = asyncio.ensure_future(self.configs.snapshot(code))
+        return await asyncio.shield(shared["config"])
+
+    async def _store(self, code: str, config: Snapshot) -> TenantStore:
+        """The tenant's store, its registry entry read once per config stamp."""
+        async def load() -> TenantStore:
+            return TenantStore(self.db, await self._db(lambda: TenantRegistry(self.db).get(code)))
+        return await config.part("store", load)
 
     async def deliver(self, tenant_code: str, activity_id: str,
                       shared: dict[str, asyncio.Future] | None = None,
@@ -97,8 +99,9 @@ class Deliverer:
         """Claim, send and record one delivery. ``shared`` is common to the deliveries of
         one message: they read the tenant's settings, parameters and actions once.
         ``known`` is the row as the message carries it (``ActivityLog.claim``)."""
+        shared = {} if shared is None else shared
         with logs.context(tenant=tenant_code, activity_id=activity_id):
-            store = await self._store(tenant_code)
+            store = await self._store(tenant_code, await self._config(tenant_code, shared))
             row_id = object_id(activity_id)
             row = await self._claim(store, row_id, known) if row_id else None
             if row is False:  # for another worker
@@ -108,7 +111,7 @@ class Deliverer:
                 log.debug("not claimed: already sent, taken by another worker, or unknown")
                 return
             with logs.context(trigger_id=row["trigger_id"]):
-                await self._deliver(store, row, {} if shared is None else shared)
+                await self._deliver(store, row, shared)
 
     async def _deliver(self, store: TenantStore, row: dict[str, Any],
                        shared: dict[str, asyncio.Future]) -> None:
@@ -145,9 +148,7 @@ class Deliverer:
                     shared: dict[str, asyncio.Future]) -> tuple[dict | None, dict, list[dict]]:
         """The action, the tenant's settings and its custom parameters: the config stamp
         is read once per message (``shared``), the rest only after a change."""
-        if "config" not in shared:
-            shared["config"] = asyncio.ensure_future(self.configs.snapshot(store.code))
-        config: Snapshot = await asyncio.shield(shared["config"])
+        config = await self._config(store.code, shared)
         action_id = object_id(row["action_id"] or "")
         action, settings, custom = await asyncio.gather(
             config.part(("action", action_id), lambda: self._db(
