@@ -57,10 +57,11 @@ class Deliverer:
     """Database calls in flight at once: thousands of deliveries may wait on slow
     endpoints, but only a few queue at the database (FerretDB on SQLite writes one at a
     time and gives up on a writer that waits longer than 10 s)."""
-    record_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    record_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(100))
     """Outcomes are recorded through a gate of their own, so that a request already
     sent never waits behind new claims: the window in which a stopped worker leaves a
-    sent-but-unrecorded delivery (sent again later) stays small."""
+    sent-but-unrecorded delivery (sent again later) stays small. They are written 50 to
+    a call (``GroupedWrites``), so the gate lets two calls' worth wait."""
     configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     """Tenants' registrations, settings, parameters and actions; without stamps, read for
     each message."""
@@ -125,7 +126,7 @@ class Deliverer:
         finally:
             attempt.cancel()  # when this delivery is cancelled (a worker told to stop)
         changes["attempts"] = row["attempts"]  # counted with the outcome when not before
-        updated = await self._db(lambda: store.log.record(row["_id"], changes),
+        updated = await self._db(lambda: store.log.record_outcome(row, changes),
                                  self.record_gate)
         if updated is None:
             return

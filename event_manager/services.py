@@ -46,6 +46,19 @@ FERRETDB_ID_PATCH = (
 )
 
 
+# FerretDB 1.24's ``update`` command defers closing each statement's query until the whole
+# command ends, so a command of many statements holds as many SQLite connections; a few
+# such commands at once take all 100 of the pool and wait for each other for good (eight
+# ``bulk_write`` calls of 32 ``UpdateOne`` hang it). The build closes each statement's
+# query once its update is done (closing again at the end does nothing).
+FERRETDB_UPDATE_PATCH = (
+    Path("internal/handler/msg_update.go"),
+    """\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n""",
+    """\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n"""
+    """\t\tcloser.Close()\n""",
+)
+
+
 def _debug_builds_only(function: str) -> tuple[Path, str, str]:
     """A patch that makes FerretDB's ``function(obj, token)`` return at once outside debug
     builds. Every cursor and transaction is registered (``Track``) in a pprof profile,
@@ -56,9 +69,9 @@ def _debug_builds_only(function: str) -> tuple[Path, str, str]:
             head + "\n\tif !debugbuild.Enabled {\n\t\treturn\n\t}\n")
 
 
-FERRETDB_PATCHES = (FERRETDB_ID_PATCH, _debug_builds_only("Track"),
+FERRETDB_PATCHES = (FERRETDB_ID_PATCH, FERRETDB_UPDATE_PATCH, _debug_builds_only("Track"),
                     _debug_builds_only("Untrack"))
-FERRETDB_BUILD = f"{FERRETDB_VERSION}+sqlite-id-index+no-tracking"
+FERRETDB_BUILD = f"{FERRETDB_VERSION}+sqlite-id-index+update-close+no-tracking"
 FERRETDB_GC = {"GOGC": "400"}
 """Go's collector for FerretDB: a heap up to five times what is live (most of its garbage
 is per request) uses two fifths less CPU per operation (bench/README). No GOMEMLIMIT: a

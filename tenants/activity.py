@@ -23,7 +23,14 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
-from tenants.database import GroupedInserts, contains, is_duplicate, now, object_id
+from tenants.database import (
+    GroupedInserts,
+    GroupedWrites,
+    contains,
+    is_duplicate,
+    now,
+    object_id,
+)
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED")
 CLAIMABLE = ("QUEUED", "RETRYING")
@@ -92,6 +99,8 @@ class ActivityLog:
         self.idempotency = idempotency
         self.claims = claims
         self._claims = GroupedInserts(claims)  # the claims of many deliveries at once
+        self._outcomes = GroupedWrites(rows)  # and their outcomes
+        self._closed = GroupedWrites(open_rows)  # and the ``open`` entries of final rows
         self.open = open_rows
         """``{_id: row id}`` of every row not yet final: what recovery looks at. A filter
         on status would make FerretDB read the whole activity history on every sweep
@@ -181,6 +190,18 @@ class ActivityLog:
         elif updated is not None and updated["status"] == "QUEUED":  # sent again by hand
             await self.open.replace_one({"_id": row_id}, {"_id": row_id}, upsert=True)
         return updated
+
+    async def record_outcome(self, row: dict[str, Any],
+                             changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Set an attempt's outcome on a row claimed for it (``claim``'s answer): the row
+        as it is now, or None when it is gone. Written with the outcomes of other
+        deliveries that end at the same moment; no one else writes a claimed row."""
+        changes = {**changes, "updated_at": now()}
+        if not await self._outcomes.update(row["_id"], changes):
+            return None
+        if changes["status"] in FINAL:  # after the row: never unfinished and not open
+            await self._closed.delete(row["_id"])
+        return {**row, **changes}
 
     async def page(self, query: dict[str, Any], first: int,
                    after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:
