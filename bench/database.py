@@ -4,7 +4,8 @@ allows for the database calls that one delivery makes, with nothing else around 
 
 Per delivery, as the worker makes them (``tenants/activity.py``): the claim inserted
 (with the claims of the deliveries that start at the same moment, ``GroupedInserts``),
-the outcome recorded with ``find_one_and_update``, and the row's ``open`` entry deleted.
+the outcome set and the row's ``open`` entry deleted (with those of the deliveries that
+end together, ``GroupedWrites``).
 The row itself is not read (the message carries it) nor marked SENDING (an attempt
 answered within a second is not). ``CONCURRENCY`` deliveries at once, as the worker's
 database gate allows. The rows are copies of a row the service wrote, in a scratch
@@ -17,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient
 
 from bench import load
 from bench.stack import Stack
-from tenants.database import GroupedInserts
+from tenants.database import GroupedInserts, GroupedWrites
 
 CONCURRENCY = 16
 CALLS = 3
@@ -33,6 +34,7 @@ async def database_ceiling(stack: Stack, template: dict[str, Any], total: int) -
     rows, claims = db["bench_ceiling_activity"], db["bench_ceiling_claims"]
     open_rows = db["bench_ceiling_open"]
     grouped = GroupedInserts(claims)
+    outcomes, closed = GroupedWrites(rows), GroupedWrites(open_rows)
     try:
         ids = [ObjectId() for _ in range(total)]
         for start in range(0, total, 1000):
@@ -44,11 +46,10 @@ async def database_ceiling(stack: Stack, template: dict[str, Any], total: int) -
             row_id = ids[n]
             await grouped.insert({"_id": f"{row_id}:1", "at": datetime.now(UTC),
                                   "owner": "bench"})
-            await rows.find_one_and_update({"_id": row_id}, {"$set": {
+            await outcomes.update(row_id, {
                 "status": "SUCCEEDED", "attempts": 1, "http_status": 200,
-                "message": "200 OK in 1 ms", "updated_at": datetime.now(UTC)}},
-                return_document=ReturnDocument.AFTER)
-            await open_rows.delete_one({"_id": row_id})
+                "message": "200 OK in 1 ms", "updated_at": datetime.now(UTC)})
+            await closed.delete(row_id)
 
         elapsed, latencies = await load.closed_loop(deliver, total, CONCURRENCY)
     finally:
