@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,8 +91,7 @@ def check_trigger(data: TriggerInput, field: str) -> Trigger:
 
 
 def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, status: str,
-            message: str) -> dict[str, Any]:
-    created = now()
+            message: str, created: datetime) -> dict[str, Any]:
     return {
         "_id": ObjectId(), "trigger_id": trigger_id, "event": trigger.event,
         "source": trigger.source,
@@ -149,6 +149,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
     rows: list[dict[str, Any]] = []
     batch_rows: dict[str, list[dict[str, Any]]] = {}  # trigger id → rows, for replays
     keys: list[str] = []
+    created = now()  # one moment for the batch's rows
     for trigger in triggers:
         ids = tuple(trigger.action_ids) if trigger.action_ids is not None else None
         which = (trigger.event, trigger.source, ids)
@@ -169,9 +170,10 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
                 continue
             keys.append(trigger.idempotency_key)
         if reason is not None:
-            mine = [new_row(trigger, trigger_id, None, "SKIPPED", reason)]
+            mine = [new_row(trigger, trigger_id, None, "SKIPPED", reason, created)]
         else:
-            mine = [new_row(trigger, trigger_id, a, "QUEUED", "queued") for a in actions]
+            mine = [new_row(trigger, trigger_id, a, "QUEUED", "queued", created)
+                    for a in actions]
         batch_rows[trigger_id] = mine
         rows += mine
         results.append(result(trigger_id, trigger, reason, mine))
@@ -184,14 +186,14 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
         await store.log.remove([r["_id"] for r in rows])
         if keys:
             await store.log.idempotency.delete_many({"_id": {"$in": keys}})
-        for trigger in triggers:
-            metrics.TRIGGERS.labels(trigger.event, "refused").inc()
+        for event, count in Counter(t.event for t in triggers).items():
+            metrics.TRIGGERS.labels(event, "refused").inc(count)
         raise Unavailable("the delivery queue is unavailable; nothing was recorded, "
                           "send the trigger again") from None
     await ctx.dispatcher.publish(store.code, rows)
-    for outcome in results:
-        metrics.TRIGGERS.labels(outcome.event.value,
-                                "accepted" if outcome.accepted else "skipped").inc()
+    counted = Counter((r.event.value, "accepted" if r.accepted else "skipped") for r in results)
+    for labels, count in counted.items():
+        metrics.TRIGGERS.labels(*labels).inc(count)
     return results
 
 

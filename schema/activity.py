@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.arguments import InputContext
 
 from schema.enums import ActivityStatus, EventType, HttpMethod, TriggerSource
 from schema.types import KeyValue, key_values
+
+T = TypeVar("T")
 
 
 @strawberry.type
@@ -93,6 +97,26 @@ class ActivityFilter:
     search: str | None = None
 
 
+def built_from_leaves(cls: type[T]) -> type[T]:
+    """Let Strawberry build ``cls`` straight from its GraphQL input value: every field is
+    a scalar or an enum that GraphQL has already coerced, so the values pass as they are.
+    Strawberry's own conversion resolves each field's type for every value; for a batch
+    of 100 triggers that was a sixth of the API's time (bench, scenario 4)."""
+    definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+    names: list[tuple[str, str]] = []
+
+    def build(type_: type[T], value: Mapping[str, Any], context: InputContext) -> T:
+        if not names:
+            names.extend((context.config.name_converter.from_field(f), f.python_name)
+                         for f in definition.fields)
+        return type_(**{python: value[graphql] for graphql, python in names
+                        if graphql in value})
+
+    definition.from_input = build
+    return cls
+
+
+@built_from_leaves
 @strawberry.input
 class TriggerInput:
     event: EventType
@@ -107,3 +131,4 @@ class TriggerInput:
                     "nothing again",
     )
     occurred_at: datetime | None = None
+
