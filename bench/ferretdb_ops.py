@@ -22,6 +22,8 @@ from pathlib import Path
 from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
 
+from tenants.database import GroupedInserts, GroupedWrites
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,6 +71,17 @@ async def measure(url: str, pid: int, count: int, concurrency: int) -> None:
             {"_id": i}, {"$set": {"status": "SUCCEEDED", "updated_at": datetime.now(UTC)}},
             return_document=ReturnDocument.AFTER))
         await run("delete_one by _id", lambda i: rows.delete_one({"_id": i}))
+        # The same, grouped as the worker groups them (tenants.database): the claims of
+        # deliveries that start together, the outcomes and deletes of those that end so.
+        claims = client["bench_ferretdb_ops"]["claims"]
+        inserts, updates, deletes = (GroupedInserts(claims), GroupedWrites(rows),
+                                     GroupedWrites(rows))
+        await run("insert, grouped (insert_many)", lambda i: inserts.insert(
+            {"_id": f"{i}:1", "at": datetime.now(UTC), "owner": "bench"}))
+        await rows.insert_many([activity_row(i) for i in ids])
+        await run("update by _id, grouped (bulk_write)", lambda i: updates.update(
+            i, {"status": "SUCCEEDED", "updated_at": datetime.now(UTC)}))
+        await run("delete by _id, grouped (bulk_write)", lambda i: deletes.delete(i))
     finally:
         await client.drop_database("bench_ferretdb_ops")
         await client.close()

@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     )
     recovery_seconds: float = Field(
         60.0, gt=0, description="a delivery stuck in QUEUED, RETRYING (past its time) or "
-        "SENDING (past its timeout) this long is queued again, unless a live worker holds "
-        "it (workers announce theirs in Redis as <database>:holding:<worker>)",
+        "in an attempt (past its timeout) this long is queued again, unless a live worker "
+        "holds it (workers announce theirs in Redis as <database>:holding:<worker>)",
     )
     activity_retention_days: int = Field(30, ge=1, description="how long activity rows are kept")
     worker_metrics_port: int = Field(
