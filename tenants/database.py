@@ -104,14 +104,8 @@ class GroupedInserts:
             await self.collection.insert_many([doc for doc, _ in batch], ordered=False)
         except BulkWriteError as exc:
             errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
-        except BaseException as exc:  # the whole call failed: every caller gets the error
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc if isinstance(exc, Exception) else
-                                       AutoReconnect("the insert was cancelled"))
-                    done.exception()  # retrieved: a caller that gave up raises no warning
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:
+            _fail_all([done for _, done in batch], exc)
             return
         for index, (_, done) in enumerate(batch):
             error = errors.get(index)
@@ -119,13 +113,10 @@ class GroupedInserts:
                 continue  # its caller was cancelled
             if error is None:
                 done.set_result(True)
+            elif error.get("code") == 11000 or is_duplicate(failure := _failure(error)):
+                done.set_result(False)
             else:
-                failure = OperationFailure(error.get("errmsg", "write error"),
-                                           error.get("code"), error)
-                if error.get("code") == 11000 or is_duplicate(failure):
-                    done.set_result(False)
-                else:
-                    done.set_exception(failure)
+                done.set_exception(failure)
 
 
 class GroupedWrites:
@@ -134,7 +125,8 @@ class GroupedWrites:
     while a call is on its way goes in the next. FerretDB applies 50 updates in one call
     for about the price of seven single ones, and the worker sends one message instead of
     fifty. (One call at a time also keeps FerretDB builds without our patch of its update
-    command, ``event_manager.services``, from running out of connections.)"""
+    command, ``event_manager.services``, from running out of connections, as long as few
+    collections are written at once.)"""
 
     def __init__(self, collection: AsyncCollection, chunk: int = 50) -> None:
         self.collection = collection
@@ -177,19 +169,15 @@ class GroupedWrites:
         except BulkWriteError as exc:
             errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
             found = exc.details.get("nMatched", 0) + exc.details.get("nRemoved", 0)
-        except BaseException as exc:  # the whole call failed: every caller gets the error
-            for write in batch:
-                _fail(write.done, exc if isinstance(exc, Exception) else
-                      AutoReconnect("the write was cancelled"))
-            raise
+        except BaseException as exc:
+            _fail_all([write.done for write in batch], exc)
+            return
         everything = found == len(batch) - len(errors)
         for index, write in enumerate(batch):
             if write.done.done():
                 continue  # its caller was cancelled
             if index in errors:
-                error = errors[index]
-                _fail(write.done, OperationFailure(error.get("errmsg", "write error"),
-                                                   error.get("code"), error))
+                _fail(write.done, _failure(errors[index]))
             elif everything or write.fields is None:
                 write.done.set_result(True)
             else:  # some update found nothing: ask again, one by one ($set is idempotent)
@@ -220,6 +208,21 @@ def _fail(done: asyncio.Future[Any], error: BaseException) -> None:
     if not done.done():
         done.set_exception(error)
         done.exception()  # retrieved: a caller that gave up raises no warning
+
+
+def _fail_all(waiting: list[asyncio.Future[Any]], error: BaseException) -> None:
+    """A grouped call failed as a whole: each caller gets the error (a cancelled call,
+    as a transient one), and a cancellation goes on."""
+    for done in waiting:
+        _fail(done, error if isinstance(error, Exception) else
+              AutoReconnect("the grouped call was cancelled"))
+    if not isinstance(error, Exception):
+        raise error
+
+
+def _failure(error: dict[str, Any]) -> OperationFailure:
+    """The error of one document of a grouped call."""
+    return OperationFailure(error.get("errmsg", "write error"), error.get("code"), error)
 
 
 @contextlib.contextmanager
