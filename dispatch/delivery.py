@@ -121,7 +121,7 @@ class Deliverer:
         try:
             await asyncio.wait({attempt}, timeout=SENDING_AFTER_SECONDS)
             if not attempt.done():  # readers of the row see it SENDING while it waits
-                await self._db(lambda: store.log.mark_sending(row))
+                await self._mark_sending(store, row)
             changes = await attempt
         finally:
             attempt.cancel()  # when this delivery is cancelled (a worker told to stop)
@@ -144,6 +144,15 @@ class Deliverer:
         if status == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
             await self.enqueue(store.code, [str(row["_id"])], delay, [updated])
+
+    async def _mark_sending(self, store: TenantStore, row: dict[str, Any]) -> None:
+        """Only for readers of the row (recovery knows the attempt by its claim), so a
+        database error here is logged and the attempt under way goes on."""
+        try:
+            await self._db(lambda: store.log.mark_sending(row))
+        except Exception as exc:
+            log.warning("could not mark %s SENDING (%s: %s); its attempt goes on",
+                        row["_id"], type(exc).__name__, exc)
 
     async def _load(self, store: TenantStore, row: dict[str, Any],
                     shared: dict[str, asyncio.Future]) -> tuple[dict | None, dict, list[dict]]:
