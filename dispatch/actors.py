@@ -22,7 +22,8 @@ from tenants.activity import portable
 
 async def enqueue(tenant: str, activity_ids: list[str], delay_seconds: float = 0.0,
                   rows: list[dict[str, Any]] | None = None) -> None:
-    """Send a delivery message from the worker's event loop (``send`` blocks on the broker)."""
+    """Send a delivery message, from the API or the worker (``send`` blocks on the broker,
+    so it runs in a thread)."""
     carried = [portable(r) for r in rows] if rows is not None else None
     await asyncio.to_thread(deliver.send_with_options, args=(tenant, activity_ids, carried),
                             delay=int(delay_seconds * 1000) or None)
