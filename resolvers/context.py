@@ -82,19 +82,21 @@ class Context:
                         "a SYSTEM_ADMIN key acts inside a tenant through the X-Tenant header",
                         field="X-Tenant",
                     )
-            tenant = await self.tenant(code or "")
-            if not tenant["event_manager_enabled"]:
+            store = await self._store(code or "")
+            if not store.tenant["event_manager_enabled"]:
                 raise FeatureDisabled(f"the Event Manager is not enabled for tenant {code!r}")
-            self.memo["store"] = TenantStore(self.db, tenant)
+            self.memo["store"] = store
         return self.memo["store"]
 
-    async def tenant(self, code: str) -> dict[str, Any]:
-        """The tenant's registration, kept while its config stamp stays (set_enabled and
-        create stamp it); an unknown code is looked up each time."""
+    async def _store(self, code: str) -> TenantStore:
+        """The tenant's store, made from its registration and kept while its config stamp
+        stays (set_enabled and create stamp it); an unknown code is looked up each time."""
+        async def load() -> TenantStore:
+            return TenantStore(self.db, await self.registry.get(code))  # or NotFound
+
         if not TENANT_CODE.match(code):
-            return await self.registry.get(code)  # raises NotFound
-        config = await self.configs.snapshot(code)
-        return await config.part("tenant", lambda: self.registry.get(code))
+            return await load()
+        return await (await self.configs.snapshot(code)).part("store", load)
 
     async def memoized(self, name: str, load: Any) -> Any:
         """``load()``'s result, computed once per request under ``name``."""
