@@ -8,7 +8,8 @@
 //     also for any string, as FerretDB's own code does);
 //   - the descending order of _id (QueryParams.IDSortDesc, asked by the find command:
 //     pushdown_find.go), with a $in on an indexed field split into one ordered query
-//     per value, merged by SQLite (UNION ALL ... ORDER BY), so that no query sorts.
+//     per value, merged by SQLite (UNION ALL ... ORDER BY), so that no query sorts,
+//     on the index of the field with the fewest matching documents (chooseIndex).
 //
 // Every condition is necessary for a match under MongoDB's rules, so the rows SQLite
 // returns include every matching document; FerretDB's handlers still filter each
@@ -19,7 +20,13 @@
 //     document has an array there (checked on the field's index, one seek per query);
 //   - the JSON text of a string is "..." with escapes that only the encoder decides:
 //     only strings of printable ASCII without quote, backslash, < > or & (which
-//     encoding/json escapes) are compared, so their text is exactly "<value>".
+//     encoding/json escapes) are compared, so their text is exactly "<value>";
+//   - SQLite reads _ferretdb_sjson->"rowid" (and other column names) as a column:
+//     such field names are never pushed down (sqlNames).
+//
+// sjson stores an ObjectId as the string of its hex digits, so an ObjectId and that
+// string have one text: equality is then a false positive that the handler removes,
+// and the values of a $in are taken once each.
 //
 // The order of _id texts is MongoDB's order only among ObjectIds; the find command
 // checks that every document it reads has an ObjectId _id and otherwise runs the query
@@ -31,6 +38,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/FerretDB/FerretDB/internal/backends"
@@ -48,10 +56,18 @@ const (
 
 	// pushdownMaxArms is the most ordered queries that one sorted query is split into.
 	pushdownMaxArms = 64
+
+	// pushdownProbe is how many index entries of one value chooseIndex counts at most.
+	pushdownProbe = 1000
 )
 
 // pushdownField is a field name that needs no quoting in a JSON path or SQL.
 var pushdownField = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// sqlNames are names that SQLite reads as a column in _ferretdb_sjson->"name" (it takes a
+// double-quoted name as a string only when no column has that name, ignoring case): the
+// rowid's aliases, and the backend's columns and the alias of the split query.
+var sqlNames = regexp.MustCompile(`(?i)^(rowid|oid|_rowid_|_ferretdb_.*)$`)
 
 // pushdownCond is one condition on the JSON text of a top-level field.
 type pushdownCond struct {
@@ -110,10 +126,15 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 
 	order := fmt.Sprintf(" ORDER BY %s DESC", metadata.IDColumn)
 
+	indexedBy, err := chooseIndex(ctx, db, meta, conds)
+	if err != nil {
+		return "", nil, err
+	}
+
 	arms := splitIn(conds)
 	if len(arms) == 1 {
 		where, args := whereClause(arms[0])
-		return selectClause + where + order, args, nil
+		return selectClause + indexedBy + where + order, args, nil
 	}
 
 	parts := make([]string, len(arms))
@@ -122,8 +143,8 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 	for i, arm := range arms {
 		where, armArgs := whereClause(arm)
 		parts[i] = fmt.Sprintf(
-			"SELECT %s, %s AS _ferretdb_k FROM %q%s",
-			metadata.DefaultColumn, metadata.IDColumn, meta.TableName, where,
+			"SELECT %s, %s AS _ferretdb_k FROM %q%s%s",
+			metadata.DefaultColumn, metadata.IDColumn, meta.TableName, indexedBy, where,
 		)
 		args = append(args, armArgs...)
 	}
@@ -136,6 +157,64 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 	)
 
 	return q, args, nil
+}
+
+// chooseIndex returns the INDEXED BY clause of a query in descending _id order: the
+// index (field, _id) of the pushed-down field with the fewest matching documents,
+// counted on the index up to pushdownProbe per value; "" when no field has such an
+// index. SQLite has no statistics to tell a rare value from a common one, and a query
+// that walks the range of a common value to find a rare combination reads far more
+// than one that walks the rare value's range (or stops at once on an empty one).
+func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, conds []pushdownCond) (string, error) { //nolint:lll // for readability
+	best, fewest := "", 0
+
+	for _, c := range conds {
+		index := sortedIndex(meta, c.field)
+		if index == "" || c.op != "=" && c.op != "IN" {
+			continue
+		}
+
+		name := meta.TableName + "_" + index
+		q := fmt.Sprintf(
+			"SELECT count(*) FROM (SELECT 1 FROM %q INDEXED BY %q WHERE %s = ? LIMIT %d)",
+			meta.TableName, name, fieldExpr(c.field), pushdownProbe,
+		)
+		count := 0
+
+		for _, v := range c.values {
+			var n int
+			if err := db.QueryRowContext(ctx, q, v).Scan(&n); err != nil {
+				return "", lazyerrors.Error(err)
+			}
+
+			count += n
+		}
+
+		if best == "" || count < fewest {
+			best, fewest = name, count
+		}
+	}
+
+	if best == "" {
+		return "", nil
+	}
+
+	return fmt.Sprintf(" INDEXED BY %q", best), nil
+}
+
+// sortedIndex returns the name of the collection's index on (field, _id), or "".
+func sortedIndex(meta *metadata.Collection, field string) string {
+	if field == "_id" {
+		return ""
+	}
+
+	for _, index := range meta.Settings.Indexes {
+		if len(index.Key) == 2 && index.Key[0].Field == field && index.Key[1].Field == "_id" {
+			return index.Name
+		}
+	}
+
+	return ""
 }
 
 // whereClause returns " WHERE ..." for conds (or "") and its arguments.
@@ -201,7 +280,7 @@ func pushdownConds(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 	keys, values := filter.Keys(), filter.Values()
 
 	for i, field := range keys {
-		if !pushdownField.MatchString(field) {
+		if !pushdownField.MatchString(field) || sqlNames.MatchString(field) {
 			continue
 		}
 
@@ -295,7 +374,11 @@ func inTexts(field string, value any) ([]string, bool) {
 			return nil, false
 		}
 
-		texts = append(texts, text)
+		// once each: an ObjectId and its hex string have one text, and each arm of a
+		// split query must be a different value's documents
+		if !slices.Contains(texts, text) {
+			texts = append(texts, text)
+		}
 	}
 
 	return texts, true
