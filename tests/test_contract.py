@@ -21,7 +21,15 @@ from graphql import (
 
 from tests.conftest import SHARED, Client
 
-PENDING: dict[str, set[str]] = {}
+PENDING: dict[str, set[str]] = {
+    "issue 16: calls, not loose events": {
+        "ActivityStatus.HELD", "ActivityStatus.EXPIRED", "DeliveryOrder", "DeliveryPolicy",
+        "DeliveryPolicyInput", "ActionState", "ActionHealth", "Action.policy",
+        "Action.health", "ActionInput.policy", "Settings.autoDisableAfterHours",
+        "SettingsInput.autoDisableAfterHours", "ActivityBucket", "ActionStats",
+        "ActivityStats", "Query.activityStats", "Mutation.setActionEnabled",
+    },
+}
 PENDING_NAMES = set().union(*PENDING.values())
 CONTRACT_PATH = SHARED / "contract" / "schema.graphql"
 
@@ -53,7 +61,8 @@ def differences(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
             continue
         if isinstance(ctype, GraphQLEnumType):
             for value in set(ctype.values) - set(stype.values):
-                found.append(f"missing enum value {name}.{value}")
+                if f"{name}.{value}" not in PENDING_NAMES:
+                    found.append(f"missing enum value {name}.{value}")
         if isinstance(ctype, GraphQLObjectType | GraphQLInputObjectType):
             for fname, cfield in ctype.fields.items():
                 if f"{name}.{fname}" in PENDING_NAMES:
@@ -103,7 +112,8 @@ def test_nothing_pending_is_served_as_a_stub(schemas: tuple[GraphQLSchema, Graph
     for name in PENDING_NAMES:
         type_name, _, field_name = name.partition(".")
         stype = served.type_map.get(type_name)
-        if stype is not None and (not field_name or field_name in getattr(stype, "fields", {})):
+        members = getattr(stype, "fields", None) or getattr(stype, "values", {})
+        if stype is not None and (not field_name or field_name in members):
             stubs.add(name)
     assert stubs == set()
 
