@@ -71,6 +71,18 @@ def targets(results: dict[str, Any]) -> list[Row]:
     filtered = _get(s, "6", "big", "filtered_page", "warm_median_ms")
     rows.append(_row("6", "filtered page (FAILED + event)", filtered, f"{filtered} ms",
                      "< 50 ms", lambda v: v < 50))
+    slowest = _get(s, "6", "slowest_page", "warm_median_ms")
+    which = _get(s, "6", "slowest_page", "shape")
+    rows.append(_row("6", "slowest page shape (of every filter and cursor)", slowest,
+                     f"{slowest} ms ({which})", "< 50 ms", lambda v: v < 50))
+    growth = _get(s, "6", "ferretdb_rss_growth_mb")
+    rows.append(_row("6", "FerretDB RSS growth while paging", growth, f"{growth} MB",
+                     "< 100 MB", lambda v: v < 100))
+    search = _get(s, "6", "big", "search, no match", "warm_median_ms")
+    note = _get(s, "6", "big", "search, no match", "note")
+    rows.append(_row("6", "search matching nothing", search,
+                     f"{search} ms{' (partial: ' + note + ')' if note else ' (complete)'}",
+                     "≤ 1 s or a note", lambda v: v <= 1000 or bool(note)))
     cost = _get(s, "6", "trigger_cost_ratio")
     big = _get(s, "6", "trigger_event_ms", "big", "p50")
     empty = _get(s, "6", "trigger_event_ms", "empty", "p50")

@@ -39,6 +39,7 @@ from event_manager.config import Settings
 from event_manager.errors import NotFound
 from tenants.activity import restore
 from tenants.database import Database, is_transient
+from tenants.registry import TenantRegistry
 
 HOUSEKEEPING_SECONDS = 3600.0
 OUTAGE = (ConnectionFailure, BrokerConnectionError, aioredis.RedisError, OSError)
@@ -169,13 +170,19 @@ class DeliveryRuntime(dramatiq.Middleware):
 
     async def _sweep(self, db: Database, liveness: Liveness) -> None:
         """Every half recovery period, queue stuck deliveries again; hourly, forget
-        expired idempotency keys and claims."""
+        expired idempotency keys and claims. First, give every tenant's activity the
+        indexes this version reads (``TenantRegistry.index_all``)."""
         every = self.settings.recovery_seconds / 2
         recovery = Recovery(db, self.enqueue, self.settings.recovery_seconds, liveness)
         tidied = time.monotonic()
+        indexed = False
         while True:
             await asyncio.sleep(every)
             try:
+                if not indexed:  # once, for tenants made by an earlier version
+                    log.info("activity indexes: %d tenants changed",
+                             await TenantRegistry(db).index_all())
+                    indexed = True
                 await recovery.sweep()
                 if time.monotonic() - tidied > HOUSEKEEPING_SECONDS:
                     tidied = time.monotonic()

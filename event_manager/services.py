@@ -31,6 +31,7 @@ from pymongo.errors import PyMongoError
 
 from event_manager.config import Settings, host_port
 from event_manager.errors import ServiceError
+from tenants.database import PUSHDOWN_RELEASE
 
 Echo = Callable[[str], None]
 
@@ -101,13 +102,16 @@ FERRETDB_PUSHDOWN_PATCHES = (
      "\tqueryRes, err := coll.Query(ctx, qp)\n",
      "\tqueryRes, err := h.queryFind(ctx, coll, qp, params, capped)\n"),
 )
+FERRETDB_RELEASE = FERRETDB_VERSION + PUSHDOWN_RELEASE
+"""The version our build reports (``buildInfo``'s ``ferretdbVersion``): the suffix tells
+``tenants.database.Database`` that filters on indexed fields are answered from indexes."""
 FERRETDB_PATCHES = (FERRETDB_ID_PATCH, FERRETDB_UPDATE_PATCH, _debug_builds_only("Track"),
                     _debug_builds_only("Untrack"), *FERRETDB_PUSHDOWN_PATCHES)
 
 
 def _build_stamp() -> str:
     """What a build is made of: a change to a patch or to one of our files rebuilds."""
-    digest = hashlib.sha256(repr(FERRETDB_PATCHES).encode())
+    digest = hashlib.sha256(repr((FERRETDB_RELEASE, FERRETDB_PATCHES)).encode())
     for name in sorted(FERRETDB_FILES):
         digest.update((FERRETDB_SOURCES / name).read_bytes())
     return (f"{FERRETDB_VERSION}+sqlite-id-index+update-close+no-tracking+pushdown"
@@ -401,7 +405,7 @@ def _build_ferretdb(go: str, target: Path) -> None:
         for folder, _, files in os.walk(source):
             for path in [folder, *(os.path.join(folder, name) for name in files)]:
                 os.chmod(path, os.stat(path).st_mode | 0o200)
-        (source / "build" / "version" / "version.txt").write_text(f"{FERRETDB_VERSION}\n")
+        (source / "build" / "version" / "version.txt").write_text(f"{FERRETDB_RELEASE}\n")
         for patched, old, new in FERRETDB_PATCHES:
             code = (source / patched).read_text()
             if code.count(old) != 1:

@@ -11,7 +11,7 @@ from event_manager import metrics
 from event_manager.errors import BadInput
 from resolvers.context import READ
 from schema.activity import Activity, ActivityFilter, ActivityPage
-from tenants.activity import activity_query, decode_cursor
+from tenants.activity import SEARCH_SECONDS, activity_query, decode_cursor
 from tenants.database import MAX_SEARCH
 
 MAX_PAGE = 200
@@ -38,7 +38,17 @@ async def activity(info: strawberry.Info, filter: ActivityFilter | None = None,
         cursor = decode_cursor(after)
         if cursor is None:
             raise BadInput("after is not a cursor this API gave out", field="after")
-    docs, next_cursor = await store.log.page(activity_query(filter), first, cursor)
+    query = activity_query(filter)
+    if filter is not None and filter.search:
+        docs, next_cursor, searched_to = await store.log.search_page(query, first, cursor)
+        note = None
+        if searched_to is not None:
+            note = (f"searched the rows created since {searched_to:%Y-%m-%d %H:%M:%S} UTC "
+                    f"in {SEARCH_SECONDS:g} s; ask again with after: nextCursor to search "
+                    "older rows")
+        return ActivityPage(items=[Activity.from_doc(d) for d in docs],
+                            next_cursor=next_cursor, note=note)
+    docs, next_cursor = await store.log.page(query, first, cursor)
     return ActivityPage(items=[Activity.from_doc(d) for d in docs], next_cursor=next_cursor)
 
 

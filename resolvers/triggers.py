@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from bson import ObjectId
 
 from dispatch.stamps import Snapshot
 from event_manager import metrics
@@ -30,6 +29,7 @@ from resolvers.intake import MAX_BATCH
 from resolvers.validation import TAG_NAME
 from schema.activity import Activity, TriggerInput, TriggerResult
 from schema.enums import EventType, TriggerSource
+from tenants.activity import row_id
 from tenants.catalog import EVENTS_BY_TYPE
 from tenants.database import now, object_id
 from tenants.store import TenantStore
@@ -93,7 +93,7 @@ def check_trigger(data: TriggerInput, field: str) -> Trigger:
 def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, status: str,
             message: str, created: datetime) -> dict[str, Any]:
     return {
-        "_id": ObjectId(), "trigger_id": trigger_id, "event": trigger.event,
+        "_id": row_id(created), "trigger_id": trigger_id, "event": trigger.event,
         "source": trigger.source,
         "action_id": str(action["_id"]) if action else None,
         "action_name": action["name"] if action else None,
@@ -156,7 +156,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
         if which not in plans:
             plans[which] = await plan(store, config, trigger)
         actions, reason = plans[which]
-        trigger_id = str(ObjectId())
+        trigger_id = str(row_id(created))
         if trigger.idempotency_key is not None:
             first = await store.log.remember(trigger.idempotency_key, {
                 "trigger_id": trigger_id, "event": trigger.event, "source": trigger.source,

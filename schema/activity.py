@@ -68,6 +68,11 @@ class Activity:
 class ActivityPage:
     items: list[Activity]
     next_cursor: str | None = strawberry.field(description="null on the last page")
+    note: str | None = strawberry.field(
+        default=None,
+        description="Set when the page holds fewer rows than it could: a search looks "
+                    "at older rows for about a second per page, then says how far back "
+                    "it looked; nextCursor goes on from there.")
 
 
 @strawberry.type

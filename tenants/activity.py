@@ -11,18 +11,21 @@ same message cannot both send the same attempt.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import time
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
 from bson import ObjectId
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
+from event_manager.errors import BadInput
 from tenants.database import (
     GroupedInserts,
     GroupedWrites,
@@ -56,7 +59,59 @@ def claimant() -> str:
     return token
 
 
+ACTIVITY_INDEXES: dict[str, list[tuple[str, int]]] = {
+    "status_1__id_-1": [("status", ASCENDING), ("_id", DESCENDING)],
+    "event_1__id_-1": [("event", ASCENDING), ("_id", DESCENDING)],
+    "action_id_1__id_-1": [("action_id", ASCENDING), ("_id", DESCENDING)],
+    "source_1__id_-1": [("source", ASCENDING), ("_id", DESCENDING)],
+}
+"""The Activity Monitor's indexes, by name. A page is newest first (``_id`` descending),
+so each index is a filter's field and then ``_id``: the rows of one value, in page order,
+from any cursor (``_id < after``). A time window and a trigger's rows are ranges of
+``_id`` itself (``id_window``). Each index costs every write of a row (bench/README), so
+there is none for a combination of filters: the server walks the index of the rarest
+value and checks the others row by row. The same definitions serve MongoDB."""
+RETIRED_INDEXES = ("created_at_-1__id_-1", "status_1_updated_at_1", "trigger_id_1")
+"""Indexes of earlier versions that no query reads; dropped where they are found."""
+
+ID_SLACK = timedelta(minutes=1)
+"""A row's ``_id`` carries the second of its ``created_at`` (``row_id``); rows written
+before that was so got theirs a moment later, well within this."""
+
+
+def row_id(created: datetime) -> ObjectId:
+    """A new id whose time is ``created`` (to the second), unique as ``ObjectId()`` is
+    (its other 8 bytes are a fresh ObjectId's: the process's random and a counter), so
+    that rows created in a time window are a range of ``_id``."""
+    return ObjectId(int(created.timestamp()).to_bytes(4, "big") + ObjectId().binary[4:])
+
+
+def id_window(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """The ``_id`` range holding every row created in [since, until): ``$gte`` and
+    ``$lt`` bounds a little wider than the window (``ID_SLACK``)."""
+    window: dict[str, Any] = {}
+    if since is not None:
+        window["$gte"] = ObjectId.from_datetime(since - ID_SLACK)
+    if until is not None:
+        window["$lt"] = ObjectId.from_datetime(until + ID_SLACK + timedelta(seconds=1))
+    return window
+
+
+def within(query: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
+    """``query`` with its ``_id`` range narrowed to ``window`` (``$gte``/``$lt`` bounds)."""
+    bounds = dict(query.get("_id") or {})
+    for op, pick in (("$gte", max), ("$lt", min)):
+        if op in window:
+            bounds[op] = pick(bounds[op], window[op]) if op in bounds else window[op]
+    return {**query, "_id": bounds}
+
+
 DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at")
+SEARCH_SECONDS = 1.0
+"""How long one page of a text search reads rows before it answers what it found."""
+MAX_RETENTION_DAYS = 3650
+PRUNE_BATCH = 500
+PRUNE_PAUSE = 0.05
 KNOWN_ROW_FOR = IDEMPOTENCY - timedelta(hours=1)
 """How long a row carried by a delivery message may be trusted instead of read: the
 claim of each attempt is kept for ``IDEMPOTENCY``, so within this time an attempt that
@@ -125,7 +180,7 @@ class ActivityLog:
         return await self.rows.find_one({"_id": oid}) if oid else None
 
     async def by_trigger(self, trigger_id: str) -> list[dict[str, Any]]:
-        return await self.rows.find({"trigger_id": trigger_id}).sort("_id", 1).to_list(None)
+        return await self.rows.find(trigger_query(trigger_id)).sort("_id", 1).to_list(None)
 
     async def claim(self, row_id: ObjectId,
                     known: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -208,11 +263,40 @@ class ActivityLog:
         """Newest first by id; the cursor is the last row's id, so rows that arrive while
         a client pages appear before its first page and never shift later pages."""
         if after is not None:
-            query = {**query, "_id": {"$lt": after}}
+            query = within(query, {"$lt": after})
         docs = await self.rows.find(query).sort("_id", DESCENDING).limit(first + 1).to_list(None)
         more = len(docs) > first
         docs = docs[:first]
         return docs, (encode_cursor(docs[-1]["_id"]) if more and docs else None)
+
+    async def search_page(
+        self, query: dict[str, Any], first: int, after: ObjectId | None,
+        seconds: float = SEARCH_SECONDS, oldest: datetime | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None, datetime | None]:
+        """``page`` for a query with a text search, which no index answers: the server
+        reads row after row. The rows are searched in windows of creation time, newest
+        first, an hour and then twice as long each time, until the page is full, the
+        rows run out (none are older than ``oldest``: by default, the retention period
+        and a day), or ``seconds`` have passed. Then the page ends early: its cursor
+        goes on below the last window, and the third value is that window's start (None
+        when the page is complete)."""
+        oldest = oldest or now() - timedelta(days=MAX_RETENTION_DAYS + 1)
+        deadline = time.monotonic() + seconds
+        upper = after or ObjectId.from_datetime(now() + ID_SLACK + timedelta(seconds=1))
+        span = timedelta(hours=1)
+        found: list[dict[str, Any]] = []
+        while True:
+            start = upper.generation_time - span
+            window = {"$lt": upper, "$gte": ObjectId.from_datetime(start)}
+            found += await self.rows.find(within(query, window)).sort(
+                "_id", DESCENDING).limit(first + 1 - len(found)).to_list(None)
+            if len(found) > first:
+                return found[:first], encode_cursor(found[first - 1]["_id"]), None
+            if start < oldest:
+                return found, None, None
+            upper, span = window["$gte"], span * 2
+            if time.monotonic() > deadline:
+                return found, encode_cursor(upper), start
 
     async def unfinished(self, before: datetime, limit: int = 1000) -> list[dict[str, Any]]:
         """Rows QUEUED, RETRYING or SENDING that nobody has touched since ``before``,
@@ -241,11 +325,24 @@ class ActivityLog:
         about to mark the row SENDING)."""
         return await self.claims.find_one({"_id": f"{row['_id']}:{row['attempts'] + 1}"})
 
-    async def prune(self, before: datetime) -> int:
-        """Drop finished rows created before ``before``; rows still in flight stay."""
-        result = await self.rows.delete_many(
-            {"created_at": {"$lt": before}, "status": {"$in": list(FINAL)}})
-        return result.deleted_count
+    async def prune(self, before: datetime, batch: int = PRUNE_BATCH,
+                    pause: float = PRUNE_PAUSE) -> int:
+        """Drop finished rows created before ``before``; rows still in flight stay.
+
+        In batches of ``batch`` rows, found by ``_id`` (``id_window``) and deleted by
+        ``_id``, with ``pause`` seconds between batches: each batch is a short write, and
+        deliveries of every tenant (one SQLite file behind FerretDB) go on between them."""
+        query = {"_id": id_window(until=before), "created_at": {"$lt": before},
+                 "status": {"$in": list(FINAL)}}
+        total = 0
+        while True:
+            ids = [doc["_id"] for doc in
+                   await self.rows.find(query, {"_id": 1}).limit(batch).to_list(None)]
+            if ids:
+                total += (await self.rows.delete_many({"_id": {"$in": ids}})).deleted_count
+            if len(ids) < batch:
+                return total
+            await asyncio.sleep(pause)
 
     # idempotency ----------------------------------------------------------
 
@@ -287,7 +384,11 @@ def activity_query(filter: Any) -> dict[str, Any]:
     if filter.action_id:
         query["action_id"] = str(filter.action_id)
     if filter.trigger_id:
-        query["trigger_id"] = str(filter.trigger_id)
+        trigger_id = str(filter.trigger_id)
+        if not ObjectId.is_valid(trigger_id):
+            raise BadInput(f"triggerId {trigger_id[:40]!r} is not a trigger id this API "
+                           "gave out", field="filter.triggerId")
+        query.update(trigger_query(trigger_id))
     window: dict[str, Any] = {}
     if filter.since:
         window["$gte"] = filter.since
@@ -295,7 +396,18 @@ def activity_query(filter: Any) -> dict[str, Any]:
         window["$lt"] = filter.until
     if window:
         query["created_at"] = window
+        query = within(query, id_window(filter.since, filter.until))
     if filter.search:
         pattern = contains(filter.search)
         query["$or"] = [{"action_name": pattern}, {"message": pattern}]
+    return query
+
+
+def trigger_query(trigger_id: str) -> dict[str, Any]:
+    """The rows of one trigger: its id, and the ``_id`` range of the moment it was
+    accepted (its rows' ``_id`` carry that second, like the trigger id: ``row_id``)."""
+    query: dict[str, Any] = {"trigger_id": trigger_id}
+    if ObjectId.is_valid(trigger_id):
+        moment = ObjectId(trigger_id).generation_time
+        query["_id"] = id_window(moment, moment + timedelta(seconds=1))
     return query

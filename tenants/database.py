@@ -248,6 +248,10 @@ def object_id(value: str) -> ObjectId | None:
     return ObjectId(value) if ObjectId.is_valid(value) else None
 
 
+PUSHDOWN_RELEASE = "-event-manager-pushdown"
+"""The suffix of the version of our FerretDB build, whose patches answer filters on
+indexed fields and the ``{_id: -1}`` order from SQLite's indexes."""
+
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency",
                       "claims", "open")
 
@@ -268,7 +272,7 @@ class Database:
         self.tenant_data = self.client[settings.tenant_database]
         self.tenants: AsyncCollection = self.system["tenants"]
         self.api_keys: AsyncCollection = self.system["api_keys"]
-        self._field_indexes: bool | None = None
+        self._server: str | None = None
         self.on_change: Callable[[str], Awaitable[None]] | None = None
         """Called with a tenant's code after each change to its configuration (see
         ``TenantStore.changed``); the API points it at ``dispatch.stamps.ConfigStamps``."""
@@ -285,16 +289,26 @@ class Database:
         await self.api_keys.create_index([("tenant", ASCENDING)])
 
     async def reads_field_indexes(self) -> bool:
-        """Whether the server filters on a field other than ``_id`` in its storage, so
-        that an index on that field can serve a query. FerretDB 1.24 on SQLite does not
-        (its explain says ``filterPushdown: false``): it reads every document and filters
-        them itself, so such an index is never read, and it slows each write of the row
-        it covers by a quarter (bench/README). Unique indexes are kept everywhere."""
-        if self._field_indexes is None:
-            plan = await self.system.command(
-                "explain", {"find": "tenants", "filter": {"code": "?"}}, verbosity="queryPlanner")
-            self._field_indexes = bool(plan.get("filterPushdown", True))
-        return self._field_indexes
+        """Whether the server answers a filter on a field other than ``_id`` from an
+        index on that field: MongoDB does, and so does our build of FerretDB (its version
+        ends with ``PUSHDOWN_RELEASE``, ``event_manager.services``). FerretDB 1.24 as
+        released does not: it reads every document and filters them itself, so such an
+        index is never read, and it slows each write of the row it covers by a quarter
+        (bench/README). Unique indexes are kept everywhere."""
+        ferretdb = await self._ferretdb_version()
+        return ferretdb is None or ferretdb.endswith(PUSHDOWN_RELEASE)
+
+    async def reads_range_indexes(self) -> bool:
+        """Whether the server answers a range of a field other than ``_id`` from an index:
+        MongoDB only (our FerretDB build pushes down only ``_id`` ranges)."""
+        return await self._ferretdb_version() is None
+
+    async def _ferretdb_version(self) -> str | None:
+        """FerretDB's version (``buildInfo``), or None when the server is MongoDB."""
+        if self._server is None:
+            info = await self.client.admin.command("buildInfo")
+            self._server = str(info.get("ferretdbVersion", ""))
+        return self._server or None
 
     async def changed(self, code: str) -> None:
         """After a change to tenant ``code``'s configuration or registration (or to the

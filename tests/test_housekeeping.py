@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from bson import ObjectId
-
 from dispatch.recovery import housekeep
 from event_manager.config import Settings
+from tenants.activity import row_id
 from tenants.database import Database, now
 from tests.conftest import TenantHandle
 
 
 def row(status: str, age: timedelta) -> dict:
+    """A row as the service writes it: its ``_id`` carries its creation time."""
     created = now() - age
-    return {"_id": ObjectId(), "trigger_id": str(ObjectId()), "event": "HANGUP",
+    return {"_id": row_id(created), "trigger_id": str(row_id(created)), "event": "HANGUP",
             "source": "SYSTEM", "action_id": None, "action_name": None, "status": status,
             "message": status.lower(), "attempts": 0, "cycle_start": 0, "http_status": None,
             "request": None, "response_snippet": None, "unresolved_parameters": [],

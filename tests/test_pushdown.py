@@ -19,7 +19,7 @@ import os
 import random
 import struct
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -306,8 +306,8 @@ OTHER_IDS = [
     pytest.param("f" * 24, id="hex-string-above"),
     pytest.param("0" * 24, id="hex-string-below"),
     pytest.param("6000000a" + "0" * 16, id="hex-string-among"),
-    pytest.param(datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc), id="datetime"),
-    pytest.param(datetime(1970, 1, 2, tzinfo=timezone.utc), id="early-datetime"),
+    pytest.param(datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC), id="datetime"),
+    pytest.param(datetime(1970, 1, 2, tzinfo=UTC), id="early-datetime"),
     pytest.param(True, id="true"),
     pytest.param(False, id="false"),
     pytest.param(None, id="null"),
@@ -341,7 +341,7 @@ def test_id_ranges_on_object_ids_match_object_ids_only(db: Database) -> None:
     bracketing), never a string, number, date or boolean _id."""
     o = object_ids(10)
     others = [5, "zzz", "0" * 24, "f" * 24, "6000000a" + "0" * 16, None, True,
-              datetime(2031, 1, 1, tzinfo=timezone.utc), {"k": 1}]
+              datetime(2031, 1, 1, tzinfo=UTC), {"k": 1}]
     docs = [{"_id": oid} for oid in o] + [{"_id": v} for v in others]
     indexed, plain = collections(db, docs, [("status", 1)])
     for op, test in [("$lt", operator.lt), ("$lte", operator.le), ("$gt", operator.gt),
