@@ -44,8 +44,8 @@ async def activity(info: strawberry.Info, filter: ActivityFilter | None = None,
         note = None
         if searched_to is not None:
             note = (f"searched the rows created since {searched_to:%Y-%m-%d %H:%M:%S} UTC "
-                    f"in {SEARCH_SECONDS:g} s; ask again with after: nextCursor to search "
-                    "older rows")
+                    f"(a search reads for about {SEARCH_SECONDS:g} s per page); the next "
+                    "page (after: nextCursor) searches older rows")
         return ActivityPage(items=[Activity.from_doc(d) for d in docs],
                             next_cursor=next_cursor, note=note)
     docs, next_cursor = await store.log.page(query, first, cursor)

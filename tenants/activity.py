@@ -108,7 +108,7 @@ def within(query: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
 
 DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at")
 SEARCH_SECONDS = 1.0
-"""How long one page of a text search reads rows before it answers what it found."""
+"""How long one page of a text search may read rows before it answers what it found."""
 MAX_RETENTION_DAYS = 3650
 PRUNE_BATCH = 500
 PRUNE_PAUSE = 0.05
@@ -276,16 +276,17 @@ class ActivityLog:
         """``page`` for a query with a text search, which no index answers: the server
         reads row after row. The rows are searched in windows of creation time, newest
         first, an hour and then twice as long each time, until the page is full, the
-        rows run out (none are older than ``oldest``: by default, the retention period
-        and a day), or ``seconds`` have passed. Then the page ends early: its cursor
-        goes on below the last window, and the third value is that window's start (None
-        when the page is complete)."""
+        rows run out (none are older than ``oldest``), or the next window would end
+        after ``seconds`` (it is taken to cost twice the last, being twice as long).
+        Then the page ends early: its cursor goes on below the last window searched, and
+        the third value is that window's start (None when the page is complete)."""
         oldest = oldest or now() - timedelta(days=MAX_RETENTION_DAYS + 1)
         deadline = time.monotonic() + seconds
         upper = after or ObjectId.from_datetime(now() + ID_SLACK + timedelta(seconds=1))
         span = timedelta(hours=1)
         found: list[dict[str, Any]] = []
         while True:
+            started = time.monotonic()
             start = upper.generation_time - span
             window = {"$lt": upper, "$gte": ObjectId.from_datetime(start)}
             found += await self.rows.find(within(query, window)).sort(
@@ -295,7 +296,7 @@ class ActivityLog:
             if start < oldest:
                 return found, None, None
             upper, span = window["$gte"], span * 2
-            if time.monotonic() > deadline:
+            if time.monotonic() + 2 * (time.monotonic() - started) > deadline:
                 return found, encode_cursor(upper), start
 
     async def unfinished(self, before: datetime, limit: int = 1000) -> list[dict[str, Any]]:

@@ -36,6 +36,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -59,6 +61,10 @@ const (
 
 	// pushdownProbe is how many index entries of one value chooseIndex counts at most.
 	pushdownProbe = 1000
+
+	// pushdownSample is how many of the rows a sorted query reads first chooseIndex
+	// looks at to tell rare values from common ones.
+	pushdownSample = 4096
 )
 
 // pushdownField is a field name that needs no quoting in a JSON path or SQL.
@@ -160,43 +166,89 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 }
 
 // chooseIndex returns the INDEXED BY clause of a query in descending _id order: the
-// index (field, _id) of the pushed-down field with the fewest matching documents,
-// counted on the index up to pushdownProbe per value; "" when no field has such an
+// index (field, _id) of the pushed-down field whose values are the rarest where the
+// query starts reading (the pushdownSample rows below its _id bound, counted on each
+// index), then overall (counted up to pushdownProbe); "" when no field has such an
 // index. SQLite has no statistics to tell a rare value from a common one, and a query
-// that walks the range of a common value to find a rare combination reads far more
-// than one that walks the rare value's range (or stops at once on an empty one).
+// that walks the rows of a common value to find those of a rare one among them reads
+// far more than one that walks the rare value's rows (or stops at once on none).
 func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, conds []pushdownCond) (string, error) { //nolint:lll // for readability
-	best, fewest := "", 0
+	type candidate struct {
+		index string
+		cond  pushdownCond
+	}
+
+	var candidates []candidate
 
 	for _, c := range conds {
-		index := sortedIndex(meta, c.field)
-		if index == "" || c.op != "=" && c.op != "IN" {
-			continue
-		}
-
-		name := meta.TableName + "_" + index
-		q := fmt.Sprintf(
-			"SELECT count(*) FROM (SELECT 1 FROM %q INDEXED BY %q WHERE %s = ? LIMIT %d)",
-			meta.TableName, name, fieldExpr(c.field), pushdownProbe,
-		)
-		count := 0
-
-		for _, v := range c.values {
-			var n int
-			if err := db.QueryRowContext(ctx, q, v).Scan(&n); err != nil {
-				return "", lazyerrors.Error(err)
-			}
-
-			count += n
-		}
-
-		if best == "" || count < fewest {
-			best, fewest = name, count
+		if index := sortedIndex(meta, c.field); index != "" && (c.op == "=" || c.op == "IN") {
+			candidates = append(candidates, candidate{meta.TableName + "_" + index, c})
 		}
 	}
 
-	if best == "" {
+	switch len(candidates) {
+	case 0:
 		return "", nil
+	case 1:
+		return fmt.Sprintf(" INDEXED BY %q", candidates[0].index), nil
+	}
+
+	// the rows the query reads first: below its upper _id bound, down to the sample's end
+	var bounds []pushdownCond
+
+	for _, c := range conds {
+		if c.field == "_id" && (c.op == "<" || c.op == "<=") {
+			bounds = append(bounds, c)
+		}
+	}
+
+	where, args := whereClause(bounds)
+	q := fmt.Sprintf(
+		"SELECT %s FROM %q INDEXED BY %q%s ORDER BY %s DESC LIMIT 1 OFFSET %d",
+		metadata.IDColumn, meta.TableName, meta.TableName+"__id_", where, metadata.IDColumn,
+		pushdownSample-1,
+	)
+
+	var floor string
+	if err := db.QueryRowContext(ctx, q, args...).Scan(&floor); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", lazyerrors.Error(err)
+	}
+
+	if floor != "" {
+		bounds = append(bounds, pushdownCond{field: "_id", op: ">=", values: []string{floor}})
+	}
+
+	best, fewest := "", [2]int{}
+
+	for _, c := range candidates {
+		var counts [2]int
+
+		for i, limit := range []int{pushdownSample, pushdownProbe} {
+			scope := bounds
+			if i == 1 {
+				scope = nil
+			}
+
+			for _, v := range c.cond.values {
+				cond := pushdownCond{field: c.cond.field, op: "=", values: []string{v}}
+				where, args := whereClause(append([]pushdownCond{cond}, scope...))
+				q := fmt.Sprintf(
+					"SELECT count(*) FROM (SELECT 1 FROM %q INDEXED BY %q%s LIMIT %d)",
+					meta.TableName, c.index, where, limit,
+				)
+
+				var n int
+				if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+					return "", lazyerrors.Error(err)
+				}
+
+				counts[i] += n
+			}
+		}
+
+		if best == "" || counts[0] < fewest[0] || counts[0] == fewest[0] && counts[1] < fewest[1] {
+			best, fewest = c.index, counts
+		}
 	}
 
 	return fmt.Sprintf(" INDEXED BY %q", best), nil

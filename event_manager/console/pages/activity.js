@@ -86,6 +86,8 @@ export async function activityMonitor(view) {
   const tbody = h("tbody", {});
   const empty = h("p", { class: "empty" }, "No activity yet. Press Test on an event to send one.");
   const more = h("button", { type: "button", hidden: true }, "Load more");
+  // A search reads about a second of history per page, then says how far back it looked.
+  const searchNote = h("p", { class: "muted", role: "status", hidden: true });
   const liveState = h("span", { class: "live live-connecting", role: "status" }, "Connecting…");
   const count = h("span", { class: "muted" });
 
@@ -173,7 +175,7 @@ export async function activityMonitor(view) {
     try {
       const { activity } = await gql(
         `query($f: ActivityFilter, $n: Int, $after: String) {
-          activity(filter: $f, first: $n, after: $after) { items { ${ACTIVITY_FIELDS} } nextCursor } }`,
+          activity(filter: $f, first: $n, after: $after) { items { ${ACTIVITY_FIELDS} } nextCursor note } }`,
         { f: apiFilter(f), n: PAGE, after: append ? cursor : null },
       );
       if (seq !== loads) return; // the filters changed meanwhile
@@ -192,6 +194,8 @@ export async function activityMonitor(view) {
       }
       cursor = activity.nextCursor;
       more.hidden = !cursor;
+      searchNote.hidden = !activity.note;
+      searchNote.textContent = activity.note ? `${activity.note[0].toUpperCase()}${activity.note.slice(1)}.` : "";
       render();
     } catch (error) {
       toast(error.message, "error");
@@ -353,7 +357,7 @@ export async function activityMonitor(view) {
       ),
     ),
     empty,
-    h("div", { class: "list-footer" }, count, more),
+    h("div", { class: "list-footer" }, count, searchNote, more),
   );
   render();
   load();
