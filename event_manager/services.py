@@ -406,15 +406,7 @@ def _build_ferretdb(go: str, target: Path) -> None:
             for path in [folder, *(os.path.join(folder, name) for name in files)]:
                 os.chmod(path, os.stat(path).st_mode | 0o200)
         (source / "build" / "version" / "version.txt").write_text(f"{FERRETDB_RELEASE}\n")
-        for patched, old, new in FERRETDB_PATCHES:
-            code = (source / patched).read_text()
-            if code.count(old) != 1:
-                raise ServiceError(f"FerretDB {FERRETDB_VERSION}: {patched} is not as expected")
-            (source / patched).write_text(code.replace(old, new))
-        for name, added in FERRETDB_FILES.items():
-            if (source / added).exists():
-                raise ServiceError(f"FerretDB {FERRETDB_VERSION}: {added} exists already")
-            shutil.copyfile(FERRETDB_SOURCES / name, source / added)
+        apply_patches(source)
         partial = target.with_name(".ferretdb.partial")
         build = _run(
             [go, "build", "-buildvcs=false", "-trimpath", "-o", str(partial), "./cmd/ferretdb"],
@@ -423,6 +415,21 @@ def _build_ferretdb(go: str, target: Path) -> None:
         if build.returncode != 0:
             raise ServiceError(f"building FerretDB failed: {_last_lines(build.stderr)}")
         os.replace(partial, target)
+
+
+def apply_patches(source: Path) -> None:
+    """Patch FerretDB's source folder: each patch replaces its text, found exactly once,
+    and our files are added where none is; anything else is a ServiceError (the pinned
+    module is not what the patches were written for)."""
+    for patched, old, new in FERRETDB_PATCHES:
+        code = (source / patched).read_text()
+        if code.count(old) != 1:
+            raise ServiceError(f"FerretDB {FERRETDB_VERSION}: {patched} is not as expected")
+        (source / patched).write_text(code.replace(old, new))
+    for name, added in FERRETDB_FILES.items():
+        if (source / added).exists():
+            raise ServiceError(f"FerretDB {FERRETDB_VERSION}: {added} exists already")
+        shutil.copyfile(FERRETDB_SOURCES / name, source / added)
 
 
 def ensure_redis(echo: Echo = print) -> str:

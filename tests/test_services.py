@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -255,3 +257,48 @@ def test_remote_host_is_only_checked(tmp_path: Path) -> None:
     with pytest.raises(ServiceError, match="db.invalid:27017 is not local"):
         services.start(remote, echo=lines.append)
     assert not (tmp_path / "run").exists()
+
+
+def module_source(tmp_path: Path) -> Path:
+    """A writable copy of the files of FerretDB's pinned module that the build patches."""
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"{services.FERRETDB_MODULE}@{services.FERRETDB_VERSION}"],
+        capture_output=True, text=True, cwd=tmp_path, check=True)
+    module = Path(json.loads(download.stdout)["Dir"])
+    source = tmp_path / "src"
+    for patched, _, _ in services.FERRETDB_PATCHES:
+        (source / patched).parent.mkdir(parents=True, exist_ok=True)
+        (source / patched).write_text((module / patched).read_text())
+    for added in services.FERRETDB_FILES.values():
+        (source / added).parent.mkdir(parents=True, exist_ok=True)
+    return source
+
+
+def test_the_patches_apply_to_the_pinned_module_once_each(tmp_path: Path) -> None:
+    """Each patch's text is found exactly once and our files are added (the build itself
+    compiles them: the programs fixture)."""
+    source = module_source(tmp_path)
+    services.apply_patches(source)
+    for patched, _, new in services.FERRETDB_PATCHES:
+        assert new in (source / patched).read_text()
+    for name, added in services.FERRETDB_FILES.items():
+        assert (source / added).read_bytes() == (services.FERRETDB_SOURCES / name).read_bytes()
+
+
+def test_a_source_not_as_expected_fails_loudly(tmp_path: Path) -> None:
+    source = module_source(tmp_path)
+    patched, old, _ = services.FERRETDB_PATCHES[-1]
+    (source / patched).write_text((source / patched).read_text().replace(old, ""))
+    with pytest.raises(ServiceError, match=f"{patched} is not as expected"):
+        services.apply_patches(source)
+
+
+def test_the_build_stamp_names_our_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change to one of our Go files gives another stamp, so the binary is rebuilt."""
+    assert services._build_stamp() == services.FERRETDB_BUILD
+    copy = tmp_path / "ferretdb"
+    shutil.copytree(services.FERRETDB_SOURCES, copy)
+    name = sorted(services.FERRETDB_FILES)[0]
+    (copy / name).write_text((copy / name).read_text() + "\n// changed\n")
+    monkeypatch.setattr(services, "FERRETDB_SOURCES", copy)
+    assert services._build_stamp() != services.FERRETDB_BUILD
