@@ -261,9 +261,9 @@ def test_remote_host_is_only_checked(tmp_path: Path) -> None:
 
 def module_source(tmp_path: Path) -> Path:
     """A writable copy of the files of FerretDB's pinned module that the build patches."""
-    download = subprocess.run(
-        ["go", "mod", "download", "-json", f"{services.FERRETDB_MODULE}@{services.FERRETDB_VERSION}"],
-        capture_output=True, text=True, cwd=tmp_path, check=True)
+    module_at = f"{services.FERRETDB_MODULE}@{services.FERRETDB_VERSION}"
+    download = subprocess.run(["go", "mod", "download", "-json", module_at],
+                              capture_output=True, text=True, cwd=tmp_path, check=True)
     module = Path(json.loads(download.stdout)["Dir"])
     source = tmp_path / "src"
     for patched, _, _ in services.FERRETDB_PATCHES:
