@@ -53,8 +53,9 @@ import (
 )
 
 const (
-	// pushdownMaxIn is the most values of a $in that are pushed down.
-	pushdownMaxIn = 100
+	// pushdownMaxIn is the most values of a $in that are pushed down (a batch of ids to
+	// delete, for example; each value is one seek of the index).
+	pushdownMaxIn = 1000
 
 	// pushdownMaxArms is the most ordered queries that one sorted query is split into.
 	pushdownMaxArms = 64
