@@ -110,8 +110,10 @@ DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at")
 SEARCH_SECONDS = 1.0
 """How long one page of a text search may read rows before it answers what it found."""
 MAX_RETENTION_DAYS = 3650
-PRUNE_BATCH = 500
-PRUNE_PAUSE = 0.05
+PRUNE_BATCH = 200
+PRUNE_PAUSE = 4.0
+"""The retention clean-up rests four times as long as each batch took: it has at most a
+fifth of the database's time, whatever the machine."""
 KNOWN_ROW_FOR = IDEMPOTENCY - timedelta(hours=1)
 """How long a row carried by a delivery message may be trusted instead of read: the
 claim of each attempt is kept for ``IDEMPOTENCY``, so within this time an attempt that
@@ -331,19 +333,21 @@ class ActivityLog:
         """Drop finished rows created before ``before``; rows still in flight stay.
 
         In batches of ``batch`` rows, found by ``_id`` (``id_window``) and deleted by
-        ``_id``, with ``pause`` seconds between batches: each batch is a short write, and
-        deliveries of every tenant (one SQLite file behind FerretDB) go on between them."""
+        ``_id``, each followed by a rest of ``pause`` times as long as it took: a batch
+        is a short write, and the deliveries of every tenant (one SQLite file behind
+        FerretDB) have the database to themselves at least that much longer."""
         query = {"_id": id_window(until=before), "created_at": {"$lt": before},
                  "status": {"$in": list(FINAL)}}
         total = 0
         while True:
+            started = time.monotonic()
             ids = [doc["_id"] for doc in
                    await self.rows.find(query, {"_id": 1}).limit(batch).to_list(None)]
             if ids:
                 total += (await self.rows.delete_many({"_id": {"$in": ids}})).deleted_count
             if len(ids) < batch:
                 return total
-            await asyncio.sleep(pause)
+            await asyncio.sleep(pause * (time.monotonic() - started))
 
     # idempotency ----------------------------------------------------------
 

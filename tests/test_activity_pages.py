@@ -207,7 +207,7 @@ def test_the_retention_clean_up_deletes_in_batches(settings: Settings) -> None:
             return await delete_many(query)
 
         log.rows.delete_many = counted  # type: ignore[method-assign]
-        assert await log.prune(now() - timedelta(days=30), batch=500, pause=0) == 1100
+        assert await log.prune(now() - timedelta(days=30), batch=500, pause=0.5) == 1100
         assert calls == [500, 500, 100]
         assert {d["_id"] for d in await log.rows.find({}).to_list(None)} == {
             r["_id"] for r in kept}
