@@ -9,11 +9,10 @@ import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING
 
 from event_manager.config import Settings
 from tenants.activity import (
@@ -27,6 +26,7 @@ from tenants.activity import (
 from tenants.database import PUSHDOWN_RELEASE, Database, now
 from tenants.registry import TenantRegistry
 from tests.conftest import TenantHandle
+from tests.scratch_log import with_log
 
 pytestmark = pytest.mark.services
 
@@ -39,23 +39,6 @@ def row(created: Any, **changes: Any) -> dict[str, Any]:
             "request": None, "response_snippet": None, "unresolved_parameters": [],
             "params": {}, "occurred_at": created, "created_at": created, "updated_at": created,
             "next_attempt_at": None, **changes}
-
-
-def with_log(settings: Settings, test: Any) -> Any:
-    async def run() -> Any:
-        client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
-        database = client[f"{settings.database}_pages_{uuid4().hex[:6]}"]
-        log = ActivityLog(database["activity"], database["idempotency"], database["claims"],
-                          database["open"])
-        for name, keys in ACTIVITY_INDEXES.items():
-            await log.rows.create_index(keys, name=name)
-        try:
-            return await test(log)
-        finally:
-            await client.drop_database(database.name)
-            await client.close()
-
-    return asyncio.run(run())
 
 
 def with_db(settings: Settings, test: Any) -> Any:
@@ -177,7 +160,7 @@ def test_a_search_answers_in_time_and_goes_on_from_its_cursor(settings: Settings
         docs, cursor, searched_to = await log.search_page(query, 10, None)
         assert [d["_id"] for d in docs] == hits and cursor is None and searched_to is None
 
-    with_log(settings, test)
+    with_log(settings, test, label="pages", indexed=True)
 
 
 def test_a_search_page_says_how_far_back_it_looked(tenant: TenantHandle) -> None:
@@ -212,4 +195,4 @@ def test_the_retention_clean_up_deletes_in_batches(settings: Settings) -> None:
         assert {d["_id"] for d in await log.rows.find({}).to_list(None)} == {
             r["_id"] for r in kept}
 
-    with_log(settings, test)
+    with_log(settings, test, label="pages", indexed=True)

@@ -9,15 +9,14 @@ import contextvars
 import json
 from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from dispatch.runtime import _carried
 from event_manager.config import Settings
 from tenants.activity import KNOWN_ROW_FOR, ActivityLog, portable, restore
 from tenants.database import now
+from tests.scratch_log import with_log
 
 
 def queued_row(**changes: Any) -> dict[str, Any]:
@@ -29,21 +28,6 @@ def queued_row(**changes: Any) -> dict[str, Any]:
             "unresolved_parameters": [], "params": {"caller": "+3912345", "n": 1.5},
             "occurred_at": created, "created_at": created, "updated_at": created,
             "next_attempt_at": None, **changes}
-
-
-def with_log(settings: Settings, test: Any) -> Any:
-    async def run() -> Any:
-        client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
-        database = client[f"{settings.database}_claims_{uuid4().hex[:6]}"]
-        log = ActivityLog(database["activity"], database["idempotency"], database["claims"],
-                          database["open"])
-        try:
-            return await test(log)
-        finally:
-            await client.drop_database(database.name)
-            await client.close()
-
-    return asyncio.run(run())
 
 
 def test_a_carried_row_survives_the_message_unchanged() -> None:
@@ -59,7 +43,7 @@ def test_a_fresh_carried_row_is_claimed_without_reading_it(settings: Settings) -
         claim = await log.claims.find_one({"_id": f"{row['_id']}:1"})
         return claimed, claim
 
-    claimed, claim = with_log(settings, test)
+    claimed, claim = with_log(settings, test, label="claims")
     assert (claimed["status"], claimed["attempts"]) == ("SENDING", 1)
     assert claim is not None
 
@@ -69,7 +53,7 @@ def test_an_old_carried_row_is_read_again(settings: Settings) -> None:
         row = queued_row(updated_at=now() - KNOWN_ROW_FOR - timedelta(minutes=1))
         return await log.claim(row["_id"], known=row)  # not in the database: not ours
 
-    assert with_log(settings, test) is None
+    assert with_log(settings, test, label="claims") is None
 
 
 def test_a_copy_from_before_an_attempt_sends_nothing(settings: Settings) -> None:
@@ -87,7 +71,7 @@ def test_a_copy_from_before_an_attempt_sends_nothing(settings: Settings) -> None
         other = asyncio.create_task(elsewhere(), context=contextvars.Context())  # another
         return first, again, await other  # delivery task: another claimant
 
-    first, again, elsewhere = with_log(settings, test)
+    first, again, elsewhere = with_log(settings, test, label="claims")
     assert first is not None and first["attempts"] == 1
     assert again is not None  # its own claim, asked again (a reply lost): still its own
     assert elsewhere is None
