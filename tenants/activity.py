@@ -16,7 +16,7 @@ import base64
 import binascii
 import time
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -86,14 +86,27 @@ def row_id(created: datetime) -> ObjectId:
     return ObjectId(int(created.timestamp()).to_bytes(4, "big") + ObjectId().binary[4:])
 
 
+FIRST_ID, LAST_ID = ObjectId("0" * 24), ObjectId("f" * 24)
+
+
+def id_at(moment: datetime) -> ObjectId:
+    """The smallest id of ``moment``'s second, within what an id can hold (1970-2106)."""
+    seconds = int(moment.timestamp())
+    if seconds < 0:
+        return FIRST_ID
+    if seconds > 0xFFFFFFFF:
+        return LAST_ID
+    return ObjectId.from_datetime(moment)
+
+
 def id_window(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     """The ``_id`` range holding every row created in [since, until): ``$gte`` and
     ``$lt`` bounds a little wider than the window (``ID_SLACK``)."""
     window: dict[str, Any] = {}
     if since is not None:
-        window["$gte"] = ObjectId.from_datetime(since - ID_SLACK)
-    if until is not None:
-        window["$lt"] = ObjectId.from_datetime(until + ID_SLACK + timedelta(seconds=1))
+        window["$gte"] = id_at(since - ID_SLACK)
+    if until is not None and (bound := id_at(until + ID_SLACK + timedelta(seconds=1))) != LAST_ID:
+        window["$lt"] = bound
     return window
 
 
@@ -103,7 +116,7 @@ def within(query: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
     for op, pick in (("$gte", max), ("$lt", min)):
         if op in window:
             bounds[op] = pick(bounds[op], window[op]) if op in bounds else window[op]
-    return {**query, "_id": bounds}
+    return {**query, "_id": bounds} if bounds else query
 
 
 DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at")
@@ -282,20 +295,21 @@ class ActivityLog:
         after ``seconds`` (it is taken to cost twice the last, being twice as long).
         Then the page ends early: its cursor goes on below the last window searched, and
         the third value is that window's start (None when the page is complete)."""
-        oldest = oldest or now() - timedelta(days=MAX_RETENTION_DAYS + 1)
+        oldest = max(oldest or now() - timedelta(days=MAX_RETENTION_DAYS + 1),
+                     datetime(1970, 1, 1, tzinfo=UTC))
         deadline = time.monotonic() + seconds
-        upper = after or ObjectId.from_datetime(now() + ID_SLACK + timedelta(seconds=1))
+        upper = after or id_at(now() + ID_SLACK + timedelta(seconds=1))
         span = timedelta(hours=1)
         found: list[dict[str, Any]] = []
         while True:
             started = time.monotonic()
-            start = upper.generation_time - span
-            window = {"$lt": upper, "$gte": ObjectId.from_datetime(start)}
+            start = max(upper.generation_time - span, oldest)
+            window = {"$lt": upper, "$gte": id_at(start)}
             found += await self.rows.find(within(query, window)).sort(
                 "_id", DESCENDING).limit(first + 1 - len(found)).to_list(None)
             if len(found) > first:
                 return found[:first], encode_cursor(found[first - 1]["_id"]), None
-            if start < oldest:
+            if start <= oldest:
                 return found, None, None
             upper, span = window["$gte"], span * 2
             if time.monotonic() + 2 * (time.monotonic() - started) > deadline:

@@ -196,3 +196,19 @@ def test_the_retention_clean_up_deletes_in_batches(settings: Settings) -> None:
             r["_id"] for r in kept}
 
     with_log(settings, test, label="pages", indexed=True)
+
+
+def test_windows_beyond_what_an_id_holds(tenant: TenantHandle) -> None:
+    """An id holds a time from 1970 to 2106; a window outside still answers right."""
+    tenant.collection("activity").insert_one(row(now()))
+
+    def count(**filter: Any) -> int:
+        reply = tenant.admin("""query($f: ActivityFilter) { activity(filter: $f) {
+            items { id } } }""", f=filter)
+        return len(reply.data["activity"]["items"])
+
+    assert count(since="2999-01-01T00:00:00Z") == 0
+    assert count(until="2999-01-01T00:00:00Z") == 1
+    assert count(since="1900-01-01T00:00:00Z") == 1
+    assert count(until="1900-01-01T00:00:00Z") == 0
+    assert count(since="1900-01-01T00:00:00Z", search="200 OK") == 1
