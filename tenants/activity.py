@@ -290,7 +290,8 @@ class ActivityLog:
     ) -> tuple[list[dict[str, Any]], str | None, datetime | None]:
         """``page`` for a query with a text search, which no index answers: the server
         reads row after row. The rows are searched in windows of creation time, newest
-        first, an hour and then twice as long each time, until the page is full, the
+        first, an hour (or half as far back as the page's cursor lies, when that is
+        longer) and then twice as long each time, until the page is full, the
         rows run out (none are older than ``oldest``), or the next window would end
         after ``seconds`` (it is taken to cost twice the last, being twice as long).
         Then the page ends early: its cursor goes on below the last window searched, and
@@ -299,7 +300,8 @@ class ActivityLog:
                      datetime(1970, 1, 1, tzinfo=UTC))
         deadline = time.monotonic() + seconds
         upper = after or id_at(now() + ID_SLACK + timedelta(seconds=1))
-        span = timedelta(hours=1)
+        # a page that goes on from further back starts with longer windows
+        span = max(timedelta(hours=1), (now() - upper.generation_time) / 2)
         found: list[dict[str, Any]] = []
         while True:
             started = time.monotonic()
