@@ -8,20 +8,24 @@ from datetime import timedelta
 
 from dispatch.recovery import housekeep
 from event_manager.config import Settings
-from tenants.activity import row_id
+from tenants.activity import UNFINISHED, row_id
 from tenants.database import Database, now
 from tests.conftest import TenantHandle
 
 
 def row(status: str, age: timedelta) -> dict:
-    """A row as the service writes it: its ``_id`` carries its creation time."""
+    """A row as the service writes it: its ``_id`` carries its creation time. A row in
+    flight was touched just now and its next step is an hour away, so that the session
+    worker's recovery (which finds it when it first sweeps the tenant) leaves it be."""
     created = now() - age
+    touched = now() + timedelta(hours=1) if status in UNFINISHED else created
     return {"_id": row_id(created), "trigger_id": str(row_id(created)), "event": "HANGUP",
             "source": "SYSTEM", "action_id": None, "action_name": None, "status": status,
             "message": status.lower(), "attempts": 0, "cycle_start": 0, "http_status": None,
             "request": None, "response_snippet": None, "unresolved_parameters": [],
             "params": {}, "occurred_at": created, "created_at": created,
-            "updated_at": created, "next_attempt_at": None}
+            "updated_at": touched,
+            "next_attempt_at": touched if status == "RETRYING" else None}
 
 
 def run_housekeeping(settings: Settings, retention_days: int) -> int:
