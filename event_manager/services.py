@@ -480,8 +480,7 @@ def _works(binary: str) -> bool:
 
 
 def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
+    return _last_lines(text, 1).strip()
 
 
 def _last_lines(text: str, count: int = 10) -> str:
