@@ -22,6 +22,7 @@ from pathlib import Path
 from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
 
+from tenants.activity import ACTIVITY_INDEXES
 from tenants.database import GroupedInserts, GroupedWrites
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def activity_row(row_id: ObjectId) -> dict:
             "next_attempt_at": None}
 
 
-async def measure(url: str, pid: int, count: int, concurrency: int) -> None:
+async def measure(url: str, pid: int, count: int, concurrency: int, indexes: bool) -> None:
     client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True)
     rows = client["bench_ferretdb_ops"]["activity"]
     ids = [ObjectId() for _ in range(count)]
@@ -62,6 +63,9 @@ async def measure(url: str, pid: int, count: int, concurrency: int) -> None:
     print("| operation | per second | server CPU ms per operation |\n|---|---|---|")
     try:
         await rows.insert_one({"_id": "first"})  # the collection exists before timing
+        if indexes:
+            for name, keys in ACTIVITY_INDEXES.items():
+                await rows.create_index(keys, name=name)
         await run("insert_one", lambda i: rows.insert_one(activity_row(i)))
         await run("find_one by _id", lambda i: rows.find_one({"_id": i}))
         await run("update_one by _id", lambda i: rows.update_one(
@@ -93,9 +97,11 @@ def main() -> None:
     parser.add_argument("--pid", type=int, help="the server's pid (default: the local one)")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--indexes", action="store_true",
+                        help="give the scratch collection the Activity Monitor's indexes")
     args = parser.parse_args()
     pid = args.pid or int((ROOT / ".state" / "run" / "ferretdb.pid").read_text())
-    asyncio.run(measure(args.url, pid, args.count, args.concurrency))
+    asyncio.run(measure(args.url, pid, args.count, args.concurrency, args.indexes))
 
 
 if __name__ == "__main__":

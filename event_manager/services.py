@@ -75,6 +75,10 @@ FERRETDB_SOURCES = Path(__file__).with_name("ferretdb")
 FERRETDB_FILES = {
     "pushdown_sqlite.go": Path("internal/backends/sqlite/pushdown.go"),
     "pushdown_find.go": Path("internal/handler/msg_find_pushdown.go"),
+    "update_batch.go": Path("internal/handler/msg_update_batch.go"),
+    "update_batch_backends.go": Path("internal/backends/update_batch.go"),
+    "update_batch_sqlite.go": Path("internal/backends/sqlite/update_batch.go"),
+    "update_batch_fsql.go": Path("internal/util/fsql/tx_prepare.go"),
 }
 """Our own source files, added to FerretDB's (each file's comment says what it does):
 filters on indexed fields and on ``_id``, and the ``{_id: -1}`` order of a find with a
@@ -102,11 +106,34 @@ FERRETDB_PUSHDOWN_PATCHES = (
      "\tqueryRes, err := coll.Query(ctx, qp)\n",
      "\tqueryRes, err := h.queryFind(ctx, coll, qp, params, capped)\n"),
 )
+FERRETDB_BATCH_PATCHES = (
+    (Path("internal/backends/collection.go"),
+     "type UpdateAllParams struct {\n\tDocs []*types.Document\n}\n",
+     "type UpdateAllParams struct {\n\tDocs []*types.Document\n\n"
+     "\t// Batch asks for a batched update instead of Docs (event-manager).\n"
+     "\tBatch *UpdateBatch\n}\n"),
+    (Path("internal/backends/sqlite/collection.go"),
+     "\tq := fmt.Sprintf(`UPDATE %q SET %s = ? WHERE %s = ?`, meta.TableName, "
+     "metadata.DefaultColumn, metadata.IDColumn)\n",
+     "\tif params.Batch != nil {\n\t\treturn updateBatch(ctx, db, meta, params)\n\t}\n\n"
+     "\tq := fmt.Sprintf(`UPDATE %q SET %s = ? WHERE %s = ?`, meta.TableName, "
+     "metadata.DefaultColumn, metadata.IDColumn)\n"),
+    (Path("internal/handler/msg_update.go"),
+     "\tfor _, u := range params.Updates {\n",
+     "\tif done, matched, modified, err := h.updateBatch(ctx, db, params); err != nil {\n"
+     "\t\treturn 0, 0, nil, lazyerrors.Error(err)\n"
+     "\t} else if done {\n\t\treturn matched, modified, &upserted, nil\n\t}\n\n"
+     "\tfor _, u := range params.Updates {\n"),
+)
+"""The three hooks of the batched update (update_batch*.go): an ``update`` command of
+statements by distinct ``_id`` values (a ``bulk_write`` of ``UpdateOne`` by ``_id``) is
+read with one query and written in one transaction."""
 FERRETDB_RELEASE = FERRETDB_VERSION + PUSHDOWN_RELEASE
 """The version our build reports (``buildInfo``'s ``ferretdbVersion``): the suffix tells
 ``tenants.database.Database`` that filters on indexed fields are answered from indexes."""
 FERRETDB_PATCHES = (FERRETDB_ID_PATCH, FERRETDB_UPDATE_PATCH, _debug_builds_only("Track"),
-                    _debug_builds_only("Untrack"), *FERRETDB_PUSHDOWN_PATCHES)
+                    _debug_builds_only("Untrack"), *FERRETDB_PUSHDOWN_PATCHES,
+                    *FERRETDB_BATCH_PATCHES)
 
 
 def _build_stamp() -> str:
@@ -115,7 +142,7 @@ def _build_stamp() -> str:
     for name in sorted(FERRETDB_FILES):
         digest.update((FERRETDB_SOURCES / name).read_bytes())
     return (f"{FERRETDB_VERSION}+sqlite-id-index+update-close+no-tracking+pushdown"
-            f"+{digest.hexdigest()[:12]}")
+            f"+update-batch+{digest.hexdigest()[:12]}")
 
 
 FERRETDB_BUILD = _build_stamp()
