@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from bson import ObjectId
 from pymongo import MongoClient
 
 from event_manager import services
@@ -162,6 +164,33 @@ def test_acknowledged_writes_survive_a_killed_server(isolated: Settings) -> None
         docs = {d["_id"]: d["state"] for d in client.kept.things.find()}
     assert len(docs) == 199 and 199 not in docs
     assert all(state == ("changed" if n % 2 == 0 else "new") for n, state in docs.items())
+
+
+def test_documents_are_stored_schema_last_and_read_in_either_order(
+        isolated: Settings) -> None:
+    """Our build writes a document's JSON text with its schema ("$s") last; a row written
+    by FerretDB's own code (schema first) reads and updates the same, fields in order."""
+    services.start(isolated, echo=lambda line: None)
+    doc = {"_id": ObjectId(), "z": "last field first", "n": 5,
+           "nested": {"b": 1, "a": [1, "x", {"c": None}]}, "a": True}
+    with MongoClient(isolated.mongodb_url) as client:
+        things = client.kept.things
+        things.insert_one(dict(doc))
+        files = isolated.state_path / "ferretdb" / "sqlite"
+        with sqlite3.connect(files / "kept.sqlite") as raw:
+            (table,) = raw.execute("SELECT table_name FROM _ferretdb_collections "
+                                   "WHERE name = 'things'").fetchone()
+            (text,) = raw.execute(f'SELECT _ferretdb_sjson FROM "{table}"').fetchone()
+            stored = json.loads(text)
+            assert list(stored) == ["_id", "z", "n", "nested", "a", "$s"]
+            theirs = {"$s": stored.pop("$s"), **stored}  # FerretDB's own order
+            raw.execute(f'UPDATE "{table}" SET _ferretdb_sjson = ?',
+                        (json.dumps(theirs, separators=(",", ":")),))
+        found = things.find_one({"_id": doc["_id"]})
+        assert found == doc and list(found) == list(doc)
+        assert list(found["nested"]) == ["b", "a"]
+        things.update_one({"_id": doc["_id"]}, {"$set": {"n": 6}})
+        assert things.find_one({"_id": doc["_id"]}) == {**doc, "n": 6}
 
 
 def test_ferretdb_runs_with_a_roomier_collector(isolated: Settings) -> None:
