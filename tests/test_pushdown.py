@@ -470,6 +470,70 @@ def test_in_with_sort_and_limit_merges_values_in_id_order(two_hundred: Any) -> N
     assert ids(indexed.database["absent"].find(query).sort("_id", -1).limit(5)) == []
 
 
+@pytest.fixture(scope="module")
+def paired(db: Database) -> tuple[Collection, Collection, list[Doc]]:
+    """Documents indexed on (status, _id) and on (source, _id), so that a query on both
+    walks one index and checks the other on its own index; with sources missing and
+    null, and two values that are each common but never together (e with s), and their
+    twin."""
+    rng = random.Random(11)
+    docs: list[Doc] = []
+    for i in range(300):
+        doc: Doc = {"_id": ObjectId(rng.randbytes(12)), "status": rng.choice("abcd"),
+                    "source": rng.choice("pqr"), "n": i}
+        if i % 37 == 0:
+            del doc["source"]
+        elif i % 41 == 0:
+            doc["source"] = None
+        docs.append(doc)
+    docs += [{"_id": ObjectId(rng.randbytes(12)), "status": "e", "source": "p"} for _ in range(40)]
+    docs += [{"_id": ObjectId(rng.randbytes(12)), "status": "a", "source": "s"} for _ in range(40)]
+    indexed, plain = collections(db, docs, [("status", 1), ("_id", -1)],
+                                 [("source", 1), ("_id", -1)])
+    return indexed, plain, docs
+
+
+def test_two_indexed_fields_answer_as_one_does(paired: Any) -> None:
+    """MongoDB: a filter on two fields matches the documents that satisfy both, sorted by
+    {_id: -1} with a limit, whichever field's index the server walks and however common
+    each value is alone: pairs that occur, pairs that never do, $in on both, with an
+    _id bound, with null (missing or null) on the second."""
+    indexed, plain, docs = paired
+    bound = sorted(d["_id"] for d in docs)[200]
+    cases = [
+        ({"status": "a", "source": "p"}, both(eq("status", "a"), eq("source", "p"))),
+        ({"status": "e", "source": "s"}, lambda d: False),
+        ({"source": "s", "status": "e"}, lambda d: False),
+        ({"status": {"$in": ["e", "b"]}, "source": {"$in": ["s", "q"]}},
+         both(any_of("status", ["e", "b"]), any_of("source", ["s", "q"]))),
+        ({"status": {"$in": ["a", "e"]}, "source": "s", "_id": {"$lt": bound}},
+         both(any_of("status", ["a", "e"]), eq("source", "s"), lambda d: d["_id"] < bound)),
+        ({"status": "a", "source": None}, both(eq("status", "a"), eq("source", None))),
+        ({"status": "b", "source": {"$in": ["zz", "r"]}},
+         both(eq("status", "b"), any_of("source", ["zz", "r"]))),
+    ]
+    for query, match in cases:
+        assert_answers(indexed, plain, docs, query, match, (1, 5, 40, None))
+    seen: list[ObjectId] = []
+    query: Doc = {"status": "e", "source": {"$in": ["p", "s"]}}
+    while page := ids(indexed.find(dict(query, **({"_id": {"$lt": seen[-1]}} if seen else {})))
+                      .sort("_id", -1).limit(7)):
+        seen += page
+    assert seen == newest_first(docs, both(eq("status", "e"), any_of("source", ["p", "s"])))
+
+
+def test_two_indexed_fields_with_an_array_in_one(db: Database) -> None:
+    """MongoDB: {status: v, source: w} also matches a document whose source is an array
+    holding w."""
+    docs = [{"_id": oid, "status": "ab"[i % 2], "source": ["s", "p"] if i == 5 else "s"}
+            for i, oid in enumerate(object_ids(30))]
+    indexed, plain = collections(db, docs, [("status", 1), ("_id", -1)],
+                                 [("source", 1), ("_id", -1)])
+    for query, match in [({"status": "b", "source": "p"}, both(eq("status", "b"), eq("source", "p"))),
+                         ({"status": "b", "source": "s"}, both(eq("status", "b"), eq("source", "s")))]:
+        assert_answers(indexed, plain, docs, query, match, (1, 5, None))
+
+
 def test_in_with_a_value_twice_returns_each_document_once(two_hundred: Any) -> None:
     """MongoDB: a value listed twice in $in matches its documents once, sorted by
     {_id: -1} with a limit too."""

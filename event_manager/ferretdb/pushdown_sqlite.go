@@ -81,6 +81,11 @@ type pushdownCond struct {
 	field  string
 	op     string   // =, <, <=, >, >= or IN
 	values []string // JSON texts
+
+	// via, when set, is checked on the index (field, _id) of that name of table, so
+	// that a row the query reads on another index is not read from the table to be
+	// dropped (sortedQuery).
+	via, table string
 }
 
 // fieldExpr is the SQL expression of a top-level field, written as FerretDB writes it in
@@ -100,12 +105,22 @@ func (c pushdownCond) sql() (string, []any) {
 		args[i] = v
 	}
 
+	test := fmt.Sprintf("%s ?", c.op)
 	if c.op == "IN" {
-		marks := strings.TrimSuffix(strings.Repeat("?, ", len(c.values)), ", ")
-		return fmt.Sprintf("%s IN (%s)", fieldExpr(c.field), marks), args
+		test = fmt.Sprintf("IN (%s)", strings.TrimSuffix(strings.Repeat("?, ", len(c.values)), ", "))
 	}
 
-	return fmt.Sprintf("%s %s ?", fieldExpr(c.field), c.op), args
+	if c.via == "" {
+		return fieldExpr(c.field) + " " + test, args
+	}
+
+	// The index's own entry for the row: the same _id, and the value tested. SQLite
+	// reads the outer row's _id from the index the query walks (an indexed expression).
+	return fmt.Sprintf(
+		"EXISTS (SELECT 1 FROM %[1]q AS _ferretdb_o INDEXED BY %[2]q "+
+			"WHERE _ferretdb_o.%[3]s %[4]s AND _ferretdb_o.%[5]s = %[1]q.%[5]s)",
+		c.table, c.via, fieldExpr(c.field), test, metadata.IDColumn,
+	), args
 }
 
 // pushdownQuery returns the SELECT statement for params and its arguments when this file
@@ -133,9 +148,20 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 
 	order := fmt.Sprintf(" ORDER BY %s DESC", metadata.IDColumn)
 
-	indexedBy, err := chooseIndex(ctx, db, meta, conds)
+	indexedBy, walked, err := chooseIndex(ctx, db, meta, conds)
 	if err != nil {
 		return "", nil, err
+	}
+
+	// The other indexed fields' conditions are checked on their own indexes: when the
+	// walked value is common and the pair is rare (two statuses that are each frequent,
+	// never together), that is one index seek per row walked instead of reading the
+	// row's JSON from the table.
+	for i, c := range conds {
+		index := sortedIndex(meta, c.field)
+		if walked != "" && c.field != walked && index != "" && (c.op == "=" || c.op == "IN") {
+			conds[i].via, conds[i].table = meta.TableName+"_"+index, meta.TableName
+		}
 	}
 
 	arms := splitIn(conds)
@@ -166,14 +192,14 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 	return q, args, nil
 }
 
-// chooseIndex returns the INDEXED BY clause of a query in descending _id order: the
-// index (field, _id) of the pushed-down field whose values are the rarest where the
-// query starts reading (the pushdownSample rows below its _id bound, counted on each
-// index), then overall (counted up to pushdownProbe); "" when no field has such an
-// index. SQLite has no statistics to tell a rare value from a common one, and a query
+// chooseIndex returns the INDEXED BY clause of a query in descending _id order, and its
+// field: the index (field, _id) of the pushed-down field whose values are the rarest
+// where the query starts reading (the pushdownSample rows below its _id bound, counted
+// on each index), then overall (counted up to pushdownProbe); "" when no field has such
+// an index. SQLite has no statistics to tell a rare value from a common one, and a query
 // that walks the rows of a common value to find those of a rare one among them reads
 // far more than one that walks the rare value's rows (or stops at once on none).
-func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, conds []pushdownCond) (string, error) { //nolint:lll // for readability
+func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, conds []pushdownCond) (string, string, error) { //nolint:lll // for readability
 	type candidate struct {
 		index string
 		cond  pushdownCond
@@ -189,9 +215,9 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 
 	switch len(candidates) {
 	case 0:
-		return "", nil
+		return "", "", nil
 	case 1:
-		return fmt.Sprintf(" INDEXED BY %q", candidates[0].index), nil
+		return fmt.Sprintf(" INDEXED BY %q", candidates[0].index), candidates[0].cond.field, nil
 	}
 
 	// the rows the query reads first: below its upper _id bound, down to the sample's end
@@ -212,14 +238,14 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 
 	var floor string
 	if err := db.QueryRowContext(ctx, q, args...).Scan(&floor); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", lazyerrors.Error(err)
+		return "", "", lazyerrors.Error(err)
 	}
 
 	if floor != "" {
 		bounds = append(bounds, pushdownCond{field: "_id", op: ">=", values: []string{floor}})
 	}
 
-	best, fewest := "", [2]int{}
+	best, field, fewest := "", "", [2]int{}
 
 	for _, c := range candidates {
 		var counts [2]int
@@ -240,7 +266,7 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 
 				var n int
 				if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-					return "", lazyerrors.Error(err)
+					return "", "", lazyerrors.Error(err)
 				}
 
 				counts[i] += n
@@ -248,11 +274,11 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 		}
 
 		if best == "" || counts[0] < fewest[0] || counts[0] == fewest[0] && counts[1] < fewest[1] {
-			best, fewest = c.index, counts
+			best, field, fewest = c.index, c.cond.field, counts
 		}
 	}
 
-	return fmt.Sprintf(" INDEXED BY %q", best), nil
+	return fmt.Sprintf(" INDEXED BY %q", best), field, nil
 }
 
 // sortedIndex returns the name of the collection's index on (field, _id), or "".
@@ -311,7 +337,8 @@ func splitIn(conds []pushdownCond) [][]pushdownCond {
 
 		for _, arm := range arms {
 			for _, v := range c.values {
-				one := pushdownCond{field: c.field, op: "=", values: []string{v}}
+				one := c
+				one.op, one.values = "=", []string{v}
 				next = append(next, append(append([]pushdownCond(nil), arm...), one))
 			}
 		}
