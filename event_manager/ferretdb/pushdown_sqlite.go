@@ -81,11 +81,6 @@ type pushdownCond struct {
 	field  string
 	op     string   // =, <, <=, >, >= or IN
 	values []string // JSON texts
-
-	// via, when set, is checked on the index (field, _id) of that name of table, so
-	// that a row the query reads on another index is not read from the table to be
-	// dropped (sortedQuery).
-	via, table string
 }
 
 // fieldExpr is the SQL expression of a top-level field, written as FerretDB writes it in
@@ -105,22 +100,12 @@ func (c pushdownCond) sql() (string, []any) {
 		args[i] = v
 	}
 
-	test := fmt.Sprintf("%s ?", c.op)
 	if c.op == "IN" {
-		test = fmt.Sprintf("IN (%s)", strings.TrimSuffix(strings.Repeat("?, ", len(c.values)), ", "))
+		marks := strings.TrimSuffix(strings.Repeat("?, ", len(c.values)), ", ")
+		return fmt.Sprintf("%s IN (%s)", fieldExpr(c.field), marks), args
 	}
 
-	if c.via == "" {
-		return fieldExpr(c.field) + " " + test, args
-	}
-
-	// The index's own entry for the row: the same _id, and the value tested. SQLite
-	// reads the outer row's _id from the index the query walks (an indexed expression).
-	return fmt.Sprintf(
-		"EXISTS (SELECT 1 FROM %[1]q AS _ferretdb_o INDEXED BY %[2]q "+
-			"WHERE _ferretdb_o.%[3]s %[4]s AND _ferretdb_o.%[5]s = %[1]q.%[5]s)",
-		c.table, c.via, fieldExpr(c.field), test, metadata.IDColumn,
-	), args
+	return fmt.Sprintf("%s %s ?", fieldExpr(c.field), c.op), args
 }
 
 // pushdownQuery returns the SELECT statement for params and its arguments when this file
@@ -148,20 +133,9 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 
 	order := fmt.Sprintf(" ORDER BY %s DESC", metadata.IDColumn)
 
-	indexedBy, walked, err := chooseIndex(ctx, db, meta, conds)
+	indexedBy, err := chooseIndex(ctx, db, meta, conds)
 	if err != nil {
 		return "", nil, err
-	}
-
-	// The other indexed fields' conditions are checked on their own indexes: when the
-	// walked value is common and the pair is rare (two statuses that are each frequent,
-	// never together), that is one index seek per row walked instead of reading the
-	// row's JSON from the table.
-	for i, c := range conds {
-		index := sortedIndex(meta, c.field)
-		if walked != "" && c.field != walked && index != "" && (c.op == "=" || c.op == "IN") {
-			conds[i].via, conds[i].table = meta.TableName+"_"+index, meta.TableName
-		}
 	}
 
 	arms := splitIn(conds)
@@ -192,14 +166,14 @@ func pushdownQuery(ctx context.Context, db *fsql.DB, meta *metadata.Collection, 
 	return q, args, nil
 }
 
-// chooseIndex returns the INDEXED BY clause of a query in descending _id order, and its
-// field: the index (field, _id) of the pushed-down field whose values are the rarest
-// where the query starts reading (the pushdownSample rows below its _id bound, counted
-// on each index), then overall (counted up to pushdownProbe); "" when no field has such
-// an index. SQLite has no statistics to tell a rare value from a common one, and a query
+// chooseIndex returns the INDEXED BY clause of a query in descending _id order: the
+// index (field, _id) of the pushed-down field whose values are the rarest where the
+// query starts reading (the pushdownSample rows below its _id bound, counted on each
+// index), then overall (counted up to pushdownProbe); "" when no field has such an
+// index. SQLite has no statistics to tell a rare value from a common one, and a query
 // that walks the rows of a common value to find those of a rare one among them reads
 // far more than one that walks the rare value's rows (or stops at once on none).
-func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, conds []pushdownCond) (string, string, error) { //nolint:lll // for readability
+func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, conds []pushdownCond) (string, error) { //nolint:lll // for readability
 	type candidate struct {
 		index string
 		cond  pushdownCond
@@ -215,9 +189,9 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 
 	switch len(candidates) {
 	case 0:
-		return "", "", nil
+		return "", nil
 	case 1:
-		return fmt.Sprintf(" INDEXED BY %q", candidates[0].index), candidates[0].cond.field, nil
+		return fmt.Sprintf(" INDEXED BY %q", candidates[0].index), nil
 	}
 
 	// the rows the query reads first: below its upper _id bound, down to the sample's end
@@ -238,14 +212,14 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 
 	var floor string
 	if err := db.QueryRowContext(ctx, q, args...).Scan(&floor); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", "", lazyerrors.Error(err)
+		return "", lazyerrors.Error(err)
 	}
 
 	if floor != "" {
 		bounds = append(bounds, pushdownCond{field: "_id", op: ">=", values: []string{floor}})
 	}
 
-	best, field, fewest := "", "", [2]int{}
+	best, fewest := "", [2]int{}
 
 	for _, c := range candidates {
 		var counts [2]int
@@ -266,7 +240,7 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 
 				var n int
 				if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-					return "", "", lazyerrors.Error(err)
+					return "", lazyerrors.Error(err)
 				}
 
 				counts[i] += n
@@ -274,11 +248,11 @@ func chooseIndex(ctx context.Context, db *fsql.DB, meta *metadata.Collection, co
 		}
 
 		if best == "" || counts[0] < fewest[0] || counts[0] == fewest[0] && counts[1] < fewest[1] {
-			best, field, fewest = c.index, c.cond.field, counts
+			best, fewest = c.index, counts
 		}
 	}
 
-	return fmt.Sprintf(" INDEXED BY %q", best), field, nil
+	return fmt.Sprintf(" INDEXED BY %q", best), nil
 }
 
 // sortedIndex returns the name of the collection's index on (field, _id), or "".
@@ -337,8 +311,7 @@ func splitIn(conds []pushdownCond) [][]pushdownCond {
 
 		for _, arm := range arms {
 			for _, v := range c.values {
-				one := c
-				one.op, one.values = "=", []string{v}
+				one := pushdownCond{field: c.field, op: "=", values: []string{v}}
 				next = append(next, append(append([]pushdownCond(nil), arm...), one))
 			}
 		}
