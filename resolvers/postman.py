@@ -24,10 +24,8 @@ MAX_BYTES = 10 * 1024 * 1024
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-SCHEMA = re.compile(
-    r"^https?://schema\.(?:get)?postman\.com/\S*?collection\S*?/v(\d+)\.(\d+)\.\d+(?:/|$)",
-    re.IGNORECASE,
-)
+SCHEMA_HOST = re.compile(r"^https?://schema\.(?:get)?postman\.com/", re.IGNORECASE)
+SCHEMA_VERSION = re.compile(r"v(\d+)\.(\d+)\.\d+", re.IGNORECASE)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[^\r\n]*)?$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -154,10 +152,10 @@ def _detect_format(doc: dict[str, Any]) -> str:
         isinstance(doc.get("order"), list) or isinstance(doc.get("folders"), list))
     schema = _text(_dict(doc.get("info")).get("schema")).strip()
     if schema:
-        match = SCHEMA.match(schema)
-        if not match:
+        version = schema_version(schema)
+        if version is None:
             raise CollectionError(f"not a Postman collection: unknown schema {schema[:80]!r}")
-        major, minor = match.groups()
+        major, minor = version
         if major == "2" and minor in ("0", "1"):
             return f"v2.{minor}.0"
         if major == "1" and is_v1:
@@ -175,6 +173,27 @@ def _detect_format(doc: dict[str, Any]) -> str:
 
 
 # --- v1: folders and requests rebuilt in the v2 shape ---------------------------------
+
+def schema_version(url: str) -> tuple[str, str] | None:
+    """(major, minor) of a Postman collection schema URL: on schema.getpostman.com or
+    schema.postman.com, a path segment ``v<major>.<minor>.<patch>`` after one that says
+    "collection", no whitespace before it. Read segment by segment, in time linear in
+    the URL's length (a pattern of two lazy wildcards around "collection" took seconds on
+    a long URL repeating it)."""
+    host = SCHEMA_HOST.match(url)
+    if host is None:
+        return None
+    seen = False
+    for segment in url[host.end():].split("/"):
+        version = SCHEMA_VERSION.fullmatch(segment)
+        if version and seen:
+            major, minor = version.groups()
+            return major, minor
+        if any(char.isspace() for char in segment):
+            return None
+        seen = seen or "collection" in segment.lower()
+    return None
+
 
 def _v1_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """v1 folders and requests as a v2 ``item`` tree: in each folder, sub-folders

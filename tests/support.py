@@ -3,6 +3,7 @@ no fixtures, so that scripts run by hand (bench/soak.py) can use them too."""
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import time
 from collections.abc import Callable
@@ -27,3 +28,35 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not met in {timeout:.0f} s (last value {value!r})")
         time.sleep(interval)
+
+
+def finishes_within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()``'s result (or its exception), failing the test when it has not returned
+    after ``seconds``.
+
+    For inputs that must be handled in linear time: the bound is orders of magnitude
+    above what linear work takes, and far below what the backtracking it guards against
+    would (hours). The call runs in a forked child, killed at the bound: a regular
+    expression holds the interpreter's lock until it is done, so a thread could not be
+    waited for."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            send.send((True, call()))
+        except BaseException as error:  # noqa: BLE001 - handed to the parent
+            send.send((False, error))
+
+    child = context.Process(target=run, daemon=True)
+    child.start()
+    try:
+        if not receive.poll(seconds):
+            raise AssertionError(f"did not finish within {seconds} s")
+        ok, value = receive.recv()
+    finally:
+        child.kill()
+        child.join()
+    if not ok:
+        raise value
+    return value

@@ -1,0 +1,83 @@
+"""Texts a client supplies are read in time linear in their length: the checks that
+used patterns which backtrack (exponentially, or with the square of the length) on
+crafted input, each against the pattern it replaced on ordinary and random input, and
+on the crafted input with a bound far below what the old pattern would take."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from dispatch.template import TAG, is_only_placeholders
+from resolvers.postman import CollectionError, parse_collection, schema_version
+from tests.support import finishes_within
+
+OLD_ONLY_PLACEHOLDERS = re.compile(r"^(?:\s*\{\{\s*" + TAG + r"\s*\}\}\s*)+$")
+OLD_SCHEMA = re.compile(
+    r"^https?://schema\.(?:get)?postman\.com/\S*?collection\S*?/v(\d+)\.(\d+)\.\d+(?:/|$)",
+    re.IGNORECASE,
+)
+
+
+def fragments(rng: random.Random, parts: list[str], n: int) -> str:
+    return "".join(rng.choice(parts) for _ in range(rng.randint(0, n)))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("{{token}}", True), ("  {{ token }}\t", True), ("{{a}}{{b}}", True),
+    ("{{a}} {{b.c-d}}\n", True), ("", False), ("   ", False), ("{{a}}:{{b}}", False),
+    ("Bearer {{token}}", False), ("{{}}", False), ("{{a b}}", False), ("{{{a}}}", False),
+    ("{{" + "a" * 64 + "}}", True), ("{{" + "a" * 65 + "}}", False), ("{{a}}\u00a0", True),
+])
+def test_only_placeholders(text: str, expected: bool) -> None:
+    assert is_only_placeholders(text) is expected
+    assert bool(OLD_ONLY_PLACEHOLDERS.match(text)) is expected
+
+
+def test_only_placeholders_agrees_with_the_old_pattern_on_random_text() -> None:
+    rng = random.Random(5)
+    parts = ["{{", "}}", "{", "}", " ", "\t", "a", "b.c", "-", "_", ":", "!", "{{a}}", "\u00a0"]
+    for _ in range(5000):
+        text = fragments(rng, parts, 12)
+        assert is_only_placeholders(text) == bool(OLD_ONLY_PLACEHOLDERS.match(text)), text
+
+
+def test_only_placeholders_is_linear_on_the_input_that_froze_the_api() -> None:
+    """``{{a}}  `` ×17 then ``!`` (120 characters) took the old pattern 11.5 s; every
+    more repetition doubles it. 4,096 characters of it: at once."""
+    text = ("{{a}}  " * 585) + "!"
+    assert finishes_within(10, lambda: is_only_placeholders(text)) is False
+    assert finishes_within(10, lambda: is_only_placeholders(text[:-1])) is True
+
+
+def test_schema_version_agrees_with_the_old_pattern() -> None:
+    known = [
+        "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
+        "HTTP://SCHEMA.POSTMAN.COM/JSON/COLLECTION/V2.0.0",
+        "https://schema.postman.com/collection/json/v2.1.0/draft-07/collection.json",
+        "https://schema.getpostman.com/json/v2.1.0/collection/",
+        "https://schema.getpostman.com/json/collection/v2.1.0x/",
+        "https://schema.getpostman.com/json/coll ection/v2.1.0/",
+        "https://schema.getpostman.com/json/collection/v2.1.0/ and more",
+        "https://schema.getpostman.com/mycollections/v1.0.0",
+        "https://example.com/json/collection/v2.1.0/",
+    ]
+    rng = random.Random(9)
+    parts = ["/", "collection", "COLL", "json", "v2.1.0", "v1.0.0", "v2.1", "x", " ", ".", "7"]
+    urls = known + [rng.choice(["https://schema.getpostman.com/", "http://schema.postman.com/"])
+                    + fragments(rng, parts, 10) for _ in range(5000)]
+    for url in urls:
+        old = OLD_SCHEMA.match(url)
+        assert schema_version(url) == (old.groups() if old else None), url
+
+
+def test_a_long_schema_url_is_refused_in_linear_time() -> None:
+    """A schema URL repeating "collection" (100 KB) took the old pattern 4.5 s to refuse,
+    growing with the square of its length; 1 MB of it is refused at once."""
+    schema = "https://schema.getpostman.com/" + "collection" * 100_000 + "/v2"
+    document = json.dumps({"info": {"name": "x", "schema": schema}, "item": []})
+    with pytest.raises(CollectionError, match="unknown schema"):
+        finishes_within(10, lambda: parse_collection(document))
