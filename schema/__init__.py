@@ -21,7 +21,7 @@ from resolvers import triggers as trigger_resolvers
 from schema.activity import Activity, ActivityPage, TriggerResult
 from schema.errors import ContractErrors
 from schema.imports import ImportResult, PostmanCollection, PostmanRequest
-from schema.limits import ParseLimits, QueryLimits
+from schema.limits import IntrospectionNeedsKey, ParseLimits, QueryLimits
 from schema.types import (
     Action,
     ApiKeyInfo,
@@ -134,6 +134,7 @@ schema = Schema(
     extensions=[
         partial(ParseLimits, maxsize=512),  # ParserCache and ValidationCache, each with the
         partial(QueryLimits, maxsize=512),  # limits of schema/limits.py
+        IntrospectionNeedsKey,
         ContractErrors,
     ],
 )

@@ -27,7 +27,9 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+
+from event_manager.errors import Unauthenticated
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """An HTTP request body. A 10 MB Postman collection sent as a JSON string grows by its
@@ -137,4 +139,34 @@ class QueryLimits(ValidationCache):
         self.execution_context.pre_execution_errors = [
             GraphQLError(problem, extensions={"code": "BAD_USER_INPUT"})
         ]
+        yield
+
+
+INTROSPECTION = frozenset({"__schema", "__type"})
+
+
+def introspects(document: DocumentNode) -> bool:
+    """Whether the document asks for the schema's description anywhere, fragments
+    included (``__typename`` describes nothing and is not counted)."""
+    return any(field.name.value in INTROSPECTION
+               for definition in document.definitions
+               for field in _fields(getattr(definition, "selection_set", None)))
+
+
+class IntrospectionNeedsKey(SchemaExtension):
+    """The schema is described (``__schema``, ``__type``) only to a caller with a valid
+    API key: without one, such a document gets the same UNAUTHENTICATED answer as any
+    other field, and nothing runs. Placed after ``QueryLimits``: its answer replaces the
+    validation's (Strawberry reads the errors before the hooks' ends run)."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context.context
+        document = self.execution_context.graphql_document
+        if document is not None and getattr(context, "principal", None) is None \
+                and introspects(document):
+            error = getattr(context, "auth_error", None) or Unauthenticated(
+                "an API key is required")
+            self.execution_context.pre_execution_errors = [
+                GraphQLError(error.message, extensions=error.extensions)
+            ]
         yield

@@ -478,6 +478,27 @@ def test_garbage_key_is_unauthenticated(tenant: TenantHandle, key: str) -> None:
     assert client("{ actions { id } }").code == "UNAUTHENTICATED"
 
 
+INTROSPECTIONS = [
+    "{ __schema { queryType { name } } }",
+    '{ __type(name: "Action") { fields { name } } }',
+    "{ me { role } ...F } fragment F on Query { __schema { types { name } } }",
+    "query { __typename a: __type(name: \"Query\") { name } }",
+]
+
+
+@pytest.mark.parametrize("query", INTROSPECTIONS)
+@pytest.mark.parametrize("key", [None, "em_" + "C" * 43], ids=["no-key", "unknown-key"])
+def test_introspection_needs_a_key(tenant: TenantHandle, query: str, key: str | None) -> None:
+    """The schema describes itself only to a caller with a valid key, however the
+    document asks (fragment, alias, beside other fields); ``__typename`` alone tells
+    nothing and is answered, as it is with a key."""
+    reply = Client(tenant.admin.url, key)(query)
+    assert reply.code == "UNAUTHENTICATED", reply.body
+    assert reply.body.get("data") is None
+    assert Client(tenant.admin.url, key)("{ __typename }").body == {"data": {"__typename": "Query"}}
+    assert "errors" not in tenant.admin(query).body
+
+
 def test_garbage_key_with_x_tenant_is_unauthenticated(tenant: TenantHandle) -> None:
     client = Client(tenant.admin.url, "em_" + "B" * 43, tenant.code)
     assert client("{ actions { id } }").code == "UNAUTHENTICATED"
