@@ -24,7 +24,7 @@ import strawberry
 from dispatch.stamps import Snapshot
 from event_manager import metrics
 from event_manager.errors import BadInput, NotFound, Unavailable
-from resolvers.context import TRIGGER, WRITE, Context
+from resolvers.context import READ, TRIGGER, WRITE, Context
 from resolvers.intake import MAX_BATCH
 from resolvers.validation import TAG_NAME
 from schema.activity import Activity, TriggerInput, TriggerResult
@@ -128,6 +128,22 @@ async def plan(store: TenantStore, config: Snapshot,
     return actions, None
 
 
+REPLAY_MESSAGE = ("sent earlier under this idempotency key; its details need a key that "
+                  "may read activity")
+
+
+def replayed(rows: list[dict[str, Any]], may_read: bool) -> list[dict[str, Any]]:
+    """The rows an idempotent replay answers with: whole for a caller that may read
+    activity; otherwise (a PBX key) their ids, event, source and status only, since the
+    rows of an earlier trigger may hold what its delivery sent and received (request
+    headers, response snippet, error messages) and ``activity`` is refused to it."""
+    if may_read:
+        return rows
+    return [{**row, "action_name": None, "message": REPLAY_MESSAGE, "http_status": None,
+             "request": None, "response_snippet": None, "unresolved_parameters": []}
+            for row in rows]
+
+
 def result(trigger_id: str, trigger: Trigger, reason: str | None,
            rows: list[dict[str, Any]]) -> TriggerResult:
     return TriggerResult(
@@ -166,7 +182,9 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger]) -> list
                 earlier = batch_rows.get(first["trigger_id"])
                 if earlier is None:
                     earlier = await store.log.by_trigger(first["trigger_id"])
-                results.append(result(first["trigger_id"], replay, first["reason"], earlier))
+                may_read = ctx.principal is not None and ctx.principal.role in READ
+                results.append(result(first["trigger_id"], replay, first["reason"],
+                                      replayed(earlier, may_read)))
                 continue
             keys.append(trigger.idempotency_key)
         if reason is not None:

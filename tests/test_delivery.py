@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from tests.conftest import TenantHandle, wait_until
+from tests.conftest import Client, TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -240,6 +240,34 @@ def test_a_repeated_idempotency_key_sends_once(tenant: TenantHandle, receiver: R
     assert first["activities"] == second["activities"] and first["accepted"]
     settled(tenant, first["triggerId"])
     assert len(receiver.received(f"/{tenant.code}/once")) == 1
+
+
+def test_a_pbx_key_replaying_its_key_gets_ids_and_statuses_only(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """A PBX key may not read activity; replaying an idempotency key after the delivery
+    must not show it what was sent and received (headers, snippet, message)."""
+    receiver.script(f"/{tenant.code}/told", Reply(400, "crm says: secret-detail"))
+    hook(tenant, receiver, "told", headers=[{"key": "X-Crm", "value": "header-detail"}])
+    made = tenant.system('mutation($t: String) { createApiKey(role: PBX, label: "pbx", '
+                         'tenant: $t) { key } }', t=tenant.code).data["createApiKey"]
+    pbx = Client(tenant.admin.url, made["key"])
+    query = ('mutation { triggerEvent(input: {event: HANGUP, idempotencyKey: "call-9"}) '
+             '{ triggerId accepted activities { id status message actionName httpStatus '
+             'responseSnippet request { url headers { key value } } } } }')
+    first = pbx(query).data["triggerEvent"]
+    [row] = settled(tenant, first["triggerId"])
+    assert row["status"] == "FAILED" and "secret-detail" in str(row)
+    again = pbx(query).data["triggerEvent"]
+    assert again["triggerId"] == first["triggerId"] and again["accepted"]
+    [replayed] = again["activities"]
+    assert replayed["id"] == row["id"] and replayed["status"] == "FAILED"
+    assert (replayed["request"], replayed["responseSnippet"], replayed["httpStatus"],
+            replayed["actionName"]) == (None, None, None, None)
+    assert "secret-detail" not in str(again) and "header-detail" not in str(again)
+    assert "sent earlier" in replayed["message"]
+    # a key that may read activity gets the whole row back
+    [whole] = tenant.admin(query).data["triggerEvent"]["activities"]
+    assert whole["responseSnippet"] and "header-detail" in str(whole["request"])
 
 
 def test_test_event_runs_while_actions_are_disabled(tenant: TenantHandle,
