@@ -38,6 +38,8 @@ log = logging.getLogger("event_manager.api")
 
 MAX_PARAMS = 100
 MAX_PARAM_VALUE = 4096
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What the store holds (BSON's int64): a larger whole number failed at the database."""
 MAX_KEY = 200
 Scalar = str | int | float | bool | None
 
@@ -68,6 +70,10 @@ def check_params(params: Any, field: str) -> dict[str, Scalar]:
                            field=f"{field}.{key[:40]}")
         if isinstance(value, float) and not math.isfinite(value):
             raise BadInput("numbers must be finite", field=f"{field}.{key}")
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and not INT64_MIN <= value <= INT64_MAX:
+            raise BadInput("whole numbers must fit in 64 bits (at most 9223372036854775807 "
+                           "either way); send a larger one as a string", field=f"{field}.{key}")
         if not isinstance(value, Scalar):
             raise BadInput("values must be strings, numbers or booleans",
                            field=f"{field}.{key}")

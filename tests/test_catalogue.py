@@ -184,6 +184,13 @@ WRONG_TYPES = [
          words="yesterday", field="input.occurredAt"),
     Case("params is an array", TRIGGER, trigger(params=[1, 2]),
          words="one flat JSON object", field="input.params"),
+    Case("param beyond 64 bits", TRIGGER, trigger(params={"duration": 2**64}),
+         words="fit in 64 bits", field="input.params.duration"),
+    Case("param below -2**63", TRIGGER, trigger(params={"duration": -(2**63) - 1}),
+         words="fit in 64 bits", field="input.params.duration"),
+    Case("batch param beyond 64 bits", TRIGGERS, {"inputs": [{"event": "HANGUP"}] * 3 + [
+        {"event": "HANGUP", "params": {"duration": 2**64}}]},
+         words="fit in 64 bits", field="inputs[3].params.duration"),
     Case("id is an object", "mutation($id: ID!) { deleteAction(id: $id) }",
          {"id": {"$gt": ""}}, words="ID cannot represent", field="id"),
 ]

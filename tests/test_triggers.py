@@ -152,3 +152,11 @@ def test_bad_page_requests_name_the_field(tenant: TenantHandle, variables: dict,
                                           field: str) -> None:
     reply = tenant.admin(PAGE, **variables)
     assert reply.code == "BAD_USER_INPUT" and reply.error["extensions"]["field"] == field
+
+
+def test_whole_numbers_at_the_edges_of_64_bits_are_taken(tenant: TenantHandle) -> None:
+    """The largest and smallest int64 are stored as they are (a larger one is refused
+    with the field named: tests/test_catalogue.py)."""
+    for value in (2**63 - 1, -(2**63)):
+        reply = tenant.admin(TRIGGER, i={"event": "HANGUP", "params": {"duration": value}})
+        assert reply.data["triggerEvent"]["triggerId"]
