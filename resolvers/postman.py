@@ -535,19 +535,25 @@ def _authorization(auth: dict[str, Any] | None, warnings: list[str]) -> dict[str
 
 def _unique_names(names: list[str]) -> list[str]:
     """Names capped at 100 characters ("…" marks a cut), unique ignoring case: a repeat
-    gets " (2)", " (3)"."""
+    gets " (2)", " (3)"… (each repeat goes on from the number the last one got, so 8,000
+    repeats take 8,000 steps, not 32 million)."""
     def capped(name: str, suffix: str) -> str:
         room = MAX_NAME - len(suffix)
         return (name if len(name) <= room else name[:room - 1].rstrip() + "…") + suffix
 
     used: set[str] = set()
+    last: dict[str, int] = {}  # the number a name's latest repeat got: the next starts there
     out = []
     for name in names:
-        candidate, n = capped(name, ""), 1
+        candidate = capped(name, "")
+        n = last.get(candidate.casefold(), 1)
+        if n > 1:
+            candidate = capped(name, f" ({n})")
         while candidate.casefold() in used:
             n += 1
             candidate = capped(name, f" ({n})")
         used.add(candidate.casefold())
+        last[capped(name, "").casefold()] = n
         out.append(candidate)
     return out
 

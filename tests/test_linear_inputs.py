@@ -12,7 +12,7 @@ import re
 import pytest
 
 from dispatch.template import TAG, is_only_placeholders
-from resolvers.postman import CollectionError, parse_collection, schema_version
+from resolvers.postman import CollectionError, _unique_names, parse_collection, schema_version
 from tests.support import finishes_within
 
 OLD_ONLY_PLACEHOLDERS = re.compile(r"^(?:\s*\{\{\s*" + TAG + r"\s*\}\}\s*)+$")
@@ -81,3 +81,38 @@ def test_a_long_schema_url_is_refused_in_linear_time() -> None:
     document = json.dumps({"info": {"name": "x", "schema": schema}, "item": []})
     with pytest.raises(CollectionError, match="unknown schema"):
         finishes_within(10, lambda: parse_collection(document))
+
+
+def old_unique_names(names: list[str]) -> list[str]:
+    """resolvers.postman._unique_names as it was: each repeat counted from 2 again."""
+    def capped(name: str, suffix: str) -> str:
+        room = 100 - len(suffix)
+        return (name if len(name) <= room else name[:room - 1].rstrip() + "…") + suffix
+
+    used: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = capped(name, ""), 1
+        while candidate.casefold() in used:
+            n += 1
+            candidate = capped(name, f" ({n})")
+        used.add(candidate.casefold())
+        out.append(candidate)
+    return out
+
+
+def test_unique_names_agree_with_counting_from_two_each_time() -> None:
+    """The same names as before, repeats, names that look like repeats ("A (2)"), case
+    and names cut at 100 characters included."""
+    rng = random.Random(3)
+    pool = ["Get", "get", "GET", "Get (2)", "get (3)", "Post", "x" * 100, "x" * 120,
+            "x" * 96 + " (2)", "Get (10)"]
+    for _ in range(2000):
+        names = [rng.choice(pool) for _ in range(rng.randint(0, 30))]
+        assert _unique_names(names) == old_unique_names(names), names
+
+
+def test_many_requests_of_one_name_are_named_in_linear_time() -> None:
+    """8,000 requests named alike took 7.6 s (each counted its number from 2)."""
+    names = finishes_within(10, lambda: _unique_names(["Ping"] * 50_000))
+    assert names[:3] == ["Ping", "Ping (2)", "Ping (3)"] and names[-1] == "Ping (50000)"
