@@ -105,4 +105,8 @@ async def rate(bench: Any, name: str, deliveries: int) -> float:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:  # SIGTERM (bench.run.system)
+        raise SystemExit("bench.retention: stopped by SIGTERM; what it started is "
+                         "stopped") from None

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -120,7 +121,12 @@ def cpu_table(results: dict[str, Any]) -> str:
 @contextlib.asynccontextmanager
 async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None
                  ) -> AsyncIterator[Bench]:
-    """Services, receiver, API and worker up; everything the bench made gone after."""
+    """Services, receiver, API and worker up; everything the bench made gone after, also
+    when the bench is stopped by SIGTERM (``timeout``, ``kill``), which cancels it as
+    Ctrl-C does instead of ending Python with the API and worker left running."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     stack = Stack(logs, worker_threads=worker_threads)
     print(f"bench: database prefix {stack.settings.database}, logs in {logs}", flush=True)
@@ -136,6 +142,7 @@ async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None
     finally:
         await stack.close()
         await receiver.close()
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
@@ -174,11 +181,15 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
     try:
-        import uvloop
-    except ImportError:
-        document, out = asyncio.run(run(args))
-    else:
-        document, out = asyncio.Runner(loop_factory=uvloop.new_event_loop).run(run(args))
+        try:
+            import uvloop
+        except ImportError:
+            document, out = asyncio.run(run(args))
+        else:
+            document, out = asyncio.Runner(loop_factory=uvloop.new_event_loop).run(run(args))
+    except asyncio.CancelledError:  # SIGTERM (system())
+        print("bench: stopped by SIGTERM; what it started is stopped", file=sys.stderr)
+        return 143
     m = document["machine"]
     print(f"\n## Event Manager bench, {document['date']}, {m['host']} ({m['cpus']} CPUs, "
           f"load {m['load_average_at_start'][0]:.2f} at start, commit {m['commit']})\n")
