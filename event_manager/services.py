@@ -135,60 +135,27 @@ read with one query and written in one transaction."""
 # those comparisons took a third of the server's time on inserts. The build writes the
 # schema last, so texts differ from their first field (the _id) on; reading takes either
 # order, as rows written before are (bench/README: insert CPU per row 126 → 95 µs).
-FERRETDB_SCHEMA_LAST_PATCH = (
-    Path("internal/handler/sjson/sjson.go"),
-    (
-     "\tbuf.WriteString(`{\"$s\":`)\n"
-     "\tbuf.Write(schema)\n"
-     "\n"
-     "\tkeys := d.Keys()\n"
-     "\tvalues := d.Values()\n"
-     "\n"
-     "\tfor i, key := range keys {\n"
-     "\t\tbuf.WriteByte(',')\n"
-     "\t\tbuf.WriteString(`\"`)\n"
-     "\t\tbuf.WriteString(key)\n"
-     "\t\tbuf.WriteString(`\":`)\n"
-     "\n"
-     "\t\tb, err := toSJSON(values[i]).MarshalJSON()\n"
-     "\t\tif err != nil {\n"
-     "\t\t\treturn nil, lazyerrors.Error(err)\n"
-     "\t\t}\n"
-     "\n"
-     "\t\tbuf.Write(b)\n"
-     "\t}\n"
-     "\n"
-     "\tbuf.WriteByte('}')\n"),
-    (
-     "\tbuf.WriteByte('{')\n"
-     "\n"
-     "\tkeys := d.Keys()\n"
-     "\tvalues := d.Values()\n"
-     "\n"
-     "\tfor i, key := range keys {\n"
-     "\t\tbuf.WriteString(`\"`)\n"
-     "\t\tbuf.WriteString(key)\n"
-     "\t\tbuf.WriteString(`\":`)\n"
-     "\n"
-     "\t\tb, err := toSJSON(values[i]).MarshalJSON()\n"
-     "\t\tif err != nil {\n"
-     "\t\t\treturn nil, lazyerrors.Error(err)\n"
-     "\t\t}\n"
-     "\n"
-     "\t\tbuf.Write(b)\n"
-     "\t\tbuf.WriteByte(',')\n"
-     "\t}\n"
-     "\n"
-     "\tbuf.WriteString(`\"$s\":`)\n"
-     "\tbuf.Write(schema)\n"
-     "\tbuf.WriteByte('}')\n"),
+FERRETDB_SCHEMA_LAST_PATCHES = (
+    # the text opens with the first field, not with the schema
+    (Path("internal/handler/sjson/sjson.go"),
+     "\tbuf.WriteString(`{\"$s\":`)\n\tbuf.Write(schema)\n",
+     "\tbuf.WriteByte('{')\n"),
+    # each field is followed by a comma instead of preceded by one
+    (Path("internal/handler/sjson/sjson.go"),
+     "\t\tbuf.WriteByte(',')\n\t\tbuf.WriteString(`\"`)\n",
+     "\t\tbuf.WriteString(`\"`)\n"),
+    # and the schema closes the text
+    (Path("internal/handler/sjson/sjson.go"),
+     "\t\tbuf.Write(b)\n\t}\n\n\tbuf.WriteByte('}')\n",
+     "\t\tbuf.Write(b)\n\t\tbuf.WriteByte(',')\n\t}\n\n"
+     "\tbuf.WriteString(`\"$s\":`)\n\tbuf.Write(schema)\n\tbuf.WriteByte('}')\n"),
 )
 FERRETDB_RELEASE = FERRETDB_VERSION + PUSHDOWN_RELEASE
 """The version our build reports (``buildInfo``'s ``ferretdbVersion``): the suffix tells
 ``tenants.database.Database`` that filters on indexed fields are answered from indexes."""
 FERRETDB_PATCHES = (FERRETDB_ID_PATCH, FERRETDB_UPDATE_PATCH, _debug_builds_only("Track"),
                     _debug_builds_only("Untrack"), *FERRETDB_PUSHDOWN_PATCHES,
-                    *FERRETDB_BATCH_PATCHES, FERRETDB_SCHEMA_LAST_PATCH)
+                    *FERRETDB_BATCH_PATCHES, *FERRETDB_SCHEMA_LAST_PATCHES)
 
 
 def _build_stamp() -> str:
