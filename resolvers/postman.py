@@ -172,8 +172,6 @@ def _detect_format(doc: dict[str, Any]) -> str:
     raise CollectionError("not a Postman collection: no info.schema and no v1 requests")
 
 
-# --- v1: folders and requests rebuilt in the v2 shape ---------------------------------
-
 def schema_version(url: str) -> tuple[str, str] | None:
     """(major, minor) of a Postman collection schema URL: on schema.getpostman.com or
     schema.postman.com, a path segment ``v<major>.<minor>.<patch>`` after one that says
@@ -194,6 +192,8 @@ def schema_version(url: str) -> tuple[str, str] | None:
         seen = seen or "collection" in segment.lower()
     return None
 
+
+# --- v1: folders and requests rebuilt in the v2 shape ---------------------------------
 
 def _v1_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """v1 folders and requests as a v2 ``item`` tree: in each folder, sub-folders
@@ -545,15 +545,14 @@ def _unique_names(names: list[str]) -> list[str]:
     last: dict[str, int] = {}  # the number a name's latest repeat got: the next starts there
     out = []
     for name in names:
-        candidate = capped(name, "")
-        n = last.get(candidate.casefold(), 1)
-        if n > 1:
-            candidate = capped(name, f" ({n})")
+        base = capped(name, "")
+        n = last.get(base.casefold(), 1)
+        candidate = base if n == 1 else capped(name, f" ({n})")
         while candidate.casefold() in used:
             n += 1
             candidate = capped(name, f" ({n})")
         used.add(candidate.casefold())
-        last[capped(name, "").casefold()] = n
+        last[base.casefold()] = n
         out.append(candidate)
     return out
 

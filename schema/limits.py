@@ -29,7 +29,8 @@ from graphql import (
 )
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 
-from event_manager.errors import Unauthenticated
+from event_manager.errors import ApiError
+from resolvers.context import ANYONE
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """An HTTP request body. A 10 MB Postman collection sent as a JSON string grows by its
@@ -160,13 +161,12 @@ class IntrospectionNeedsKey(SchemaExtension):
     validation's (Strawberry reads the errors before the hooks' ends run)."""
 
     def on_validate(self) -> Iterator[None]:
-        context = self.execution_context.context
         document = self.execution_context.graphql_document
-        if document is not None and getattr(context, "principal", None) is None \
-                and introspects(document):
-            error = getattr(context, "auth_error", None) or Unauthenticated(
-                "an API key is required")
-            self.execution_context.pre_execution_errors = [
-                GraphQLError(error.message, extensions=error.extensions)
-            ]
+        if document is not None and introspects(document):
+            try:
+                self.execution_context.context.require(ANYONE)
+            except ApiError as error:
+                self.execution_context.pre_execution_errors = [
+                    GraphQLError(error.message, extensions=error.extensions)
+                ]
         yield
