@@ -12,11 +12,11 @@ single calls the batch path without a waiting window (no timer):
 
 A batch runs in a task of its own: a caller that goes away (a closed WebSocket cancels its
 operation) neither stops nor loses the others' calls. A caller gone before its batch
-starts is left out of it, so nothing is done for it. When the batch raises (the queue
-refused, and ``run`` in ``resolvers/triggers.py`` removed what it wrote), every caller of
-the batch gets that error.
+starts is left out of it, so nothing is done for it. An item that fails alone (the
+database refused its rows, ``resolvers/batch.py``) fails its own caller only; when the
+batch as a whole raises, every caller of the batch gets that error.
 
-Intake knows nothing of triggers (``resolvers/triggers.py`` says how a batch runs), so the
+Intake knows nothing of triggers (``resolvers/batch.py`` says how a batch runs), so the
 app can make one per process without importing the schema.
 """
 
@@ -31,7 +31,8 @@ MAX_BATCH = 500
 """Triggers per batch at most: of one ``triggerEvents`` call, or of calls joined here."""
 
 RunBatch = Callable[[list[Any]], Awaitable[list[Any]]]
-"""Runs the items of a batch; one result per item, in their order."""
+"""Runs the items of a batch; one result per item, in their order: an exception among
+them is that item's own failure, raised to its caller alone."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ class Intake:
         try:
             results = await run([w.item for w in batch])
             for waiting, result in zip(batch, results, strict=True):
-                if not waiting.answer.done():  # its caller went away meanwhile
+                if waiting.answer.done():  # its caller went away meanwhile
+                    continue
+                if isinstance(result, Exception):  # this item's own failure
+                    waiting.answer.set_exception(result)
+                else:
                     waiting.answer.set_result(result)
         except Exception as exc:  # Unavailable, or an unexpected error each caller logs
             for waiting in batch:

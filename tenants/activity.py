@@ -23,14 +23,12 @@ from uuid import uuid4
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure
 
 from event_manager.errors import BadInput
 from tenants.database import (
     GroupedInserts,
     GroupedWrites,
     contains,
-    is_duplicate,
     now,
     object_id,
 )
@@ -365,24 +363,7 @@ class ActivityLog:
                 return total
             await asyncio.sleep(pause * (time.monotonic() - started))
 
-    # idempotency ----------------------------------------------------------
-
-    async def remember(self, key: str, record: dict[str, Any]) -> dict[str, Any] | None:
-        """Claim an idempotency key: None when claimed now, else the first claim's record.
-
-        A key is remembered for ``IDEMPOTENCY``; after that it starts afresh."""
-        for _ in range(2):
-            try:
-                await self.idempotency.insert_one({"_id": key, **record, "created_at": now()})
-                return None
-            except OperationFailure as error:
-                if not is_duplicate(error):
-                    raise
-            first = await self.idempotency.find_one({"_id": key})
-            if first is not None and first["created_at"] > now() - IDEMPOTENCY:
-                return first
-            await self.idempotency.delete_one({"_id": key})  # expired (or just removed)
-        return await self.idempotency.find_one({"_id": key})
+    # idempotency (written with the rows they promise: tenants/acceptance.py) ----
 
     async def forget_before(self, moment: datetime) -> int:
         """Drop idempotency keys and delivery claims older than ``moment``; how many."""

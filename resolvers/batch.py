@@ -1,0 +1,274 @@
+"""Running a batch of triggers: the rows each one promises written together, one delivery
+message, one publication, and each trigger's own outcome.
+
+A batch is the triggers of one ``triggerEvents`` call, or concurrent ``triggerEvent``
+calls of one tenant (``resolvers/intake.py``). The database may refuse one trigger's
+rows (a value it cannot hold, a unique index): that trigger fails alone, with
+BAD_USER_INPUT or CONFLICT naming its params (``inputs[3].params``), its neighbours stand
+(``tenants/acceptance.py``), and its idempotency key is not kept, so a retry is processed
+again rather than answered "accepted" with nothing behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from bson.errors import InvalidDocument
+from pymongo.errors import OperationFailure
+
+from dispatch.stamps import Snapshot
+from event_manager import metrics
+from event_manager.errors import ApiError, BadInput, Conflict, Unavailable
+from resolvers.context import READ, Context
+from schema.activity import Activity, TriggerResult
+from schema.enums import EventType, TriggerSource
+from tenants.acceptance import Earlier, KeyTaken, Part, accept, earlier_keys, withdraw
+from tenants.activity import row_id
+from tenants.catalog import EVENTS_BY_TYPE
+from tenants.database import is_duplicate, is_transient, now, object_id
+from tenants.store import TenantStore
+
+log = logging.getLogger("event_manager.api")
+
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A checked trigger, ready to run."""
+
+    event: str
+    source: str
+    params: dict[str, Scalar]
+    occurred_at: datetime
+    idempotency_key: str | None = None
+    action_ids: list[str] | None = None
+    params_field: str = "input.params"
+    """Where the client wrote the params, for errors about them: ``inputs[3].params``."""
+
+
+def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, status: str,
+            message: str, created: datetime) -> dict[str, Any]:
+    return {
+        "_id": row_id(created), "trigger_id": trigger_id, "event": trigger.event,
+        "source": trigger.source,
+        "action_id": str(action["_id"]) if action else None,
+        "action_name": action["name"] if action else None,
+        "status": status, "message": message, "attempts": 0, "cycle_start": 0,
+        "http_status": None, "request": None, "response_snippet": None,
+        "unresolved_parameters": [], "params": trigger.params,
+        "occurred_at": trigger.occurred_at, "created_at": created, "updated_at": created,
+        "next_attempt_at": None,
+    }
+
+
+async def plan(store: TenantStore, config: Snapshot,
+               trigger: Trigger) -> tuple[list[dict[str, Any]], str | None]:
+    """The actions to send, or the reason nothing is sent. What it reads comes from the
+    tenant's config snapshot (read again only after a change); nothing here changes it."""
+    name = EVENTS_BY_TYPE[trigger.event].name
+    event = await config.part(("event", trigger.event), lambda: store.events.find_one(
+        {"_id": trigger.event})) or {}
+    if trigger.source == "SYSTEM":
+        if not (await config.part("settings", store.get_settings))["actions_enabled"]:
+            return [], "actions are disabled for all events in Settings"
+        if not event.get("active"):
+            return [], f"the {name} event is not active"
+    ids = trigger.action_ids if trigger.action_ids is not None else event.get("action_ids", [])
+    oids = [oid for oid in map(object_id, ids) if oid]
+    found = await config.part(("actions", tuple(oids)), lambda: store.actions.find(
+        {"_id": {"$in": oids}}, {"name": 1}).to_list(None))
+    by_id = {str(a["_id"]): a for a in found}
+    actions = [by_id[i] for i in ids if i in by_id]
+    if not actions:
+        return [], f"no actions are attached to {name}"
+    return actions, None
+
+
+REPLAY_MESSAGE = ("sent earlier under this idempotency key; its details need a key that "
+                  "may read activity")
+
+
+def replayed(rows: list[dict[str, Any]], may_read: bool) -> list[dict[str, Any]]:
+    """The rows an idempotent replay answers with: whole for a caller that may read
+    activity; otherwise (a PBX key) their ids, event, source and status only, since the
+    rows of an earlier trigger may hold what its delivery sent and received (request
+    headers, response snippet, error messages) and ``activity`` is refused to it."""
+    if may_read:
+        return rows
+    return [{**row, "action_name": None, "message": REPLAY_MESSAGE, "http_status": None,
+             "request": None, "response_snippet": None, "unresolved_parameters": []}
+            for row in rows]
+
+
+def result(trigger_id: str, trigger: Trigger, reason: str | None,
+           rows: list[dict[str, Any]]) -> TriggerResult:
+    return TriggerResult(
+        trigger_id=strawberry.ID(trigger_id), event=EventType(trigger.event),
+        source=TriggerSource(trigger.source), accepted=reason is None, reason=reason,
+        activities=[Activity.from_doc(r) for r in rows],
+    )
+
+
+async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
+              readers: list[bool] | None = None,
+              together: bool = False) -> list[TriggerResult | ApiError]:
+    """Run a batch of triggers with one write of rows and keys, one message and one
+    publication: each trigger's result, or the error that refused it alone.
+
+    The rows the database refuses fail only their own trigger (``tenants/acceptance.py``),
+    unless ``together`` (the triggers of one ``triggerEvents`` call): then nothing of the
+    batch is kept and every trigger gets the first refusal. Triggers of the same event
+    share one plan. ``readers[i]`` says whether trigger i's caller may read activity (what
+    its replay shows). If the queue refuses the message, every row written is removed
+    again and its callers get UNAVAILABLE."""
+    metrics.TRIGGER_BATCH_SIZE.observe(len(triggers))
+    config = await ctx.configs.snapshot(store.code)
+    if readers is None:
+        readers = [may_read(ctx)] * len(triggers)
+    earlier = await earlier_keys(store.log, [t.idempotency_key for t in triggers
+                                             if t.idempotency_key is not None])
+    plans: dict[tuple[str, str, tuple[str, ...] | None], tuple[list[dict], str | None]] = {}
+    outcomes: list[TriggerResult | ApiError | None] = [None] * len(triggers)
+    written: dict[int, Accepted] = {}  # trigger index → what it writes
+    first_of: dict[str, int] = {}  # idempotency key → the trigger of the batch that writes it
+    created = now()  # one moment for the batch's rows
+    for i, trigger in enumerate(triggers):
+        key = trigger.idempotency_key
+        if key in earlier:
+            outcomes[i] = replay(earlier[key], trigger, readers[i])
+            continue
+        if key in first_of:
+            continue  # answered as the batch's first call with this key is
+        ids = tuple(trigger.action_ids) if trigger.action_ids is not None else None
+        which = (trigger.event, trigger.source, ids)
+        if which not in plans:
+            plans[which] = await plan(store, config, trigger)
+        actions, reason = plans[which]
+        trigger_id = str(row_id(created))
+        if reason is not None:
+            rows = [new_row(trigger, trigger_id, None, "SKIPPED", reason, created)]
+        else:
+            rows = [new_row(trigger, trigger_id, a, "QUEUED", "queued", created)
+                    for a in actions]
+        record = None if key is None else {"_id": key, "trigger_id": trigger_id,
+                                           "event": trigger.event, "source": trigger.source,
+                                           "reason": reason}
+        written[i] = Accepted(trigger_id, reason, Part(rows, record))
+        if key is not None:
+            first_of[key] = i
+    await accept(store.log, [w.part for w in written.values()])
+    answered = await settle(ctx, store, triggers, readers, written, outcomes, together)
+    for i, trigger in enumerate(triggers):  # a key repeated within the batch
+        if outcomes[i] is None and trigger.idempotency_key is not None:
+            key = trigger.idempotency_key
+            outcomes[i] = (replay(answered[key], trigger, readers[i]) if key in answered
+                           else outcomes[first_of[key]])
+    counted = Counter((t.event, "refused" if isinstance(r, ApiError) else
+                       "accepted" if r.accepted else "skipped")  # type: ignore[union-attr]
+                      for t, r in zip(triggers, outcomes, strict=True))
+    for labels, count in counted.items():
+        metrics.TRIGGERS.labels(*labels).inc(count)
+    return outcomes  # type: ignore[return-value]
+
+
+@dataclass
+class Accepted:
+    """A trigger of the batch that writes rows: its id, why nothing is sent (or None),
+    and its part of the batch's write."""
+
+    trigger_id: str
+    reason: str | None
+    part: Part
+
+
+async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
+                 readers: list[bool], written: dict[int, Accepted],
+                 outcomes: list[TriggerResult | ApiError | None],
+                 together: bool) -> dict[str, Earlier]:
+    """After the write: each written trigger's outcome (its result, its refusal, or the
+    replay of the call that took its key meanwhile); the accepted ones queued and
+    published, or taken back when the queue refuses them. What each key answers, by key."""
+    answered: dict[str, Earlier] = {}
+    for i, w in written.items():
+        if isinstance(w.part.outcome, KeyTaken):
+            first = w.part.outcome.first
+            rows = await store.log.by_trigger(first["trigger_id"]) if first else []
+            if first is not None and rows:
+                answered[first["_id"]] = Earlier(first, rows)
+                outcomes[i] = replay(answered[first["_id"]], triggers[i], readers[i])
+            else:
+                outcomes[i] = Unavailable("another call with this idempotency key was being "
+                                          "recorded and failed; send the trigger again")
+        elif w.part.outcome is not None:
+            outcomes[i] = refusal(w.part.outcome, triggers[i])
+    good = {i: w for i, w in written.items() if w.part.outcome is None}
+    refused = [o for o in outcomes if isinstance(o, ApiError)]
+    if together and refused:
+        await withdraw(store.log, [w.part for w in good.values()])
+        outcomes[:] = [refused[0]] * len(outcomes)
+        return {}
+    rows = [row for w in good.values() for row in w.part.rows]
+    queued = [r for r in rows if r["status"] == "QUEUED"]
+    try:
+        await ctx.dispatcher.enqueue(store.code, queued)
+    except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
+        log.warning("could not queue %d deliveries: %s", len(queued), exc)
+        await withdraw(store.log, [w.part for w in good.values()])
+        for i in good:
+            outcomes[i] = Unavailable("the delivery queue is unavailable; nothing was "
+                                      "recorded, send the trigger again")
+        return {}
+    await ctx.dispatcher.publish(store.code, rows)
+    for i, w in good.items():
+        outcomes[i] = result(w.trigger_id, triggers[i], w.reason, w.part.rows)
+        if w.part.key is not None:
+            answered[w.part.key["_id"]] = Earlier(w.part.key, w.part.rows)
+    return answered
+
+
+def replay(earlier: Earlier, trigger: Trigger, may_read: bool) -> TriggerResult:
+    """The answer to a trigger whose idempotency key was accepted before: that trigger's."""
+    first = earlier.record
+    replayed_trigger = Trigger(first["event"], first["source"], {}, trigger.occurred_at)
+    return result(first["trigger_id"], replayed_trigger, first["reason"],
+                  replayed(earlier.rows, may_read))
+
+
+STORE_REFUSALS = (OperationFailure, InvalidDocument, OverflowError, UnicodeError)
+"""What the database (or PyMongo, encoding the row) says of a value it cannot hold: a
+write error of the document, a document over 16 MB, an integer beyond 64 bits..."""
+
+
+def refusal(error: BaseException, trigger: Trigger) -> ApiError:
+    """The error the caller of a trigger whose rows were not written gets; logged once,
+    as one line (a traceback only for an error nobody expected)."""
+    reason = f"{type(error).__name__}: {str(error)[:200]}"
+    if is_transient(error):
+        log.warning("trigger not recorded, the database is unavailable: %s", reason)
+        return Unavailable("the database is unavailable; nothing was recorded, send the "
+                           "trigger again")
+    if is_duplicate(error):
+        refused: ApiError = Conflict(
+            "the database refused this trigger: a unique index holds one of its values "
+            f"already ({str(error)[:200]}); nothing was recorded", field=trigger.params_field)
+    elif isinstance(error, STORE_REFUSALS):
+        refused = BadInput(f"the database cannot store this trigger ({str(error)[:200]}); "
+                           "nothing was recorded", field=trigger.params_field)
+    else:
+        log.error("trigger not recorded: unexpected error", exc_info=error)
+        return ApiError("this trigger could not be recorded (an internal error, logged); "
+                        "nothing was recorded, send it again")
+    log.warning("trigger refused by the database, %s %s: %s", refused.code,
+                trigger.params_field, reason)
+    return refused
+
+
+def may_read(ctx: Context) -> bool:
+    """Whether the caller may read activity (an idempotent replay shows it whole)."""
+    return ctx.principal is not None and ctx.principal.role in READ
