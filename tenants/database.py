@@ -78,7 +78,8 @@ class GroupedInserts:
     """``insert(doc)`` of many tasks at once, made as one unordered ``insert_many`` for
     the documents asked for in one turn of the event loop: FerretDB writes 16 documents
     in one call for about the price of two single inserts. Each caller learns the fate of
-    its own document: inserted, duplicate ``_id``, or an error of its own."""
+    its own document: inserted, duplicate ``_id``, or an error of its own (a call that
+    fails as a whole naming no document is made again one document at a time)."""
 
     def __init__(self, collection: AsyncCollection) -> None:
         self.collection = collection
@@ -105,7 +106,19 @@ class GroupedInserts:
         except BulkWriteError as exc:
             errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
         except BaseException as exc:
-            _fail_all([done for _, done in batch], exc)
+            if not _names_no_document(exc):
+                _fail_all([done for _, done in batch], exc)
+                return
+            for doc, done in batch:  # each alone: each caller learns its own fate
+                try:
+                    await self.collection.insert_one(doc)
+                except Exception as alone:
+                    if is_duplicate(alone):
+                        _answer(done, False)
+                    else:
+                        _fail(done, alone)
+                else:
+                    _answer(done, True)
             return
         for index, (_, done) in enumerate(batch):
             error = errors.get(index)
@@ -126,7 +139,9 @@ class GroupedWrites:
     for about the price of seven single ones, and the worker sends one message instead of
     fifty. (One call at a time also keeps FerretDB builds without our patch of its update
     command, ``event_manager.services``, from running out of connections, as long as few
-    collections are written at once.)"""
+    collections are written at once.) One failing statement fails only its caller: a call
+    that fails as a whole naming no document (``_names_no_document``) is made again one
+    write at a time."""
 
     def __init__(self, collection: AsyncCollection, chunk: int = 50) -> None:
         self.collection = collection
@@ -170,7 +185,11 @@ class GroupedWrites:
             errors = {e["index"]: e for e in exc.details.get("writeErrors", [])}
             found = exc.details.get("nMatched", 0) + exc.details.get("nRemoved", 0)
         except BaseException as exc:
-            _fail_all([write.done for write in batch], exc)
+            if not _names_no_document(exc):
+                _fail_all([write.done for write in batch], exc)
+                return
+            for write in batch:  # each alone: each caller learns its own fate
+                await self._write_alone(write)
             return
         everything = found == len(batch) - len(errors)
         for index, write in enumerate(batch):
@@ -189,6 +208,36 @@ class GroupedWrites:
                 else:
                     if not write.done.done():
                         write.done.set_result(again.matched_count == 1)
+
+
+    async def _write_alone(self, write: _Write) -> None:
+        try:
+            if write.fields is None:
+                await self.collection.delete_one({"_id": write.doc_id})
+                found = True
+            else:
+                result = await self.collection.update_one({"_id": write.doc_id},
+                                                          {"$set": write.fields})
+                found = result.matched_count == 1
+        except Exception as exc:
+            _fail(write.done, exc)
+        else:
+            _answer(write.done, found)
+
+
+def _names_no_document(error: BaseException) -> bool:
+    """True for a grouped call that failed as a whole for a reason that may be one
+    document's and that no ``writeErrors`` pins on it: FerretDB answers an update
+    statement that fails inside ``bulk_write`` without ``nModified``, and PyMongo raises
+    KeyError('nModified') for the whole call; PyMongo refuses a document over 16 MB before
+    sending it. Each document is then written alone. A transient error (the database
+    unreachable or busy) is every caller's, and a cancellation is no one's fault."""
+    return isinstance(error, Exception) and not is_transient(error)
+
+
+def _answer(done: asyncio.Future[bool], value: bool) -> None:
+    if not done.done():  # its caller may have been cancelled
+        done.set_result(value)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 from uuid import uuid4
 
+from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import OperationFailure
 
@@ -147,3 +148,39 @@ def test_many_updates_at_once_do_not_hang_the_server(settings: Settings) -> None
             *(bulk(s) for s in range(0, 256, 32))), timeout=60))
 
     assert run_against(settings, test) == 256
+
+
+def test_one_failing_update_fails_only_its_caller(settings: Settings) -> None:
+    """FerretDB answers a bulk_write whose one statement fails (a field name with '.')
+    without ``nModified``; PyMongo then raised KeyError for the whole call, and all ten
+    callers failed. MongoDB names the statement (writeErrors); both end the same way."""
+    async def test(collection: Any) -> tuple[list, dict]:
+        await collection.insert_many([{"_id": i, "n": 0} for i in range(10)])
+        group = GroupedWrites(collection)
+        fates = await asyncio.gather(
+            *(group.update(i, {"n": 1} if i != 4 else {"p": {"a.b": 1}}) for i in range(10)),
+            group.delete("missing"), return_exceptions=True)
+        return fates, {d["_id"]: d["n"] for d in await collection.find({}).to_list(None)}
+
+    fates, stored = run_against(settings, test)
+    assert fates[:4] + fates[5:10] == [True] * 9 and fates[10] is None  # None: a delete
+    assert isinstance(fates[4], OperationFailure) and "a.b" in str(fates[4])
+    assert stored == {i: int(i != 4) for i in range(10)}
+
+
+def test_an_insert_failing_as_a_whole_is_made_again_one_by_one(settings: Settings) -> None:
+    """PyMongo refuses a key with NUL while encoding, for the whole insert_many: no
+    writeErrors say whose document it was."""
+    async def test(collection: Any) -> tuple[list, list]:
+        await collection.insert_one({"_id": "taken"})
+        group = GroupedInserts(collection)
+        fates = await asyncio.gather(
+            group.insert({"_id": "a"}), group.insert({"_id": "b", "x\x00": 1}),
+            group.insert({"_id": "taken"}), group.insert({"_id": "c"}),
+            return_exceptions=True)
+        return fates, sorted(d["_id"] for d in await collection.find({}).to_list(None))
+
+    fates, stored = run_against(settings, test)
+    assert [fates[0], fates[2], fates[3]] == [True, False, True]
+    assert isinstance(fates[1], InvalidDocument)
+    assert stored == ["a", "c", "taken"]
