@@ -46,6 +46,9 @@ class IntakeApi:
     url: str
     broker: redis.Redis
     queue: str
+    env: dict[str, str]
+    """The environment of its processes (a worker on its broker, ``intake_worker``)."""
+    log: Path
 
     def batches(self) -> tuple[float, float]:
         """The batch-size histogram: how many batches ran, and how many triggers in all."""
@@ -92,7 +95,8 @@ def intake_api(settings: Settings, mongo: Any, redis_client: Any,
         api_process = subprocess.Popen([*CLI, "serve", "--port", str(api_port)], env=env,
                                        stdout=out, stderr=subprocess.STDOUT)
     broker = redis.Redis.from_url(url, socket_connect_timeout=2)
-    api = IntakeApi(f"http://127.0.0.1:{api_port}", broker, own.queue_name)
+    api = IntakeApi(f"http://127.0.0.1:{api_port}", broker, own.queue_name, env,
+                    root / "api.log")
     try:
         wait_until(lambda: answers(api.url, api_process, root / "api.log"), 30,
                    "the intake API answers /healthz")
