@@ -191,6 +191,17 @@ WRONG_TYPES = [
     Case("batch param beyond 64 bits", TRIGGERS, {"inputs": [{"event": "HANGUP"}] * 3 + [
         {"event": "HANGUP", "params": {"duration": 2**64}}]},
          words="fit in 64 bits", field="inputs[3].params.duration"),
+    Case("param name with a dot", TRIGGER, trigger(params={"call.id": "c1"}),
+         words="may not contain '.'", field="input.params.call.id"),
+    Case("batch param name with a dot", TRIGGERS, {"inputs": [{"event": "HANGUP"}] * 3 + [
+        {"event": "HANGUP", "params": {"call.id": "c1"}}]},
+         words="may not contain '.'", field="inputs[3].params.call.id"),
+    Case("param beyond a double (1e400)", body=(
+        b'{"query": "' + TRIGGER.replace('"', '\\"').encode() + b'", "variables": '
+        b'{"input": {"event": "HANGUP", "params": {"duration": 1e400}}}}'),
+         words="numbers must be finite", field="input.params.duration"),
+    Case("params nested three deep", TRIGGER, trigger(params={"a": {"b": {"c": 1}}}),
+         words="strings, numbers or booleans", field="input.params.a"),
     Case("id is an object", "mutation($id: ID!) { deleteAction(id: $id) }",
          {"id": {"$gt": ""}}, words="ID cannot represent", field="id"),
 ]
@@ -327,6 +338,8 @@ UNICODE = [
          field="input.name"),
     Case("NUL in a tag", CREATE_PARAMETER, param("crm\x00"), words="tag must be",
          field="input.tag"),
+    Case("NUL in a param name", TRIGGER, trigger(params={"call\x00id": 1}),
+         words="not a parameter name", field="input.params.call\x00id"),
     Case("zero-width space in a tag", CREATE_PARAMETER, param("crm\u200b"),
          words="tag must be", field="input.tag"),
     Case("right-to-left mark in a tag", CREATE_PARAMETER, param("\u200fcrm"),
