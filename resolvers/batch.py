@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -135,7 +135,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
                                              if t.idempotency_key is not None])
     plans: dict[tuple[str, str, tuple[str, ...] | None], tuple[list[dict], str | None]] = {}
     outcomes: list[TriggerResult | ApiError | None] = [None] * len(triggers)
-    written: dict[int, Accepted] = {}  # trigger index → what it writes
+    written: dict[int, Pending] = {}  # trigger index → what it writes
     first_of: dict[str, int] = {}  # idempotency key → the trigger of the batch that writes it
     created = now()  # one moment for the batch's rows
     for i, trigger in enumerate(triggers):
@@ -159,7 +159,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
         record = None if key is None else {"_id": key, "trigger_id": trigger_id,
                                            "event": trigger.event, "source": trigger.source,
                                            "reason": reason}
-        written[i] = Accepted(trigger_id, reason, Part(rows, record))
+        written[i] = Pending(trigger_id, reason, Part(rows, record))
         if key is not None:
             first_of[key] = i
     await accept(store.log, [w.part for w in written.values()])
@@ -178,7 +178,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
 
 
 @dataclass
-class Accepted:
+class Pending:
     """A trigger of the batch that writes rows: its id, why nothing is sent (or None),
     and its part of the batch's write."""
 
@@ -188,13 +188,14 @@ class Accepted:
 
 
 async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
-                 readers: list[bool], written: dict[int, Accepted],
+                 readers: list[bool], written: dict[int, Pending],
                  outcomes: list[TriggerResult | ApiError | None],
                  together: bool) -> dict[str, Earlier]:
     """After the write: each written trigger's outcome (its result, its refusal, or the
     replay of the call that took its key meanwhile); the accepted ones queued and
     published, or taken back when the queue refuses them. What each key answers, by key."""
     answered: dict[str, Earlier] = {}
+    logged = Logged(len(triggers))
     for i, w in written.items():
         if isinstance(w.part.outcome, KeyTaken):
             first = w.part.outcome.first
@@ -206,7 +207,7 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
                 outcomes[i] = Unavailable("another call with this idempotency key was being "
                                           "recorded and failed; send the trigger again")
         elif w.part.outcome is not None:
-            outcomes[i] = refusal(w.part.outcome, triggers[i])
+            outcomes[i] = refusal(w.part.outcome, triggers[i], logged)
     good = {i: w for i, w in written.items() if w.part.outcome is None}
     refused = [o for o in outcomes if isinstance(o, ApiError)]
     if together and refused:
@@ -245,27 +246,47 @@ STORE_REFUSALS = (OperationFailure, InvalidDocument, OverflowError, UnicodeError
 write error of the document, a document over 16 MB, an integer beyond 64 bits..."""
 
 
-def refusal(error: BaseException, trigger: Trigger) -> ApiError:
-    """The error the caller of a trigger whose rows were not written gets; logged once,
-    as one line (a traceback only for an error nobody expected)."""
+@dataclass
+class Logged:
+    """What a batch has logged of its refusals: a batch that failed as a whole gives
+    each call the same error, logged once; an unexpected kind of error gets one
+    traceback per batch."""
+
+    size: int
+    """Triggers in the batch, said with each refusal: a refused call of a batch of 39."""
+    errors: set[int] = field(default_factory=set)
+    kinds: set[type] = field(default_factory=set)
+
+
+def refusal(error: BaseException, trigger: Trigger, logged: Logged) -> ApiError:
+    """The error the caller of a trigger whose rows were not written gets, logged as one
+    line (``logged`` says what the batch logged already)."""
     reason = f"{type(error).__name__}: {str(error)[:200]}"
+    first = id(error) not in logged.errors
+    logged.errors.add(id(error))
     if is_transient(error):
-        log.warning("trigger not recorded, the database is unavailable: %s", reason)
+        if first:
+            log.warning("triggers not recorded, the database is unavailable: %s", reason)
         return Unavailable("the database is unavailable; nothing was recorded, send the "
                            "trigger again")
     if is_duplicate(error):
         refused: ApiError = Conflict(
-            "the database refused this trigger: a unique index holds one of its values "
-            f"already ({str(error)[:200]}); nothing was recorded", field=trigger.params_field)
+            "the database refused this trigger: a unique index of its activity holds one of "
+            "its values already; nothing was recorded", field=trigger.params_field)
     elif isinstance(error, STORE_REFUSALS):
         refused = BadInput(f"the database cannot store this trigger ({str(error)[:200]}); "
                            "nothing was recorded", field=trigger.params_field)
     else:
-        log.error("trigger not recorded: unexpected error", exc_info=error)
+        if first:
+            traceback = type(error) not in logged.kinds
+            logged.kinds.add(type(error))
+            log.error("trigger not recorded: unexpected error: %s", reason,
+                      exc_info=error if traceback else None)
         return ApiError("this trigger could not be recorded (an internal error, logged); "
                         "nothing was recorded, send it again")
-    log.warning("trigger refused by the database, %s %s: %s", refused.code,
-                trigger.params_field, reason)
+    if first:
+        log.warning("trigger refused by the database, %s %s (one of a batch of %d): %s",
+                    refused.code, trigger.params_field, logged.size, reason)
     return refused
 
 
