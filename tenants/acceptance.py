@@ -133,6 +133,8 @@ async def _write_each_alone(activity: ActivityLog, parts: list[Part]) -> None:
 async def _insert(activity: ActivityLog, rows: list[dict[str, Any]]) -> dict[int, Exception]:
     """Insert the rows (their ``open`` entries first, for those not final): the rows
     refused one by one, by index; raises when the insert failed as a whole."""
+    if not rows:  # a batch of replays only
+        return {}
     pending = [{"_id": row["_id"]} for row in rows if row["status"] not in FINAL]
     if pending:
         await activity.open.insert_many(pending, ordered=False)

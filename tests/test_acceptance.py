@@ -128,3 +128,12 @@ def test_a_key_whose_rows_are_gone_is_forgotten(settings: Settings) -> None:
 
     found, keys = with_log(settings, test, label="accept")
     assert found == {} and keys == []
+
+
+def test_a_batch_with_nothing_to_write_writes_nothing(settings: Settings, caplog: Any) -> None:
+    """A batch of replays only: no insert is tried (PyMongo refuses an empty one)."""
+    async def test(log: ActivityLog) -> None:
+        await accept(log, [])
+
+    with_log(settings, test, label="accept")
+    assert "failed as a whole" not in caplog.text
