@@ -44,7 +44,10 @@ MAX_KEY = 200
 
 
 def check_params(params: Any, field: str) -> dict[str, Scalar]:
-    """One flat object of string, number, boolean (or null) values with tag-like keys."""
+    """One flat object of string, number, boolean (or null) values with tag-like keys,
+    each one what the database can hold: names without '.', whole numbers within 64
+    bits, finite numbers. At most 100 names of 4,096 characters each: about 1.6 MB of
+    BSON at 4 bytes a character, far below the 16 MB of a MongoDB document."""
     if params is None:
         return {}
     if not isinstance(params, dict):

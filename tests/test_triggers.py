@@ -160,3 +160,13 @@ def test_whole_numbers_at_the_edges_of_64_bits_are_taken(tenant: TenantHandle) -
     for value in (2**63 - 1, -(2**63)):
         reply = tenant.admin(TRIGGER, i={"event": "HANGUP", "params": {"duration": value}})
         assert reply.data["triggerEvent"]["triggerId"]
+
+
+def test_params_at_every_limit_at_once_are_stored(tenant: TenantHandle) -> None:
+    """100 names of 64 characters, each holding 4,096 four-byte characters: about 1.6 MB
+    of BSON, well within the 16 MB a MongoDB document may hold; stored as sent."""
+    params = {f"p{i:02d}" + "_" * 61: "\U0001f600" * 4096 for i in range(100)}
+    reply = tenant.admin(TRIGGER, i={"event": "HANGUP", "params": params})
+    trigger_id = reply.data["triggerEvent"]["triggerId"]
+    [row] = tenant.collection("activity").find({"trigger_id": trigger_id})
+    assert row["params"] == params
