@@ -31,6 +31,7 @@ from tests.test_intake_batching import (  # noqa: F401  (the fixture, for this m
     HOLD_SECONDS,
     TRIGGER_LIST,
     IntakeApi,
+    hangup_has_one_action,
     intake_api,
     row_count,
     rows_of,
@@ -161,3 +162,31 @@ def test_a_trigger_list_with_one_refused_trigger_keeps_nothing(
     assert (reply.code, reply.field) == ("CONFLICT", "inputs[2].params")
     assert row_count(tenant) == 1 and orphans(tenant) == []
     assert tenant.collection("idempotency").count_documents({}) == 0
+
+
+def test_a_pbx_replay_batched_behind_an_admin_call_shows_ids_and_statuses_only(
+        intake_api: IntakeApi, tenant: TenantHandle) -> None:  # noqa: F811
+    """Whether a replay shows whole rows is each caller's right, not that of the first
+    caller of its batch (before: an admin call first in the batch showed a PBX key the
+    earlier delivery's details)."""
+    hangup_has_one_action(tenant)
+    query = """mutation($k: String) { triggerEvent(input: {event: HANGUP, idempotencyKey: $k})
+        { triggerId activities { id message } } }"""
+    admin = Client(intake_api.url, tenant.admin.key)
+    pbx = Client(intake_api.url, tenant.key("PBX").key)
+    first = admin(query, k="k0").data["triggerEvent"]
+    intake_api.hold_the_queue()
+    with ThreadPoolExecutor(3) as pool:
+        lead = pool.submit(lambda: Client(intake_api.url, tenant.admin.key)(query, k="lead"))
+        wait_until(lambda: row_count(tenant) == 2, HOLD_SECONDS / 2,
+                   "the first batch written, waiting for the queue")
+        fresh = pool.submit(lambda: Client(intake_api.url, tenant.admin.key)(query, k="new"))
+        time.sleep(0.3)  # the admin call first in the next batch
+        replay = pool.submit(lambda: pbx(query, k="k0"))
+        replies = [f.result().data["triggerEvent"] for f in (lead, fresh, replay)]
+
+    again = replies[2]
+    assert again["triggerId"] == first["triggerId"]
+    assert [a["id"] for a in again["activities"]] == [a["id"] for a in first["activities"]]
+    assert all("sent earlier" in a["message"] for a in again["activities"])
+    assert replies[1]["activities"][0]["message"] == "queued"
