@@ -22,9 +22,10 @@ from dispatch.client import SNIPPET_CHARS, send
 from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.live import Publisher
 from dispatch.masking import Masker
-from dispatch.render import RenderError, parameter_values, render_request, request_summary
+from dispatch.render import RenderError, parameter_values, render_request
 from dispatch.signing import signature_headers
 from dispatch.stamps import ConfigCache, Snapshot
+from dispatch.summary import request_summary
 from event_manager import logs, metrics
 from event_manager.config import Settings
 from event_manager.sizes import cut

@@ -33,18 +33,13 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 from zoneinfo import ZoneInfo
 
-from dispatch.masking import MASK, Masker
 from dispatch.template import PLACEHOLDER
 from event_manager.config import RenderLimits
 from event_manager.errors import EventManagerError
-from event_manager.sizes import cut, size_text, utf8_size
+from event_manager.sizes import size_text, utf8_size
 from tenants.catalog import SYSTEM_PARAMETERS
 
 DEFAULT_LIMITS = RenderLimits()
-# What a request summary shows at most, whatever the limits: a row stays small.
-SUMMARY_URL_CHARS = 4096
-SUMMARY_NAME_CHARS = 256
-SUMMARY_VALUE_CHARS = 2048
 USER_AGENT = "EventManager/1.0"
 CALL_TAGS = tuple(p.tag for p in SYSTEM_PARAMETERS if p.from_call)
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 7230 token
@@ -53,7 +48,6 @@ RESERVED_HEADERS = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
     "te", "trailer", "proxy-connection", "expect",
 })
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
 # Control characters other than TAB: CR and LF would start a new header line.
 HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 JSON_LITERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
@@ -384,38 +378,6 @@ def _authorization(
         _, token = render.header("Authorization", auth.get("token"), header_limit)
         return ("Authorization", f"Bearer {token}"), [token]
     return None, []
-
-
-def request_summary(rendered: RenderedRequest, action: Mapping[str, Any],
-                    mask: Masker | None = None) -> dict[str, Any]:
-    """What the activity shows of a request: method, URL and headers, secrets masked.
-
-    ``Authorization: Bearer s3cr3t`` → ``Bearer ********``; the API key's header or query
-    value → ``********``; a secret anywhere else, in any form ``Masker`` knows (raw,
-    percent-encoded, …) → ``********``. The body is never included. The URL is cut at
-    4,096 characters, header names at 256 and values at 2,048, each saying so.
-    """
-    mask = mask if mask is not None else Masker(rendered.secrets)
-    auth = action.get("auth") or {}
-    api_key = auth.get("type") == "API_KEY"
-    in_query = api_key and auth.get("api_key_in") == "QUERY"
-    url = rendered.url
-    if in_query and "=" in url:  # the key is always the last query parameter
-        url = url.rpartition("=")[0] + "=" + MASK
-    key_header = (auth.get("api_key_name") or "").lower() if api_key and not in_query else None
-    headers = []
-    for name, value in rendered.headers:
-        if name.lower() in CREDENTIAL_HEADERS:
-            scheme, space, _ = value.partition(" ")
-            value = f"{mask(scheme)} {MASK}" if space else MASK
-        elif name.lower() == key_header:
-            value = MASK
-        else:
-            value = mask(value)
-        headers.append({"key": cut(mask(name), SUMMARY_NAME_CHARS),
-                        "value": cut(value, SUMMARY_VALUE_CHARS), "enabled": True})
-    return {"method": rendered.method, "url": cut(mask(url), SUMMARY_URL_CHARS),
-            "headers": headers}
 
 
 def _enabled(rows: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:

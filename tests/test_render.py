@@ -18,8 +18,8 @@ from dispatch.render import (
     RenderTooLarge,
     parameter_values,
     render_request,
-    request_summary,
 )
+from dispatch.summary import request_summary
 from event_manager.config import RenderLimits
 
 HOSTILE = [
