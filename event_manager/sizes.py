@@ -34,7 +34,9 @@ def cut(text: str, limit: int, total: int | None = None, more: bool = False) -> 
     size of what ``text`` was taken from, when that was larger (a response read in part);
     ``more`` says that there was more than ``text`` without knowing how much ("… [cut,
     more than 16 KiB in all]")."""
-    if len(text) <= limit and not more and (total is None or total <= utf8_size(text)):
+    if total is not None and total <= utf8_size(text):
+        total = None  # not larger after all (a compressed body's Content-Length)
+    if len(text) <= limit and not more and total is None:
         return text
     size = size_text(utf8_size(text) if total is None else total)
     note = f"… [cut, {'more than ' if more and total is None else ''}{size} in all]"
