@@ -99,9 +99,9 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
         found = {s for secret in secrets if secret for s in (secret, secret.strip()) if s}
-        self.secrets = sorted(found, key=len, reverse=True)
+        self.secrets = sorted({canonical(s) for s in found}, key=len, reverse=True)
         # As written, and as the text would read it (a secret that holds "%41" itself).
-        self.decoded = sorted({canonical(form) for s in self.secrets
+        self.decoded = sorted({canonical(form) for s in found
                                for form in (s, decode(s)[0]) if form}, key=len, reverse=True)
 
     def __bool__(self) -> bool:
@@ -113,7 +113,7 @@ class Masker:
         spans: list[tuple[int, int]] = []
         plain = canonical(text)
         for secret in self.secrets:  # as written, wherever it starts (even after a "%")
-            spans += _found(plain, canonical(secret))
+            spans += _found(plain, secret)
         decoded, starts = decode(text)
         decoded = canonical(decoded)
         for secret in self.decoded:
