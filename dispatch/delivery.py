@@ -10,6 +10,7 @@ import asyncio
 import errno
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -17,20 +18,26 @@ from typing import Any, TypeVar
 import aiohttp
 
 from dispatch import retry
-from dispatch.client import send
+from dispatch.client import SNIPPET_CHARS, send
 from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.live import Publisher
-from dispatch.render import RenderError, parameter_values, render_request, request_summary
+from dispatch.masking import Masker
+from dispatch.render import RenderError, parameter_values, render_request
 from dispatch.signing import signature_headers
 from dispatch.stamps import ConfigCache, Snapshot
+from dispatch.summary import request_summary
 from event_manager import logs, metrics
 from event_manager.config import Settings
+from event_manager.sizes import cut
 from tenants.database import Database, object_id, patiently
 from tenants.registry import TenantRegistry
 from tenants.store import TenantStore
 
 log = logging.getLogger("event_manager.delivery")
-MASK = "********"
+WHAT_CHARS = 2000
+"""What went wrong, as a row's message and log lines tell it, is cut at this length (an
+error may quote a whole URL)."""
+TRACEBACK_CHARS = 8000
 
 T = TypeVar("T")
 Enqueue = Callable[[str, list[str], float, list[dict[str, Any]] | None], Awaitable[None]]
@@ -182,15 +189,17 @@ class Deliverer:
         )
         try:
             request = render_request(
-                action, values, secret_values=[p["value"] for p in custom if p.get("secret")])
+                action, values, secret_values=[p["value"] for p in custom if p.get("secret")],
+                limits=self.settings.render_limits)
         except RenderError as exc:
-            return {"status": "FAILED", "message": f"cannot build the request: {exc}",
-                    "next_attempt_at": None}
+            return {"status": "FAILED", "next_attempt_at": None,
+                    "message": cut(f"cannot build the request: {exc}", WHAT_CHARS)}
         if action.get("signing_secret"):
             request = replace(request, headers=[*request.headers, *signature_headers(
                 action["signing_secret"], f"msg_{row['_id']}", int(time.time()), request.body)])
+        mask = Masker([*request.secrets, action.get("signing_secret")])
         changes: dict[str, Any] = {
-            "request": request_summary(request, action),
+            "request": request_summary(request, action, mask),
             "unresolved_parameters": request.unresolved,
         }
         attempt = row["attempts"] - row.get("cycle_start", 0)
@@ -203,14 +212,17 @@ class Deliverer:
         except Exception as exc:  # classified below; anything unknown fails, logged
             what, retryable = describe(exc, action["timeout_seconds"])
             if what is None:
-                log.exception("delivery %s failed unexpectedly", row["_id"])
+                # The error's text may quote the request: masked, like everything shown.
+                log.error("delivery %s failed unexpectedly: %s", row["_id"], cut(mask(
+                    "".join(traceback.format_exception(exc))), TRACEBACK_CHARS))
                 what, retryable = f"unexpected error: {type(exc).__name__}", False
-            outcome = retry.decide(what=what, retryable=retryable, attempt=attempt,
-                                   schedule=schedule)
+            outcome = retry.decide(what=cut(mask(what), WHAT_CHARS), retryable=retryable,
+                                   attempt=attempt, schedule=schedule)
             return {**changes, "status": outcome.status, "message": outcome.message,
                     "next_attempt_at": outcome.next_attempt_at}
         changes["http_status"] = response.status
-        changes["response_snippet"] = mask(response.snippet, request.secrets)
+        changes["response_snippet"] = cut(mask(response.text), SNIPPET_CHARS, response.size,
+                                          response.more)
         if 200 <= response.status <= 299:
             outcome = retry.succeeded(response.status, response.elapsed_ms)
         else:
@@ -222,13 +234,6 @@ class Deliverer:
             )
         return {**changes, "status": outcome.status, "message": outcome.message,
                 "next_attempt_at": outcome.next_attempt_at}
-
-
-def mask(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    return text
 
 
 def describe(error: BaseException, timeout: float) -> tuple[str | None, bool]:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,10 @@ from bson import ObjectId
 log = logging.getLogger("event_manager.live")
 
 QUEUE_SIZE = 1000
+MESSAGE_BYTES = 1024 * 1024
+"""Most bytes one published message carries: rows published together go in as many
+messages as they need (a row itself is small: its snippet, message and request summary
+are cut, see dispatch.delivery)."""
 PRIVATE_FIELDS = ("params", "next_attempt_at", "cycle_start", "occurred_at")
 
 
@@ -86,7 +90,8 @@ class Publisher:
                 try:
                     async with self.redis.pipeline(transaction=False) as pipe:
                         for channel, rows in by_channel.items():
-                            pipe.publish(channel, f"[{','.join(rows)}]")
+                            for message in _messages(rows):
+                                pipe.publish(channel, message)
                         await pipe.execute()
                 except (aioredis.RedisError, OSError) as exc:
                     log.warning("live activity not published (%d rows): %s", len(messages), exc)
@@ -96,6 +101,20 @@ class Publisher:
             self.sending = None
             _release(self.waiting)  # cancelled: nobody waits for rows that will not go
             self.waiting, self.pending = [], []
+
+
+def _messages(rows: list[str]) -> Iterator[str]:
+    """JSON arrays of ``rows`` (encoded ones, ASCII), each within ``MESSAGE_BYTES``."""
+    batch: list[str] = []
+    size = 2
+    for row in rows:
+        if batch and size + len(row) + 1 > MESSAGE_BYTES:
+            yield f"[{','.join(batch)}]"
+            batch, size = [], 2
+        batch.append(row)
+        size += len(row) + 1
+    if batch:
+        yield f"[{','.join(batch)}]"
 
 
 def _release(waiting: list[asyncio.Future[None]]) -> None:

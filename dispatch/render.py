@@ -11,6 +11,12 @@ Every ``{{tag}}`` is replaced by its value, encoded for where it lands::
 A tag without a value stays exactly as written and is reported in ``unresolved``.
 Values are inserted once and never rendered again, so a value holding ``{{x}}`` stays text.
 Nothing here does I/O: the delivery sends what ``render_request`` returns.
+
+Each part has a size limit (``RenderLimits``: URL, one header, all headers, body), kept
+while rendering: pieces are counted to the end, so the error tells the whole size, but
+nothing more is built once a part is over, so 256 KiB of ``{{a}}`` with a 4 KiB ``a``
+never becomes a 204.8 MiB string ("rendered body is 204.8 MiB, over the 1 MiB limit by
+203.8 MiB").
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, unquote
 from zoneinfo import ZoneInfo
 
 from dispatch.template import PLACEHOLDER
+from event_manager.config import RenderLimits
 from event_manager.errors import EventManagerError
+from event_manager.sizes import size_text, utf8_size
 from tenants.catalog import SYSTEM_PARAMETERS
 
-MASK = "********"  # the same mask as schema.types.MASK; dispatch does not import the schema
+DEFAULT_LIMITS = RenderLimits()
 USER_AGENT = "EventManager/1.0"
 CALL_TAGS = tuple(p.tag for p in SYSTEM_PARAMETERS if p.from_call)
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 7230 token
@@ -40,7 +48,6 @@ RESERVED_HEADERS = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
     "te", "trailer", "proxy-connection", "expect",
 })
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
 # Control characters other than TAB: CR and LF would start a new header line.
 HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 JSON_LITERAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
@@ -50,6 +57,34 @@ XML_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quo
 
 class RenderError(EventManagerError):
     """Raised when an action cannot become a valid request, e.g. a header name renders invalid."""
+
+
+class RenderTooLarge(RenderError):
+    """Raised when a rendered part is over its limit; the message tells by how much."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        verb = "are" if what == "headers" else "is"
+        shown = size_text(size)
+        if shown.replace(".0 ", " ") == size_text(limit):  # not "4.0 KiB, over the 4 KiB limit"
+            shown = f"{size:,} bytes"
+        super().__init__(f"rendered {what} {verb} {shown}, over the {size_text(limit)} limit "
+                         f"by {size_text(size - limit)}")
+
+
+class _Budget:
+    """The bytes one part may take. Every piece is counted, so the whole size is known,
+    but ``take`` says False once the part is over: the caller stops building it."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what, self.limit, self.size = what, limit, 0
+
+    def take(self, size: int) -> bool:
+        self.size += size
+        return self.size <= self.limit
+
+    def check(self) -> None:
+        if self.size > self.limit:
+            raise RenderTooLarge(self.what, self.size, self.limit)
 
 
 @dataclass(frozen=True)
@@ -103,6 +138,10 @@ def _param_text(value: str | int | float | bool | None) -> str:
     return str(value)
 
 
+def _same(text: str) -> str:
+    return text
+
+
 class _Renderer:
     """Replaces placeholders from ``values`` and remembers the tags it could not fill."""
 
@@ -117,32 +156,63 @@ class _Renderer:
         self.unresolved.setdefault(tag, None)
         return None
 
-    def text(self, template: str | None, encode: Callable[[str], str] = str) -> str:
-        def replace(match: re.Match[str]) -> str:
+    def text(self, template: str | None, budget: _Budget, encode: Callable[[str], str] = _same,
+             literal: Callable[[str], str] = _same) -> str:
+        """``template`` rendered, values through ``encode`` and the rest through ``literal``,
+        counted against ``budget``: once that is over, the rest is counted, not built."""
+        template = template or ""
+        out: list[str] = []
+        encoded: dict[str, tuple[str, int]] = {}  # each tag's value, encoded once
+
+        def add(piece: str, size: int | None = None) -> None:
+            if budget.take(utf8_size(piece) if size is None else size):
+                out.append(piece)
+
+        position = 0
+        for match in PLACEHOLDER.finditer(template):
+            add(literal(template[position:match.start()]))
             value = self.value(match)
-            return match.group(0) if value is None else encode(value)
+            if value is None:
+                add(literal(match.group(0)))
+            else:
+                if match.group(1) not in encoded:
+                    piece = encode(value)
+                    encoded[match.group(1)] = (piece, utf8_size(piece))
+                add(*encoded[match.group(1)])
+            position = match.end()
+        add(literal(template[position:]))
+        return "".join(out)
 
-        return PLACEHOLDER.sub(replace, template or "")
-
-    def url(self, template: str) -> str:
+    def url(self, template: str, budget: _Budget) -> str:
         """A leading placeholder is a base URL, inserted as-is; every other one is encoded."""
         base = PLACEHOLDER.match(template)
         split = base.end() if base else 0
-        return self.text(template[:split]) + self.text(template[split:], _quote)
+        return self.text(template[:split], budget) + self.text(template[split:], budget, _quote)
 
-    def header_value(self, template: str | None) -> str:
-        return HEADER_UNSAFE.sub(" ", self.text(template)).strip()
+    def header(self, key: str, value: str | None, limit: int) -> tuple[str, str]:
+        """One header, name and value counted together against ``limit``."""
+        budget = _Budget(f"header {key[:60]!r}", limit)
+        name, rendered = self.text(key, budget), self.text(value, budget)
+        budget.check()
+        return self.header_name(key, name), HEADER_UNSAFE.sub(" ", rendered).strip()
 
-    def header_name(self, template: str) -> str:
-        name = self.text(template)
+    @staticmethod
+    def header_name(template: str, name: str) -> str:
         if not HEADER_NAME.fullmatch(name) or name.lower() in RESERVED_HEADERS:
-            raise RenderError(f"the header name {template!r} does not render to a usable name")
+            raise RenderError(f"the header name {template[:60]!r} does not render to a "
+                              "usable name")
         return name
 
-    def json(self, template: str) -> str:
+    def json(self, template: str, budget: _Budget) -> str:
         """``{"a": "{{v}}", "b": {{v}}}`` with v = 'say "hi"' → ``{"a": "say \\"hi\\"",
         "b": "say \\"hi\\""}``; with v = "42" → ``{"a": "42", "b": 42}``."""
         out: list[str] = []
+        encoded: dict[tuple[str, bool], tuple[str, int]] = {}
+
+        def add(piece: str, size: int | None = None) -> None:
+            if budget.take(utf8_size(piece) if size is None else size):
+                out.append(piece)
+
         position, in_string, escaped = 0, False, False
         for match in PLACEHOLDER.finditer(template):
             literal = template[position:match.start()]
@@ -153,55 +223,71 @@ class _Renderer:
                     escaped = True
                 elif char == '"':
                     in_string = not in_string
-            out.append(literal)
+            add(literal)
             value, escaped = self.value(match), False
             if value is None:
-                out.append(match.group(0))
-            elif in_string:
-                out.append(json.dumps(value, ensure_ascii=False)[1:-1])
-            elif JSON_LITERAL.fullmatch(value):
-                out.append(value)
+                add(match.group(0))
             else:
-                out.append(json.dumps(value, ensure_ascii=False))
+                key = (match.group(1), in_string)
+                if key not in encoded:
+                    piece = _json_value(value, in_string)
+                    encoded[key] = (piece, utf8_size(piece))
+                add(*encoded[key])
             position = match.end()
-        out.append(template[position:])
+        add(template[position:])
         return "".join(out)
 
-    def raw_body(self, template: str, content_type: str) -> str:
+    def raw_body(self, template: str, content_type: str, budget: _Budget) -> str:
         media = content_type.split(";", 1)[0].strip().lower()
         if media == "application/json" or media.endswith("+json"):
-            return self.json(template)
+            return self.json(template, budget)
         if media in ("application/xml", "text/xml") or media.endswith("+xml"):
-            return self.text(template, lambda value: value.translate(XML_ENTITIES))
-        return self.text(template)
+            return self.text(template, budget, lambda value: value.translate(XML_ENTITIES))
+        return self.text(template, budget)
+
+
+def _json_value(value: str, in_string: bool) -> str:
+    if in_string:
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    if JSON_LITERAL.fullmatch(value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def render_request(
-    action: Mapping[str, Any], values: Mapping[str, str], *, secret_values: Iterable[str] = ()
+    action: Mapping[str, Any], values: Mapping[str, str], *, secret_values: Iterable[str] = (),
+    limits: RenderLimits = DEFAULT_LIMITS,
 ) -> RenderedRequest:
     """The request ``action`` describes, with ``values`` in place of its placeholders.
 
     Raises ``RenderError`` when a header name (or API-key header name) renders into
-    something that is not a header name, e.g. ``X-{{tag}}`` with tag = "a b".
+    something that is not a header name, e.g. ``X-{{tag}}`` with tag = "a b", and
+    ``RenderTooLarge`` when a part renders over its limit in ``limits``.
     """
     render = _Renderer(values)
-    url = render.url(action.get("url") or "").split("#", 1)[0]
-    query = [(render.text(row["key"]), render.text(row["value"]))
+    url_budget = _Budget("URL", limits.url)
+    url = render.url(action.get("url") or "", url_budget).split("#", 1)[0]
+    query = [(render.text(row["key"], url_budget, _quote, _quote),
+              render.text(row["value"], url_budget, _quote, _quote))
              for row in _enabled(action.get("query"))]
-    headers = [(render.header_name(row["key"]), render.header_value(row["value"]))
+    headers = [render.header(row["key"], row["value"], limits.header)
                for row in _enabled(action.get("headers"))]
-    body, content_type = _body(render, action, headers)
+    body, content_type = _body(render, action, headers, _Budget("body", limits.body))
     if content_type is not None:
         headers = [h for h in headers if h[0].lower() != "content-type"]
         headers.append(("Content-Type", content_type))
-    auth_header, secrets = _authorization(render, action.get("auth") or {}, query)
+    auth_header, secrets = _authorization(render, action.get("auth") or {}, query,
+                                          url_budget, limits.header)
     if auth_header is not None:
         headers = [h for h in headers if h[0].lower() != auth_header[0].lower()]
         headers.append(auth_header)
     if not any(name.lower() == "user-agent" for name, _ in headers):
         headers.append(("User-Agent", USER_AGENT))
     if query:
-        url = _with_query(url, urlencode(query, quote_via=quote))
+        url_budget.take(len(query) * 2)  # "?" or "&", and "="
+        url = _with_query(url, "&".join(f"{key}={value}" for key, value in query))
+    url_budget.check()
+    _check_headers(headers, limits)
     secrets.extend(secret_values)
     return RenderedRequest(
         method=(action.get("method") or "POST").upper(),
@@ -213,23 +299,46 @@ def render_request(
     )
 
 
+def _check_headers(headers: list[tuple[str, str]], limits: RenderLimits) -> None:
+    """Each header within ``limits.header``, all of them within ``limits.headers``."""
+    total = 0
+    for name, value in headers:
+        size = utf8_size(name) + utf8_size(value)
+        if size > limits.header:
+            raise RenderTooLarge(f"header {name[:60]!r}", size, limits.header)
+        total += size
+    if total > limits.headers:
+        raise RenderTooLarge("headers", total, limits.headers)
+
+
 def _body(
-    render: _Renderer, action: Mapping[str, Any], headers: list[tuple[str, str]]
+    render: _Renderer, action: Mapping[str, Any], headers: list[tuple[str, str]],
+    budget: _Budget,
 ) -> tuple[bytes | None, str | None]:
     """The body and the Content-Type to set (None: leave the user's header, if any)."""
     body_type = action.get("body_type") or "NONE"
     if body_type == "RAW":
         chosen = [value for name, value in headers if name.lower() == "content-type"]
         content_type = chosen[-1] if chosen else (action.get("raw_content_type") or "text/plain")
-        body = render.raw_body(action.get("raw_body") or "", content_type)
-        return _utf8(body), None if chosen else content_type
-    fields = [(render.text(row["key"]), render.text(row["value"]))
+        text = render.raw_body(action.get("raw_body") or "", content_type, budget)
+        budget.check()
+        return _utf8(text), None if chosen else content_type
+    if body_type not in ("FORM_DATA", "X_WWW_FORM_URLENCODED"):
+        return None, None
+    form = body_type == "X_WWW_FORM_URLENCODED"
+    encode = _quote_plus if form else _same
+    fields = [(render.text(row["key"], budget, encode, encode),
+               render.text(row["value"], budget, encode, encode))
               for row in _enabled(action.get("body_fields"))]
-    if body_type == "FORM_DATA":
-        return _multipart(fields)
-    if body_type == "X_WWW_FORM_URLENCODED":
-        return urlencode(fields).encode("ascii"), "application/x-www-form-urlencoded"
-    return None, None
+    budget.check()
+    if form:
+        body, content_type = "&".join(f"{k}={v}" for k, v in fields).encode("ascii"), \
+            "application/x-www-form-urlencoded"
+    else:
+        body, content_type = _multipart(fields)
+    budget.size = len(body)  # now exactly, boundaries and separators included
+    budget.check()
+    return body, content_type
 
 
 def _multipart(fields: list[tuple[str, str]]) -> tuple[bytes, str]:
@@ -245,67 +354,30 @@ def _multipart(fields: list[tuple[str, str]]) -> tuple[bytes, str]:
 
 
 def _authorization(
-    render: _Renderer, auth: Mapping[str, Any], query: list[tuple[str, str]]
+    render: _Renderer, auth: Mapping[str, Any], query: list[tuple[str, str]],
+    url_budget: _Budget, header_limit: int,
 ) -> tuple[tuple[str, str] | None, list[str]]:
     """The auth header (an API key in the query is appended to ``query``) and its secrets."""
     kind = auth.get("type") or "NO_AUTH"
     if kind == "API_KEY":
         if auth.get("api_key_in") == "QUERY":
-            key = render.text(auth.get("api_key_value"))
-            query.append((render.text(auth.get("api_key_name")), key))
-            return None, [key]
-        name = render.header_name(auth.get("api_key_name") or "")
-        key = render.header_value(auth.get("api_key_value"))
-        return (name, key), [key]
+            query.append((render.text(auth.get("api_key_name"), url_budget, _quote, _quote),
+                          render.text(auth.get("api_key_value"), url_budget, _quote, _quote)))
+            return None, [unquote(query[-1][1])]
+        header = render.header(auth.get("api_key_name") or "", auth.get("api_key_value"),
+                               header_limit)
+        return header, [header[1]]
     if kind == "BASIC_AUTH":
-        username = render.text(auth.get("username"))
-        password = render.text(auth.get("password"))
+        budget = _Budget("header 'Authorization'", header_limit)
+        username = render.text(auth.get("username"), budget)
+        password = render.text(auth.get("password"), budget)
+        budget.check()
         credentials = base64.b64encode(_utf8(f"{username}:{password}")).decode("ascii")
         return ("Authorization", f"Basic {credentials}"), [password, credentials]
     if kind == "BEARER_TOKEN":
-        token = render.header_value(auth.get("token"))
+        _, token = render.header("Authorization", auth.get("token"), header_limit)
         return ("Authorization", f"Bearer {token}"), [token]
     return None, []
-
-
-def request_summary(rendered: RenderedRequest, action: Mapping[str, Any]) -> dict[str, Any]:
-    """What the activity shows of a request: method, URL and headers, secrets masked.
-
-    ``Authorization: Bearer s3cr3t`` → ``Bearer ********``; the API key's header or query
-    value → ``********``; a secret anywhere else (raw or percent-encoded) → ``********``.
-    The body is never included.
-    """
-    hidden = _secret_forms(rendered.secrets)
-    auth = action.get("auth") or {}
-    api_key = auth.get("type") == "API_KEY"
-    in_query = api_key and auth.get("api_key_in") == "QUERY"
-    url = rendered.url
-    if in_query and "=" in url:  # the key is always the last query parameter
-        url = url.rpartition("=")[0] + "=" + MASK
-    key_header = (auth.get("api_key_name") or "").lower() if api_key and not in_query else None
-    headers = []
-    for name, value in rendered.headers:
-        if name.lower() in CREDENTIAL_HEADERS:
-            scheme, space, _ = value.partition(" ")
-            value = f"{_mask(scheme, hidden)} {MASK}" if space else MASK
-        elif name.lower() == key_header:
-            value = MASK
-        else:
-            value = _mask(value, hidden)
-        headers.append({"key": _mask(name, hidden), "value": value, "enabled": True})
-    return {"method": rendered.method, "url": _mask(url, hidden), "headers": headers}
-
-
-def _secret_forms(secrets: Iterable[str]) -> list[str]:
-    """Each secret as written and percent-encoded, longest first so none is half-masked."""
-    forms = {form for secret in secrets if secret for form in (secret, _quote(secret))}
-    return sorted(forms, key=len, reverse=True)
-
-
-def _mask(text: str, hidden: list[str]) -> str:
-    for secret in hidden:
-        text = text.replace(secret, MASK)
-    return text
 
 
 def _enabled(rows: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
@@ -314,6 +386,11 @@ def _enabled(rows: Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]
 
 def _quote(value: str) -> str:
     return quote(value, safe="")
+
+
+def _quote_plus(value: str) -> str:
+    """As ``urlencode`` writes a form field: ``a b&c`` → ``a+b%26c``."""
+    return quote_plus(value, safe="")
 
 
 def _with_query(url: str, query: str) -> str:

@@ -46,6 +46,21 @@ class RetrySchedule:
         return self.delays[attempt - 1] if 1 <= attempt <= len(self.delays) else None
 
 
+@dataclass(frozen=True)
+class RenderLimits:
+    """Most bytes a rendered request may take, each part on its own: with the defaults a
+    body of 256 KiB of ``{{a}}`` whose ``a`` is 4,096 characters (204.8 MiB rendered) is
+    refused while it renders, at 1 MiB."""
+
+    url: int = 8 * 1024
+    """The URL, its query string included."""
+    header: int = 8 * 1024
+    """One header, name and value."""
+    headers: int = 32 * 1024
+    """All headers together."""
+    body: int = 1024 * 1024
+
+
 def host_port(url: str, default_port: int) -> tuple[str, int]:
     """``("127.0.0.1", 27017)`` from ``mongodb://127.0.0.1:27017/x``; first host of a list."""
     netloc = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")[0]
@@ -78,6 +93,22 @@ class Settings(BaseSettings):
     outbound_allow: str = Field(
         "", description="CIDRs that outbound requests may reach although private/loopback, "
         "comma-separated (`up` sets `127.0.0.0/8`)",
+    )
+    max_rendered_url_bytes: int = Field(
+        RenderLimits.url, ge=256, description="largest URL (query string included) a "
+        "rendered action may have; a larger one ends its delivery FAILED, not retried",
+    )
+    max_rendered_header_bytes: int = Field(
+        RenderLimits.header, ge=256, description="largest header (name and value) a "
+        "rendered action may have; a larger one ends its delivery FAILED, not retried",
+    )
+    max_rendered_headers_bytes: int = Field(
+        RenderLimits.headers, ge=1024, description="largest size of all the headers of a "
+        "rendered action together; more ends its delivery FAILED, not retried",
+    )
+    max_rendered_body_bytes: int = Field(
+        RenderLimits.body, ge=1024, description="largest body a rendered action may have; "
+        "a larger one ends its delivery FAILED, not retried (rendering stops at the limit)",
     )
     recovery_seconds: float = Field(
         60.0, gt=0, description="a delivery stuck in QUEUED, RETRYING (past its time) or "
@@ -122,6 +153,13 @@ class Settings(BaseSettings):
     @property
     def retries(self) -> RetrySchedule:
         return RetrySchedule.parse(self.retry_schedule)
+
+    @property
+    def render_limits(self) -> RenderLimits:
+        return RenderLimits(url=self.max_rendered_url_bytes,
+                            header=self.max_rendered_header_bytes,
+                            headers=self.max_rendered_headers_bytes,
+                            body=self.max_rendered_body_bytes)
 
     @property
     def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -13,6 +13,9 @@ loop each keep their own)::
 
 Nothing here knows secrets: the code never passes a secret to a log call, and the
 tests read the logs of a whole run to prove it.
+
+Every record has a fixed bound, whoever logs it: a message over 8,192 characters and a
+traceback over 16,384 are cut and say so ("… [cut, 19.2 MiB in all]").
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
+from event_manager.sizes import cut
+
 FIELDS = ("tenant", "trigger_id", "activity_id")
 _current: dict[str, ContextVar[str | None]] = {f: ContextVar(f, default=None) for f in FIELDS}
+MESSAGE_CHARS = 8192
+TRACEBACK_CHARS = 16384
 
 
 @contextmanager
@@ -45,7 +52,22 @@ class ContextFilter(logging.Filter):
         for name in FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, _current[name].get())
+        _bound(record)
         return True
+
+
+def _bound(record: logging.LogRecord) -> None:
+    """Cut the record's message and traceback to their bounds, in place."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format: the formatter reports it as logging does
+        return
+    if len(message) > MESSAGE_CHARS:
+        record.msg, record.args = cut(message, MESSAGE_CHARS), None
+    if record.exc_info and not record.exc_text:
+        text = logging.Formatter().formatException(record.exc_info)
+        # Both formatters print exc_text when there is no exc_info to format.
+        record.exc_info, record.exc_text = None, cut(text, TRACEBACK_CHARS)
 
 
 class ConsoleFormatter(logging.Formatter):

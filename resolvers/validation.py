@@ -210,7 +210,55 @@ def action(data: ActionInput, stored: dict[str, Any] | None = None) -> dict[str,
         "signing_secret": signing_secret(data.signing_secret, stored),
     }
     doc["tags"] = action_tags(doc)
+    if stored is not None:
+        bound_to_origin(data, doc, stored)
     return doc
+
+
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def origin(url: str) -> str:
+    """Where a URL (as an action stores it) sends to: scheme, host and port.
+
+    ``https://CRM.test/a`` and ``https://crm.test:443/b`` → ``https://crm.test:443``;
+    ``{{ base }}/calls`` → ``{{base}}`` (whatever the parameter holds); a placeholder in
+    the host stays as written: ``https://{{sub}}.crm.test`` → ``https://{{sub}}.crm.test:443``.
+    """
+    base = PLACEHOLDER.match(url)
+    if base:
+        return "{{" + base.group(1) + "}}" + re.split(r"[/?#]", url[base.end():], maxsplit=1)[0]
+    scheme, _, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host, colon, port = authority.rpartition(":")
+    if not colon or "]" in port:  # no port, or the colons of an IPv6 literal
+        host, port = authority, ""
+    scheme = scheme.lower()
+    if "{{" not in host:
+        host = host.lower()
+    return f"{scheme}://{host}:{port or DEFAULT_PORTS.get(scheme, '')}"
+
+
+def bound_to_origin(data: ActionInput, doc: dict[str, Any], stored: dict[str, Any]) -> None:
+    """A stored secret goes only where it was entered for: an update that moves the action
+    to another origin (scheme, host or port) must give each secret it keeps again, as a
+    null or masked secret keeps the stored one. Raises ``BadInput`` naming the first."""
+    if origin(doc["url"]) == origin(stored.get("url") or ""):
+        return
+    auth, kept = data.authorization, stored.get("auth") or {}
+    secrets = []
+    if auth is not None and auth.type.value == kept.get("type"):
+        secrets = [(auth.api_key_value, kept.get("api_key_value"), "apiKeyValue", "API key"),
+                   (auth.password, kept.get("password"), "password", "password"),
+                   (auth.token, kept.get("token"), "token", "token")]
+        secrets = [(given, had, f"authorization.{name}", what)
+                   for given, had, name, what in secrets]
+    secrets.append((data.signing_secret, stored.get("signing_secret"), "signingSecret",
+                    "signing secret"))
+    for given, had, name, what in secrets:
+        if had and given in (None, MASK):
+            raise BadInput(f"re-enter the {what} for the new destination: the stored {what} "
+                           f"was given for {origin(stored['url'])}", field=f"input.{name}")
 
 
 def signing_secret(value: str | None, stored: dict[str, Any] | None) -> str | None:

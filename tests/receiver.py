@@ -2,7 +2,8 @@
 
 It records every request as it arrived (raw path and query, raw headers, body bytes) and
 answers from a script per path: ``receiver.script("/x", Reply(503), Reply(503))`` answers
-503 twice, then the default 200.
+503 twice, then the default 200. ``receiver.echo("/e/")`` makes every path under ``/e/``
+answer with what its request carried, as a careless endpoint's error page does.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.scripts: dict[str, list[Reply]] = {}
+        self.echoes: set[str] = set()
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -77,6 +79,10 @@ class Receiver:
         with self.lock:
             self.scripts[path] = list(replies)
 
+    def echo(self, prefix: str) -> None:
+        with self.lock:
+            self.echoes.add(prefix)
+
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         received = Received(
@@ -89,6 +95,10 @@ class Receiver:
             self.requests.append(received)
             script = self.scripts.get(request.path)
             reply = script.pop(0) if script else Reply()
+            if any(request.path.startswith(prefix) for prefix in self.echoes):
+                reply = Reply(body="\n".join([
+                    f"{request.method} {request.raw_path}", body.decode("utf-8", "replace"),
+                    *(f"{k}: {v}" for k, v in received.headers)]))
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return web.Response(status=reply.status, text=reply.body, headers=reply.headers)

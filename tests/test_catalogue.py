@@ -49,11 +49,13 @@ class Case:
 
     ``body`` replaces the usual ``{"query", "variables"}`` JSON: raw bytes, or a function
     that makes them (or yields chunks, sent without a length). A GET sends the query and
-    variables as URL parameters."""
+    variables as URL parameters. ``variables`` may be a function of the seeded actions'
+    ids by name (``seed``), for a case about one of them."""
 
     name: str
     query: str = ""
-    variables: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] | Callable[[dict[str, str]], dict[str, Any]] = field(
+        default_factory=dict)
     words: str = ""
     field: str | None = None
     code: str = "BAD_USER_INPUT"
@@ -416,39 +418,97 @@ POSTMAN = [
          status=400, words="unpaired UTF-16 surrogate", field="c"),
 ]
 
+UPDATE_ACTION = "mutation($id: ID!, $input: ActionInput!) { updateAction(id: $id, " \
+                "input: $input) { id } }"
+
+
+def moved(name: str, url: str, **fields: Any) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """The seeded action ``name`` sent to ``url``, its stored secrets kept (null)."""
+    return lambda ids: {"id": ids[name], "input": {"name": name, "url": url, **fields}}
+
+
+BEARER = {"type": "BEARER_TOKEN"}
+STORED_SECRETS = [
+    Case("token kept for another host", UPDATE_ACTION,
+         moved("Hook", "https://elsewhere.example/hook", authorization=BEARER),
+         words="re-enter the token for the new destination",
+         field="input.authorization.token"),
+    Case("token kept as the mask for another scheme", UPDATE_ACTION,
+         moved("Hook", "http://example.com/hook",
+               authorization={**BEARER, "token": "********"}),
+         words="re-enter the token for the new destination", field="input.authorization.token"),
+    Case("token kept for another port", UPDATE_ACTION,
+         moved("Hook", "https://example.com:8443/hook", authorization=BEARER),
+         words="re-enter the token", field="input.authorization.token"),
+    Case("token kept for a base URL parameter", UPDATE_ACTION,
+         moved("Hook", "{{base_url}}/hook", authorization=BEARER),
+         words="re-enter the token", field="input.authorization.token"),
+    Case("signing secret kept for another host", UPDATE_ACTION,
+         moved("Hook", "https://elsewhere.example/hook",
+               authorization={**BEARER, "token": "new-token"}),
+         words="re-enter the signing secret for the new destination",
+         field="input.signingSecret"),
+    Case("Basic password kept for another host", UPDATE_ACTION,
+         moved("Basic hook", "https://elsewhere.example/hook",
+               authorization={"type": "BASIC_AUTH", "username": "crm"}),
+         words="re-enter the password for the new destination",
+         field="input.authorization.password"),
+    Case("API key kept for another host", UPDATE_ACTION,
+         moved("Key hook", "https://elsewhere.example/hook",
+               authorization={"type": "API_KEY", "apiKeyName": "X-Key"}),
+         words="re-enter the API key for the new destination",
+         field="input.authorization.apiKeyValue"),
+]
+
 KINDS = {
     "transport": TRANSPORT, "graphql": MALFORMED_GRAPHQL, "types": WRONG_TYPES,
     "oversize": OVERSIZE_VALUES, "url": URLS, "header": HEADER_INJECTION,
     "injection": INJECTION, "unicode": UNICODE, "limits": QUERY_LIMITS, "postman": POSTMAN,
+    "secrets": STORED_SECRETS,
 }
 CASES = [pytest.param(case, id=f"{kind}: {case.name}")
          for kind, cases in KINDS.items() for case in cases]
 
 
-def seed(tenant: TenantHandle) -> None:
-    """Something to lose: an action and a parameter that a bad call must leave alone."""
-    tenant.admin(CREATE_ACTION, input={"name": "Hook", "url": "https://example.com/hook"}).data
+SIGNING_SECRET = "whsec_" + "A" * 32
+SEEDED = [
+    {"name": "Hook", "url": "https://example.com/hook", "signingSecret": SIGNING_SECRET,
+     "authorization": {"type": "BEARER_TOKEN", "token": "stored-token"}},
+    {"name": "Basic hook", "url": "https://example.com/basic",
+     "authorization": {"type": "BASIC_AUTH", "username": "crm", "password": "stored-pw"}},
+    {"name": "Key hook", "url": "https://example.com/key",
+     "authorization": {"type": "API_KEY", "apiKeyName": "X-Key", "apiKeyValue": "stored-key"}},
+]
+
+
+def seed(tenant: TenantHandle) -> dict[str, str]:
+    """Something to lose: actions (with secrets) and a parameter that a bad call must leave
+    alone; the actions' ids by name."""
+    ids = {action["name"]: tenant.admin(CREATE_ACTION, input=action).data["createAction"]["id"]
+           for action in SEEDED}
     tenant.admin(CREATE_PARAMETER, input={"tag": "crm", "value": "x"}).data
+    return ids
 
 
-def send(tenant: TenantHandle, case: Case) -> httpx.Response:
+def send(tenant: TenantHandle, case: Case, ids: dict[str, str] | None = None) -> httpx.Response:
     url = f"{tenant.admin.url}/graphql"
     headers = {"Authorization": f"Bearer {tenant.admin.key}", "Content-Type": case.content_type}
+    variables = case.variables(ids or {}) if callable(case.variables) else case.variables
     if case.method == "GET":
-        params = {"query": case.query, "variables": json.dumps(case.variables)}
+        params = {"query": case.query, "variables": json.dumps(variables)}
         return httpx.get(url, params=params, headers=headers, timeout=60)
     body = case.body() if callable(case.body) else case.body
     if body is None:
-        body = request(case.query, **case.variables)
+        body = request(case.query, **variables)
     return httpx.post(url, content=body, headers=headers, timeout=60)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_refused_clearly_and_writes_nothing(tenant: TenantHandle,
                                                          case: Case) -> None:
-    seed(tenant)
+    ids = seed(tenant)
     before = tenant.snapshot()
-    response = send(tenant, case)
+    response = send(tenant, case, ids)
     assert response.status_code == case.status, response.text[:500]
     assert response.headers["content-type"].startswith("application/json"), response.text[:500]
     assert "Traceback" not in response.text

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 import pytest
 from bson import ObjectId
 
@@ -366,3 +367,50 @@ def test_a_row_is_written_sending_only_while_an_attempt_takes_long(
     assert sending["attempts"] == 1
     [row] = settled(tenant, fired["triggerId"])
     assert (row["status"], row["attempts"]) == ("SUCCEEDED", 1)
+
+
+def test_a_request_over_a_render_limit_fails_at_once_and_its_row_stays_small(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """The issue's cases: 256 KiB of {{a}} with a 4 KiB ``a`` (204.8 MiB rendered: the old
+    worker built it and the receiver refused it, 413), and three headers of 1,638 {{a}}
+    (a 20.1 MB row). Neither is built or sent, nor tried again."""
+    tenant.admin('mutation($v: String!) { createParameter(input: {tag: "a", value: $v}) '
+                 '{ tag } }', v="x" * 4096).data
+    body = make_action(tenant, name="huge body", url=f"{receiver.url}/{tenant.code}/huge",
+                       bodyType="RAW", rawBody="{{a}}" * (256 * 1024 // 5),
+                       rawContentType="text/plain")
+    headers = make_action(tenant, name="huge headers", url=f"{receiver.url}/{tenant.code}/huge",
+                          headers=[{"key": f"X-{i}", "value": "{{a}}" * 1638} for i in range(3)])
+    attach(tenant, "HANGUP", body, headers)
+    enable(tenant)
+    rows = {r["actionName"]: r for r in settled(tenant, trigger(tenant, "HANGUP")["triggerId"])}
+    assert {name: (r["status"], r["attempts"]) for name, r in rows.items()} == {
+        "huge body": ("FAILED", 1), "huge headers": ("FAILED", 1)}
+    assert rows["huge body"]["message"] == (
+        "cannot build the request: rendered body is 204.8 MiB, over the 1 MiB limit by "
+        "203.8 MiB")
+    assert rows["huge headers"]["message"] == (
+        "cannot build the request: rendered header 'X-0' is 6.4 MiB, over the 8 KiB limit "
+        "by 6.4 MiB")
+    assert receiver.received(f"/{tenant.code}/huge") == []
+    for doc in tenant.collection("activity").find({}):
+        assert len(bson.encode(doc)) < 16 * 1024
+
+
+def test_snippets_and_messages_are_cut_and_say_so(tenant: TenantHandle,
+                                                  receiver: Receiver) -> None:
+    receiver.script(f"/{tenant.code}/chatty", Reply(200, body="z" * 100_000))
+    tenant.admin('mutation { createParameter(input: {tag: "port", value: "x"}) { tag } }').data
+    tenant.admin('mutation($v: String!) { createParameter(input: {tag: "long", value: $v}) '
+                 '{ tag } }', v="y" * 4000).data
+    chatty = make_action(tenant, name="chatty", url=f"{receiver.url}/{tenant.code}/chatty")
+    invalid = make_action(tenant, name="invalid", url="http://127.0.0.1:{{port}}/{{long}}")
+    attach(tenant, "HANGUP", chatty, invalid)
+    enable(tenant)
+    rows = {r["actionName"]: r for r in settled(tenant, trigger(tenant, "HANGUP")["triggerId"])}
+    snippet = rows["chatty"]["responseSnippet"]
+    assert len(snippet) == 1024 and snippet.endswith("z… [cut, 97.7 KiB in all]")
+    message = rows["invalid"]["message"]
+    assert message.startswith("destination refused: 'http://127.0.0.1:x/yyy")
+    assert message.endswith("y… [cut, 4.0 KiB in all]; not retried"), message
+    assert len(message) < 2100

@@ -328,3 +328,40 @@ def test_only_master_actions_can_be_imported(tenant: TenantHandle, other_tenant:
     assert tenant.snapshot() == before
     reply = master.admin(MASTER_IMPORT, ids=[made["id"]], p="RENAME")
     assert reply.code == "BAD_USER_INPUT" and "Master tenant" in reply.error["message"]
+
+
+UPDATE = """mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i)
+    { url authorization { token } } }"""
+
+
+def test_an_imported_token_is_sent_only_where_the_master_sent_it(
+        tenant: TenantHandle, master: TenantHandle) -> None:
+    """Issue 14: a new URL and a null token (keep the stored one) sent the Master's token
+    to the new host. Moving the copy elsewhere now needs the token again."""
+    made = master_action(master, url="https://crm.test/calls",
+                         authorization={"type": "BEARER_TOKEN", "token": "master-token"})
+    result = tenant.admin(MASTER_IMPORT, ids=[made["id"]]).data["importMasterActions"]
+    [copy] = result["imported"]
+    keep = {"type": "BEARER_TOKEN", "token": None}
+    before = tenant.snapshot()
+    for url in ("https://attacker.test/calls", "http://crm.test/calls",
+                "https://crm.test:8443/calls", "{{base_url}}/calls"):
+        reply = tenant.admin(UPDATE, id=copy["id"], i={"name": made["name"], "url": url,
+                                                       "authorization": keep})
+        assert reply.code == "BAD_USER_INPUT" and reply.field == "input.authorization.token"
+        assert "re-enter the token for the new destination" in reply.error["message"]
+    assert tenant.snapshot() == before
+    moved = tenant.admin(UPDATE, id=copy["id"], i={
+        "name": made["name"], "url": "https://CRM.test:443/v2/calls", "authorization": keep})
+    assert moved.data["updateAction"]["url"] == "https://CRM.test:443/v2/calls"  # same origin
+    stored = tenant.collection("actions").find_one({"name": made["name"]})
+    assert tenant.vault.open(stored["auth"]["token"]) == "master-token"
+    given = tenant.admin(UPDATE, id=copy["id"], i={
+        "name": made["name"], "url": "https://other.test/calls",
+        "authorization": {"type": "BEARER_TOKEN", "token": "new-token"}})
+    assert given.data["updateAction"]["authorization"] == {"token": "********"}
+    # The Master's own action is bound the same way.
+    reply = master.admin(UPDATE, id=made["id"], i={"name": made["name"],
+                                                   "url": "https://attacker.test/calls",
+                                                   "authorization": keep})
+    assert reply.field == "input.authorization.token"

@@ -57,6 +57,28 @@ def test_console_lines_name_the_context_at_the_end(captured: io.StringIO) -> Non
                          "[tenant=acme trigger=t1 activity=a1]")
 
 
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_no_log_line_exceeds_a_fixed_size(captured: io.StringIO, fmt: str) -> None:
+    """A 20 MB message and an error quoting it: each cut, saying how large it was."""
+    configure_into(captured, fmt)
+    huge = "x" * 20_000_000
+    log = logging.getLogger("event_manager.delivery")
+    log.warning("CRM: %s", huge)
+    try:
+        raise ValueError(huge)
+    except ValueError:
+        log.exception("failed")
+    text = captured.getvalue()
+    lines = text.splitlines()[:2] if fmt == "json" else text.split("\n", 1)
+    shown = lines
+    if fmt == "json":
+        first, second = map(json.loads, lines)
+        shown = [first["message"], second["exc_info"]]
+    assert len(lines[0]) < logs.MESSAGE_CHARS + 400 and "x… [cut, 19.1 MiB in all]" in shown[0]
+    assert len(lines[1]) < logs.MESSAGE_CHARS + logs.TRACEBACK_CHARS + 400
+    assert "x… [cut, 19.1 MiB in all]" in shown[1]
+
+
 @pytest.mark.usefixtures("worker")
 def test_the_worker_logs_a_failed_delivery_with_its_ids(
         tenant: TenantHandle, receiver: Receiver, worker: Path) -> None:

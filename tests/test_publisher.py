@@ -9,7 +9,7 @@ import secrets
 import pytest
 import redis.asyncio as aioredis
 
-from dispatch.live import Publisher, decode
+from dispatch.live import MESSAGE_BYTES, Publisher, _messages, decode, encode
 from event_manager.config import Settings
 from tests.support import free_port
 
@@ -95,3 +95,12 @@ def test_a_message_holds_rows_or_the_one_row_published_before_rows_were_grouped(
     assert decode('[{"seq":1},{"seq":2,"at":{"$date":"2026-01-01T00:00:00+00:00"}}]')[1][
         "at"].year == 2026
     assert decode('{"seq":1}') == [{"seq": 1}]
+
+
+def test_rows_published_together_go_in_messages_of_at_most_1_mib() -> None:
+    """Two 20 MB rows published together once dropped every API's listener; rows are small
+    now (cut), and many of them still never make one message over the bound."""
+    rows = [encode({"n": n, "snippet": "s" * 200_000}) for n in range(12)]
+    messages = list(_messages(rows))
+    assert len(messages) > 1 and all(len(m) <= MESSAGE_BYTES for m in messages)
+    assert [row["n"] for m in messages for row in decode(m)] == list(range(12))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -14,10 +15,12 @@ import pytest
 from dispatch.render import (
     RenderedRequest,
     RenderError,
+    RenderTooLarge,
     parameter_values,
     render_request,
-    request_summary,
 )
+from dispatch.summary import request_summary
+from event_manager.config import RenderLimits
 
 HOSTILE = [
     'say "hi"',
@@ -442,3 +445,94 @@ def test_summary_masks_auth_headers_keeping_the_scheme(auth: dict[str, Any]) -> 
     assert shown[expected[0]] == expected[1]
     assert "pw-1" not in str(summary)
     assert base64.b64encode(b"u:pw-1").decode() not in str(summary)
+
+
+# limits
+
+LONG = "x" * 4096  # the longest value a custom parameter may hold
+
+
+def test_the_issues_body_fails_at_the_limit_without_being_built() -> None:
+    """256 KiB of {{a}} with a 4 KiB ``a``: 204.8 MiB once rendered. The old renderer built
+    it (410 MiB at its peak); now the size is counted, the string is never made."""
+    doc = action(body_type="RAW", raw_body="{{a}}" * (256 * 1024 // 5),
+                 raw_content_type="text/plain")
+    values = values_for(a=LONG)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderTooLarge) as raised:
+            render_request(doc, values)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(raised.value) == ("rendered body is 204.8 MiB, over the 1 MiB limit by "
+                                 "203.8 MiB")
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("text/plain", "ab{{a}}"), ("application/json", '"{{a}}"'), ("text/xml", "<>{{a}}")])
+def test_a_raw_body_at_the_limit_is_sent_and_one_byte_more_is_not(content_type: str,
+                                                                  body: str) -> None:
+    limits = RenderLimits(body=4096)
+    doc = action(body_type="RAW", raw_body=body, raw_content_type=content_type)
+    assert len(render_request(doc, values_for(a="x" * 4094), limits=limits).body or b"") == 4096
+    with pytest.raises(RenderTooLarge, match="^rendered body is 4,097 bytes, over the 4 KiB "
+                                             "limit by 1 byte$"):
+        render_request(doc, values_for(a="x" * 4095), limits=limits)
+
+
+@pytest.mark.parametrize("body_type", ["FORM_DATA", "X_WWW_FORM_URLENCODED"])
+def test_form_bodies_have_the_body_limit(body_type: str) -> None:
+    doc = action(body_type=body_type, body_fields=[row("f", "{{a}}" * 100)])
+    assert render_request(doc, values_for(a="x" * 10)).body
+    with pytest.raises(RenderTooLarge, match="^rendered body is 400.[0-9] KiB, over the 8 KiB"):
+        render_request(doc, values_for(a=LONG), limits=RenderLimits(body=8192))
+
+
+def test_three_expanded_headers_fail_on_the_first_one_over_the_limit() -> None:
+    """The issue's 20.1 MB row: three headers of 1,638 ``{{a}}`` each."""
+    doc = action(headers=[row(f"X-{i}", "{{a}}" * 1638) for i in range(3)])
+    with pytest.raises(RenderTooLarge, match="^rendered header 'X-0' is 6.4 MiB, over the "
+                                             "8 KiB limit by 6.4 MiB$"):
+        render_request(doc, values_for(a=LONG))
+
+
+def test_all_headers_together_have_a_limit() -> None:
+    doc = action(headers=[row(f"X-{i}", "{{a}}") for i in range(9)])
+    with pytest.raises(RenderTooLarge, match="^rendered headers are 36.[0-9] KiB, over the "
+                                             "32 KiB limit by 4.[0-9] KiB$"):
+        render_request(doc, values_for(a=LONG))
+
+
+@pytest.mark.parametrize("auth, what", [
+    ({"type": "BEARER_TOKEN", "token": "{{a}}{{a}}"}, "header 'Authorization'"),
+    ({"type": "BASIC_AUTH", "username": "u", "password": "{{a}}{{a}}"},
+     "header 'Authorization'"),
+    ({"type": "API_KEY", "api_key_name": "X-Key", "api_key_value": "{{a}}{{a}}",
+      "api_key_in": "HEADER"}, "header 'X-Key'"),
+    ({"type": "API_KEY", "api_key_name": "key", "api_key_value": "{{a}}{{a}}",
+      "api_key_in": "QUERY"}, "URL"),
+])
+def test_authorization_has_the_limits_of_where_it_goes(auth: dict[str, Any], what: str) -> None:
+    doc = action(auth=auth)
+    render_request(doc, values_for(a="x" * 1000))
+    with pytest.raises(RenderTooLarge, match=f"^rendered {what} is "):
+        render_request(doc, values_for(a=LONG), limits=RenderLimits(url=4096, header=4096))
+
+
+def test_the_url_limit_counts_the_query_encoded() -> None:
+    doc = action(url="https://crm.example/{{a}}", query=[row("q", "{{a}}")])
+    assert render_request(doc, values_for(a="é")).url == "https://crm.example/%C3%A9?q=%C3%A9"
+    with pytest.raises(RenderTooLarge, match="^rendered URL is 48.1 KiB, over the 8 KiB "
+                                             "limit by 40.1 KiB$"):
+        render_request(doc, values_for(a="é" * 4096 + "x" * 20))
+
+
+def test_a_summary_shows_at_most_a_few_kib_of_each_part() -> None:
+    doc = action(url="https://crm.example/{{a}}", headers=[row("X-Big", "{{a}}")])
+    limits = RenderLimits(url=2**20, header=2**20, headers=2**20)
+    summary = request_summary(render_request(doc, values_for(a="y" * 8000), limits=limits), doc)
+    assert len(summary["url"]) == 4096 and summary["url"].endswith("… [cut, 7.8 KiB in all]")
+    [big] = [h["value"] for h in summary["headers"] if h["key"] == "X-Big"]
+    assert len(big) == 2048 and big.endswith("… [cut, 7.8 KiB in all]")

@@ -1,25 +1,33 @@
 """No secret is ever shown: not in any GraphQL output, not in an activity row, not in a
-log line, and not in the database in plain text (it is sealed there)."""
+log line, and not in the database in plain text (it is sealed there); nor in any of the
+forms a secret takes on the way out (percent-encoded, form-encoded, JSON-escaped, base64
+in Basic auth)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus, urlencode
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
+from yarl import URL
 
 from tenants.database import Database
 from tenants.store import TenantStore
 from tenants.vault import SecretKeyError, Vault
 from tests.conftest import Server, TenantHandle, run_cli
 from tests.receiver import Receiver, Reply
-from tests.test_delivery import attach, enable, settled
+from tests.test_delivery import attach, enable, make_action, settled
+from tests.test_subscription import subscription, until_live
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -93,6 +101,84 @@ def test_no_secret_in_outputs_activity_logs_or_stored_plain(
     sealed = tenant.collection("actions").find_one({"name": "bearer"})
     assert vault.open(sealed["auth"]["token"]) == token
     assert vault.open(sealed["signing_secret"]) == signing
+
+
+def forms(secret: str) -> set[str]:
+    """Every form ``secret`` may take on the way out, as a leak would show it."""
+    quoted = {quote(secret, safe=""), quote(secret), quote_plus(secret),
+              urlencode({"k": secret})[2:], URL("http://h/" + quote(secret, safe="")).raw_path[3:]}
+    quoted |= {re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), q) for q in quoted}
+    return {secret, *quoted, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+            html.escape(secret)}
+
+
+def test_no_form_of_a_secret_in_rows_live_messages_logs_or_metrics(
+        tenant: TenantHandle, receiver: Receiver, api: Server, worker: Path,
+        worker_metrics_url: str) -> None:
+    """A secret in each place of an action (URL path and host, query, header, JSON,
+    form and multipart bodies, Basic auth, bearer token, API key, secret parameter),
+    sent to a receiver that echoes the request and to destinations whose errors quote
+    the URL; no form of it in any output."""
+    tag = secrets.token_hex(4)
+    param = f"p@ss wörd/+&\"<'{tag}"  # every character encoded differently somewhere
+    password, token = f"b@sic:{tag} ü", f"tok-{secrets.token_hex(8)}"
+    credentials = base64.b64encode(f"crm:{password}".encode()).decode()
+    tenant.admin("mutation($v: String!) { createParameter(input: {tag: \"pw\", value: $v, "
+                 "secret: true}) { tag } }", v=param).data
+    tenant.admin('mutation { createParameter(input: {tag: "port", value: "x"}) { tag } }').data
+    echo = f"{receiver.url}/{tenant.code}/echo"
+    receiver.echo(f"/{tenant.code}/echo")
+    ids = [
+        make_action(tenant, name="json", url=f"{echo}/{{{{pw}}}}?q={{{{pw}}}}",
+                    query=[{"key": "r", "value": "{{pw}}"}],
+                    headers=[{"key": "X-S", "value": "{{pw}}"}], bodyType="RAW",
+                    rawContentType="application/json", rawBody='{"s": "{{pw}}"}',
+                    authorization={"type": "BEARER_TOKEN", "token": token}),
+        make_action(tenant, name="form", url=f"{echo}/form", bodyType="X_WWW_FORM_URLENCODED",
+                    bodyFields=[{"key": "s", "value": "{{pw}}"}],
+                    authorization={"type": "BASIC_AUTH", "username": "crm",
+                                   "password": password}),
+        make_action(tenant, name="multipart", url=f"{echo}/multipart", bodyType="FORM_DATA",
+                    bodyFields=[{"key": "s", "value": "{{pw}}"}],
+                    authorization={"type": "API_KEY", "apiKeyName": "key",
+                                   "apiKeyValue": "{{pw}}", "apiKeyIn": "QUERY"}),
+        make_action(tenant, name="invalid", url="http://127.0.0.1:{{port}}/{{pw}}"),
+        make_action(tenant, name="dns", url="http://x{{pw}}.invalid/", timeoutSeconds=2),
+    ]
+    attach(tenant, "HANGUP", *ids)
+    enable(tenant)
+    live: list[str] = []
+    with subscription(api.url, tenant.admin.key,
+                      f"subscription {{ activity {{ triggerId {ROW} }} }}") as ws:
+        until_live(ws, tenant)
+        fired = tenant.admin("mutation { triggerEvent(input: {event: HANGUP}) "
+                             "{ triggerId } }").data["triggerEvent"]["triggerId"]
+        ended = set()
+        while len(ended) < len(ids):
+            live.append(ws.recv(timeout=30))
+            row = json.loads(live[-1])["payload"]["data"]["activity"]
+            if row["triggerId"] == fired and row["status"] in ("SUCCEEDED", "FAILED"):
+                ended.add(row["id"])
+    rows = {r["actionName"]: r for r in settled(tenant, fired)}
+
+    assert param in receiver.received(f"/{tenant.code}/echo/{param}")[0].path  # really sent
+    assert "not a valid URL" in rows["invalid"]["message"]
+    assert "DNS lookup failed" in rows["dns"]["message"]
+    for name in ("json", "form", "multipart"):
+        assert rows[name]["status"] == "SUCCEEDED"
+        assert rows[name]["responseSnippet"].count("********") >= 2, rows[name]
+    outputs = {
+        "rows": json.dumps(rows, ensure_ascii=False),
+        "live": "\n".join(live),
+        "worker log": worker.read_text(),
+        "API log": api.log.read_text(),
+        "metrics": httpx.get(worker_metrics_url, timeout=10).text
+        + httpx.get(f"{api.url}/metrics", timeout=10).text,
+    }
+    for secret in (param, password, token, credentials):
+        for form in forms(secret):
+            for where, text in outputs.items():
+                assert form not in text, f"{form!r} ({secret!r}) in the {where}"
 
 
 def test_rotation_reseals_every_secret_with_the_new_key(tenant: TenantHandle,
