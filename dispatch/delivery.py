@@ -19,6 +19,7 @@ import aiohttp
 from dispatch import retry
 from dispatch.client import send
 from dispatch.guard import DestinationRefused, OutboundGuard, refusal
+from dispatch.lane import RenderLane
 from dispatch.live import Publisher
 from dispatch.render import RenderError, parameter_values, render_request, request_summary
 from dispatch.signing import signature_headers
@@ -65,6 +66,8 @@ class Deliverer:
     configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     """Tenants' registrations, settings, parameters and actions; without stamps, read for
     each message."""
+    lane: RenderLane = field(default_factory=RenderLane)
+    """Big renders run here, beside the event loop every tenant's deliveries share."""
     stopping: bool = False
     """Set when the worker is told to stop: deliveries not yet claimed are handed back
     to the queue at once instead of being started."""
@@ -180,15 +183,18 @@ class Deliverer:
             occurred_at=row["occurred_at"], params=row.get("params", {}),
             custom={p["tag"]: p["value"] for p in custom},
         )
+        heavy = self.lane.is_heavy(action, values)
         try:
-            request = render_request(
-                action, values, secret_values=[p["value"] for p in custom if p.get("secret")])
+            request = await self.lane.run(
+                heavy, render_request, action, values,
+                secret_values=[p["value"] for p in custom if p.get("secret")])
         except RenderError as exc:
             return {"status": "FAILED", "message": f"cannot build the request: {exc}",
                     "next_attempt_at": None}
         if action.get("signing_secret"):
-            request = replace(request, headers=[*request.headers, *signature_headers(
-                action["signing_secret"], f"msg_{row['_id']}", int(time.time()), request.body)])
+            request = replace(request, headers=[*request.headers, *await self.lane.run(
+                heavy, signature_headers, action["signing_secret"], f"msg_{row['_id']}",
+                int(time.time()), request.body)])
         changes: dict[str, Any] = {
             "request": request_summary(request, action),
             "unresolved_parameters": request.unresolved,
