@@ -5,13 +5,13 @@ A worker process has ``total`` deliveries in flight at most (``worker_in_flight`
 that answers in 8 s would hold every slot for 8 s, and another tenant's first attempt
 would wait that long. ``FairShares`` hands the slots out instead:
 
-- a tenant has at most ``per_tenant`` deliveries in flight (``tenant_in_flight``, 250):
-  the rest of the slots stay free for the others; its next deliveries wait in a line of
-  its own, in the order they came;
+- a tenant has at most ``per_tenant`` deliveries in flight (``tenant_in_flight``, 400:
+  2,000/s to an endpoint answering in 200 ms): the rest of the slots stay free for the
+  others; its next deliveries wait in a line of its own, in the order they came;
 - a slot that frees goes to the waiting tenant with the fewest in flight (in turn on a
-  tie), and to a first attempt before any retry; retries hold at most ``retries`` slots at once
-  (``retry_in_flight``, 500), so a failing tenant's retries never take the place of
-  first attempts;
+  tie), and to a first attempt before any retry; retries hold at most ``retries`` slots
+  at once (``retry_in_flight``, 500), so a failing tenant's retries never take the
+  place of first attempts;
 - a tenant's line holds at most ``per_tenant`` deliveries: ``offer`` refuses more, and
   the caller hands them back to the broker for a moment (``dispatch.runtime``) instead of
   making the broker's threads wait, which would hold up every tenant's messages.

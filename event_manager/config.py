@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         "(sending or awaiting the answer)",
     )
     tenant_in_flight: int = Field(
-        250, ge=1, description="of those, one tenant's at most, so that the other tenants "
+        400, ge=1, description="of those, one tenant's at most, so that the other tenants "
         "always find free slots: the tenant's next deliveries wait their turn in the process "
         "(as many again at most; beyond, they go back to the queue for a second)",
     )
