@@ -22,6 +22,7 @@ from dispatch.guard import DestinationRefused, OutboundGuard, refusal
 from dispatch.lane import RenderLane
 from dispatch.live import Publisher
 from dispatch.render import RenderError, parameter_values, render_request, request_summary
+from dispatch.shares import FairGate
 from dispatch.signing import signature_headers
 from dispatch.stamps import ConfigCache, Snapshot
 from event_manager import logs, metrics
@@ -54,11 +55,11 @@ class Deliverer:
     publisher: Publisher
     settings: Settings
     enqueue: Enqueue
-    db_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    db_gate: FairGate = field(default_factory=lambda: FairGate(16))
     """Database calls in flight at once: thousands of deliveries may wait on slow
     endpoints, but only a few queue at the database (FerretDB on SQLite writes one at a
     time and gives up on a writer that waits longer than 10 s)."""
-    record_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(100))
+    record_gate: FairGate = field(default_factory=lambda: FairGate(100))
     """Outcomes are recorded through a gate of their own, so that a request already
     sent never waits behind new claims: the window in which a stopped worker leaves a
     sent-but-unrecorded delivery (sent again later) stays small. They are written 50 to
@@ -72,15 +73,16 @@ class Deliverer:
     """Set when the worker is told to stop: deliveries not yet claimed are handed back
     to the queue at once instead of being started."""
 
-    async def _db(self, call: Callable[[], Awaitable[T]],
-                  gate: asyncio.Semaphore | None = None) -> T:
-        async with gate or self.db_gate:
+    async def _db(self, tenant: str, call: Callable[[], Awaitable[T]],
+                  gate: FairGate | None = None) -> T:
+        """``call()`` through a gate (tenants in turn: ``FairGate``), patiently."""
+        async with (gate or self.db_gate).slot(tenant):
             return await patiently(call)
 
     async def _claim(self, store: TenantStore, row_id: Any,
                      known: dict[str, Any] | None) -> dict[str, Any] | None | bool:
         """The claimed row; None when it is not ours to send; False when stopping."""
-        async with self.db_gate:
+        async with self.db_gate.slot(store.code):
             if self.stopping:
                 return False
             return await patiently(lambda: store.log.claim(row_id, known))
@@ -94,7 +96,8 @@ class Deliverer:
     async def _store(self, code: str, config: Snapshot) -> TenantStore:
         """The tenant's store, its registry entry read once per config stamp."""
         async def load() -> TenantStore:
-            return TenantStore(self.db, await self._db(lambda: TenantRegistry(self.db).get(code)))
+            return TenantStore(self.db, await self._db(
+                code, lambda: TenantRegistry(self.db).get(code)))
         return await config.part("store", load)
 
     async def deliver(self, tenant_code: str, activity_id: str,
@@ -129,7 +132,7 @@ class Deliverer:
         finally:
             attempt.cancel()  # when this delivery is cancelled (a worker told to stop)
         changes["attempts"] = row["attempts"]  # counted with the outcome when not before
-        updated = await self._db(lambda: store.log.record_outcome(row, changes),
+        updated = await self._db(store.code, lambda: store.log.record_outcome(row, changes),
                                  self.record_gate)
         if updated is None:
             return
@@ -152,7 +155,7 @@ class Deliverer:
         """Only for readers of the row (recovery knows the attempt by its claim), so a
         database error here is logged and the attempt under way goes on."""
         try:
-            await self._db(lambda: store.log.mark_sending(row))
+            await self._db(store.code, lambda: store.log.mark_sending(row))
         except Exception as exc:
             log.warning("could not mark %s SENDING (%s: %s); its attempt goes on",
                         row["_id"], type(exc).__name__, exc)
@@ -165,9 +168,9 @@ class Deliverer:
         action_id = object_id(row["action_id"] or "")
         action, settings, custom = await asyncio.gather(
             config.part(("action", action_id), lambda: self._db(
-                lambda: store.find_action(action_id))),
-            config.part("settings", lambda: self._db(store.get_settings)),
-            config.part("custom", lambda: self._db(store.parameter_values)),
+                store.code, lambda: store.find_action(action_id))),
+            config.part("settings", lambda: self._db(store.code, store.get_settings)),
+            config.part("custom", lambda: self._db(store.code, store.parameter_values)),
         )
         return action, settings, custom
 

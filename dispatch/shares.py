@@ -17,13 +17,16 @@ would wait that long. ``FairShares`` hands the slots out instead:
   making the broker's threads wait, which would hold up every tenant's messages.
 
 Pure bookkeeping, no I/O: ``start`` is called for each delivery that may begin now,
-``finished`` when it ends.
+``finished`` when it ends. ``FairGate`` does the same for the few database calls the
+worker lets run at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,3 +157,54 @@ class FairShares:
         if item.retry:
             self.running_retries += 1
         self.start(item)
+
+
+class FairGate:
+    """``asyncio.Semaphore(size)`` whose waiters are let in by tenant in turn, not in
+    the order they came: when 400 deliveries of one tenant end at once and queue their
+    400 outcome writes, another tenant's one write goes in next, not 401st.
+
+    ``async with gate.slot("acme"): ...``
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.lines: dict[str, deque[asyncio.Future[None]]] = {}
+        self.turns: deque[str] = deque()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[None]:
+        if self.free > 0 and not self.turns:
+            self.free -= 1
+        else:
+            entry: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            line = self.lines.get(tenant)
+            if line is None:
+                line = self.lines[tenant] = deque()
+                self.turns.append(tenant)
+            line.append(entry)
+            try:
+                await entry
+            except asyncio.CancelledError:
+                if entry.done() and not entry.cancelled():  # let in, then cancelled
+                    self._release()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Hand the slot to the next tenant's first waiter still waiting, else free it."""
+        while self.turns:
+            tenant = self.turns.popleft()
+            line = self.lines[tenant]
+            entry = line.popleft()
+            if line:
+                self.turns.append(tenant)
+            else:
+                del self.lines[tenant]
+            if not entry.done():  # a cancelled waiter is skipped
+                entry.set_result(None)
+                return
+        self.free += 1

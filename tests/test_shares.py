@@ -7,7 +7,7 @@ import asyncio
 import threading
 
 from dispatch.lane import RenderLane, render_size_bound
-from dispatch.shares import Delivery, FairShares, is_retry
+from dispatch.shares import Delivery, FairGate, FairShares, is_retry
 
 
 class Slots:
@@ -121,3 +121,49 @@ def test_a_big_render_runs_beside_the_event_loop_and_a_small_one_on_it() -> None
         assert asyncio.run(where(True)).startswith("render-lane")
     finally:
         lane.close()
+
+
+def test_a_gate_lets_waiting_tenants_in_in_turn() -> None:
+    async def scenario() -> list[str]:
+        gate, order = FairGate(1), []
+        held = asyncio.Event()
+
+        async def enter(tenant: str, name: str) -> None:
+            async with gate.slot(tenant):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        async def holder() -> None:
+            async with gate.slot("a"):
+                held.set()
+                await asyncio.sleep(0.01)
+
+        first = asyncio.create_task(holder())
+        await held.wait()
+        waiting = [asyncio.create_task(enter(t, n)) for t, n in
+                   (("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"))]
+        await asyncio.gather(first, *waiting)
+        return order
+
+    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
+
+
+def test_a_cancelled_waiter_leaves_the_gate_to_the_next() -> None:
+    async def scenario() -> list[str]:
+        gate, order = FairGate(1), []
+
+        async def enter(name: str) -> None:
+            async with gate.slot(name):
+                order.append(name)
+
+        async with gate.slot("a"):
+            gone = asyncio.create_task(enter("b"))
+            kept = asyncio.create_task(enter("c"))
+            await asyncio.sleep(0)
+            gone.cancel()
+        await kept
+        async with gate.slot("d"):  # the slot was given back, not lost
+            order.append("d")
+        return order
+
+    assert asyncio.run(scenario()) == ["c", "d"]
