@@ -147,7 +147,12 @@ class DeliveryRuntime(dramatiq.Middleware):
                 handed_back.append(activity_id)
         if handed_back:
             carried = [known[i] for i in handed_back if i in known]
-            await self.enqueue(tenant, handed_back, HAND_BACK_SECONDS, carried or None)
+            try:
+                await self.enqueue(tenant, handed_back, HAND_BACK_SECONDS, carried or None)
+            except OUTAGE as exc:  # their rows are QUEUED and held by no one: recovered
+                log.warning("%d deliveries of tenant %s not handed back (%s: %s); recovery "
+                            "will queue them again", len(handed_back), tenant,
+                            type(exc).__name__, exc)
         self._check_room()
         await self.room.wait()
 
