@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +35,11 @@ class Sizes:
 
 
 def in_flight_limit() -> int:
-    """How many deliveries one worker process may have in flight (``DeliveryRuntime``'s
-    ``max_in_flight``): the concurrency the raw ceiling is measured at."""
-    from dispatch.runtime import DeliveryRuntime
+    """How many deliveries one worker process may have in flight (the setting
+    ``worker_in_flight``): the concurrency the raw ceiling is measured at."""
+    from event_manager.config import Settings
 
-    default = inspect.signature(DeliveryRuntime).parameters["max_in_flight"].default
+    default = Settings.model_fields["worker_in_flight"].default
     return default if isinstance(default, int) else 1000
 
 

@@ -3,7 +3,8 @@ requests takes no CPU time from the loop that measures.
 
     .venv/bin/python -m bench.receiver --port 8123
 
-Every request is answered ``200 ok``, after ``?delay_ms=`` milliseconds (none by default).
+Every request is answered ``200 ok`` (``?status=503``: that status instead), after
+``?delay_ms=`` milliseconds (none by default).
 The receiver counts what arrives and, when the JSON body carries ``"sent"`` (the sender's
 ``time.monotonic_ns()``, a clock that every process on one Linux machine shares), how
 long the request took to arrive. A body's ``"seq"`` with the path names a delivery, so a
@@ -93,7 +94,7 @@ def make_app() -> web.Application:
             delay = request.query.get("delay_ms")
             if delay:
                 await asyncio.sleep(int(delay) / 1000)
-            return web.Response(text="ok")
+            return web.Response(text="ok", status=int(request.query.get("status", 200)))
         finally:
             tally.in_flight -= 1
 
@@ -105,7 +106,7 @@ def make_app() -> web.Application:
         tally = Tally()
         return web.json_response({"reset": True})
 
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # scenario 8's big bodies
     app.router.add_get("/_bench/stats", stats)
     app.router.add_post("/_bench/reset", reset)
     app.router.add_route("*", "/{tail:.*}", hook)
@@ -145,8 +146,10 @@ class Receiver:
             timeout=aiohttp.ClientTimeout(total=60),
             connector=aiohttp.TCPConnector(limit=4, keepalive_timeout=KEEPALIVE))
 
-    def url(self, path: str, delay_ms: int = 0) -> str:
-        return f"{self.base}/{path.lstrip('/')}" + (f"?delay_ms={delay_ms}" if delay_ms else "")
+    def url(self, path: str, delay_ms: int = 0, status: int = 200) -> str:
+        query = "&".join(([f"delay_ms={delay_ms}"] if delay_ms else [])
+                         + ([f"status={status}"] if status != 200 else []))
+        return f"{self.base}/{path.lstrip('/')}" + (f"?{query}" if query else "")
 
     async def ready(self, timeout: float = 20.0) -> Receiver:
         deadline = time.monotonic() + timeout

@@ -101,6 +101,14 @@ def targets(results: dict[str, Any]) -> list[Row]:
                          f"{'flat' if flat else 'grows'} (peak {growth:+} MB; slope "
                          f"{trend} MB per 10k deliveries)" if growth is not None else "",
                          "flat", bool))
+    for kind, what in (("slow", "20 slow"), ("huge", "20 huge"), ("failing", "20 failing"),
+                       ("crowd", "1,500 slow")):
+        ratio = _get(s, "8", kind, "ratio_p95")
+        quiet = _get(s, "8", kind, "quiet", "latency_ms", "p95")
+        loaded = _get(s, "8", kind, "loaded", "latency_ms", "p95")
+        rows.append(_row("8", f"light tenant's p95 while {what} deliveries of another run",
+                         ratio, f"{loaded} ms vs {quiet} ms quiet (×{ratio})",
+                         "≤ 2 × quiet", lambda v: v <= 2))
     return rows
 
 
@@ -138,6 +146,10 @@ def notes(document: dict[str, Any]) -> list[str]:
                    f"{s['6']['insert_rows_per_s']:,} rows/s; the recovery sweep's query takes "
                    f"{s['6']['recovery_query_ms']['big']} ms on them (a query by status would "
                    f"take {s['6']['recovery_query_ms'].get('status_scan_big', '?')} ms)")
+    if "8" in s and "rate_b" in s["8"]:
+        out.append(f"8: tenant B at {s['8']['rate_b']} triggerEvent/s, quiet, then while "
+                   f"tenant A's {s['8']['heavy_deliveries']} heavy deliveries run "
+                   f"(bench/fairness.py)")
     if "7" in s and "deliveries" in s["7"]:
         out.append(f"7: {s['7']['deliveries']:,} deliveries (target 100,000)")
     return out

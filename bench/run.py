@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import activity, delivery, intake, latency, memory, report
+from bench import activity, delivery, fairness, intake, latency, memory, report
 from bench.context import Bench, Sizes
 from bench.receiver import KEEPALIVE, Receiver
 from bench.stack import ROOT, Stack
@@ -48,6 +48,8 @@ SCENARIOS = {
     "5": ("end-to-end latency at a steady rate", latency.scenario_5),
     "6": ("a tenant with many activity rows", activity.scenario_6),
     "7": ("memory after N deliveries", memory.scenario_7),
+    "8": ("a light tenant's latency while another's deliveries are heavy",
+          fairness.scenario_8),
 }
 CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "bench", "others", "machine")
 
@@ -77,7 +79,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
-        parser.error(f"unknown scenario {', '.join(unknown)}; choose from 1-7")
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from 1-8")
     args.chosen = chosen
     return args
 

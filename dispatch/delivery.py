@@ -20,9 +20,11 @@ import aiohttp
 from dispatch import retry
 from dispatch.client import SNIPPET_CHARS, send
 from dispatch.guard import DestinationRefused, OutboundGuard, refusal
+from dispatch.lane import RenderLane
 from dispatch.live import Publisher
 from dispatch.masking import Masker
 from dispatch.render import RenderError, parameter_values, render_request
+from dispatch.shares import FairGate
 from dispatch.signing import signature_headers
 from dispatch.stamps import ConfigCache, Snapshot
 from dispatch.summary import request_summary
@@ -60,11 +62,11 @@ class Deliverer:
     publisher: Publisher
     settings: Settings
     enqueue: Enqueue
-    db_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    db_gate: FairGate = field(default_factory=lambda: FairGate(16))
     """Database calls in flight at once: thousands of deliveries may wait on slow
     endpoints, but only a few queue at the database (FerretDB on SQLite writes one at a
     time and gives up on a writer that waits longer than 10 s)."""
-    record_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(100))
+    record_gate: FairGate = field(default_factory=lambda: FairGate(100))
     """Outcomes are recorded through a gate of their own, so that a request already
     sent never waits behind new claims: the window in which a stopped worker leaves a
     sent-but-unrecorded delivery (sent again later) stays small. They are written 50 to
@@ -72,19 +74,22 @@ class Deliverer:
     configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     """Tenants' registrations, settings, parameters and actions; without stamps, read for
     each message."""
+    lane: RenderLane = field(default_factory=RenderLane)
+    """Big renders run here, beside the event loop every tenant's deliveries share."""
     stopping: bool = False
     """Set when the worker is told to stop: deliveries not yet claimed are handed back
     to the queue at once instead of being started."""
 
-    async def _db(self, call: Callable[[], Awaitable[T]],
-                  gate: asyncio.Semaphore | None = None) -> T:
-        async with gate or self.db_gate:
+    async def _db(self, tenant: str, call: Callable[[], Awaitable[T]],
+                  gate: FairGate | None = None) -> T:
+        """``call()`` through a gate (tenants in turn: ``FairGate``), patiently."""
+        async with (gate or self.db_gate).slot(tenant):
             return await patiently(call)
 
     async def _claim(self, store: TenantStore, row_id: Any,
                      known: dict[str, Any] | None) -> dict[str, Any] | None | bool:
         """The claimed row; None when it is not ours to send; False when stopping."""
-        async with self.db_gate:
+        async with self.db_gate.slot(store.code):
             if self.stopping:
                 return False
             return await patiently(lambda: store.log.claim(row_id, known))
@@ -98,7 +103,8 @@ class Deliverer:
     async def _store(self, code: str, config: Snapshot) -> TenantStore:
         """The tenant's store, its registry entry read once per config stamp."""
         async def load() -> TenantStore:
-            return TenantStore(self.db, await self._db(lambda: TenantRegistry(self.db).get(code)))
+            return TenantStore(self.db, await self._db(
+                code, lambda: TenantRegistry(self.db).get(code)))
         return await config.part("store", load)
 
     async def deliver(self, tenant_code: str, activity_id: str,
@@ -133,7 +139,7 @@ class Deliverer:
         finally:
             attempt.cancel()  # when this delivery is cancelled (a worker told to stop)
         changes["attempts"] = row["attempts"]  # counted with the outcome when not before
-        updated = await self._db(lambda: store.log.record_outcome(row, changes),
+        updated = await self._db(store.code, lambda: store.log.record_outcome(row, changes),
                                  self.record_gate)
         if updated is None:
             return
@@ -156,7 +162,7 @@ class Deliverer:
         """Only for readers of the row (recovery knows the attempt by its claim), so a
         database error here is logged and the attempt under way goes on."""
         try:
-            await self._db(lambda: store.log.mark_sending(row))
+            await self._db(store.code, lambda: store.log.mark_sending(row))
         except Exception as exc:
             log.warning("could not mark %s SENDING (%s: %s); its attempt goes on",
                         row["_id"], type(exc).__name__, exc)
@@ -169,9 +175,9 @@ class Deliverer:
         action_id = object_id(row["action_id"] or "")
         action, settings, custom = await asyncio.gather(
             config.part(("action", action_id), lambda: self._db(
-                lambda: store.find_action(action_id))),
-            config.part("settings", lambda: self._db(store.get_settings)),
-            config.part("custom", lambda: self._db(store.parameter_values)),
+                store.code, lambda: store.find_action(action_id))),
+            config.part("settings", lambda: self._db(store.code, store.get_settings)),
+            config.part("custom", lambda: self._db(store.code, store.parameter_values)),
         )
         return action, settings, custom
 
@@ -187,16 +193,19 @@ class Deliverer:
             occurred_at=row["occurred_at"], params=row.get("params", {}),
             custom={p["tag"]: p["value"] for p in custom},
         )
+        heavy = self.lane.is_heavy(action, values)
         try:
-            request = render_request(
-                action, values, secret_values=[p["value"] for p in custom if p.get("secret")],
+            request = await self.lane.run(
+                heavy, render_request, action, values,
+                secret_values=[p["value"] for p in custom if p.get("secret")],
                 limits=self.settings.render_limits)
         except RenderError as exc:
             return {"status": "FAILED", "next_attempt_at": None,
                     "message": cut(f"cannot build the request: {exc}", WHAT_CHARS)}
         if action.get("signing_secret"):
-            request = replace(request, headers=[*request.headers, *signature_headers(
-                action["signing_secret"], f"msg_{row['_id']}", int(time.time()), request.body)])
+            request = replace(request, headers=[*request.headers, *await self.lane.run(
+                heavy, signature_headers, action["signing_secret"], f"msg_{row['_id']}",
+                int(time.time()), request.body)])
         mask = Masker([*request.secrets, action.get("signing_secret")])
         changes: dict[str, Any] = {
             "request": request_summary(request, action, mask),

@@ -3,8 +3,11 @@
 Dramatiq runs async actors on one event-loop thread and blocks a worker thread per
 message, so awaiting a slow endpoint inside the actor would cap concurrency at the
 thread count. Instead the actor hands each delivery to this runtime, which runs it as
-its own task (up to ``max_in_flight`` at once; beyond that the actor waits, which is the
-back-pressure) and returns. The activity row, not the message, is the record of work:
+its own task and returns. Tenants share the process's ``max_in_flight`` slots
+(``dispatch.shares``): a tenant's deliveries beyond its share wait their turn here, or
+go back to the broker for a second when its line is full; the actor waits only when
+the lines of the whole process are full, which is the back-pressure. Waiting deliveries
+count as held by this process. The activity row, not the message, is the record of work:
 a delivery is claimed on its row before it is sent. Which rows this process holds is
 published in Redis every few seconds, so that recovery in any worker takes back the
 deliveries of a process that stopped, and only those (``dispatch.recovery.Liveness``).
@@ -33,6 +36,7 @@ from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
 from dispatch.recovery import Liveness, Recovery, housekeep
+from dispatch.shares import Delivery, FairShares, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager import logs, metrics
 from event_manager.config import Settings
@@ -42,6 +46,8 @@ from tenants.database import Database, is_transient
 from tenants.registry import TenantRegistry
 
 HOUSEKEEPING_SECONDS = 3600.0
+HAND_BACK_SECONDS = 1.0
+"""A delivery whose tenant's line here is full goes back to the broker for this long."""
 OUTAGE = (ConnectionFailure, BrokerConnectionError, aioredis.RedisError, OSError)
 """MongoDB or Redis not answering: expected now and then, worth one line, no traceback."""
 
@@ -53,12 +59,16 @@ class DeliveryRuntime(dramatiq.Middleware):
     them before it stops. Added after the AsyncIO middleware."""
 
     def __init__(self, settings: Settings, enqueue: Enqueue,
-                 max_in_flight: int = 1000) -> None:
+                 max_in_flight: int | None = None) -> None:
         self.settings = settings
         self.enqueue = enqueue
-        self.max_in_flight = max_in_flight
+        self.max_in_flight = max_in_flight or settings.worker_in_flight
         self.deliverer: Deliverer | None = None
-        self.slots: asyncio.Semaphore | None = None
+        self.shares = FairShares(self._start, total=self.max_in_flight,
+                                 per_tenant=settings.tenant_in_flight,
+                                 retries=settings.retry_in_flight)
+        self.room: asyncio.Event | None = None
+        """Set while the process's lines have room: ``accept`` waits for it."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.holding: Counter[str] = Counter()
         """Activity ids of the deliveries in flight here, published by ``_beat``."""
@@ -96,7 +106,8 @@ class DeliveryRuntime(dramatiq.Middleware):
                 db = Database(settings)
                 redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
                 guard = OutboundGuard(settings.allowed_networks)
-                self.slots = asyncio.Semaphore(self.max_in_flight)
+                self.room = asyncio.Event()
+                self.room.set()
                 self.deliverer = Deliverer(
                     db=db, session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
@@ -117,19 +128,49 @@ class DeliveryRuntime(dramatiq.Middleware):
 
     async def accept(self, tenant: str, activity_ids: list[str],
                      rows: list[dict[str, Any]] | None = None) -> None:
-        """Start each delivery as a task; wait only for a free slot. ``rows``: the rows
-        the message carries (``dispatch.actors``), or None."""
-        deliverer = self.deliverer or await self.open()
-        assert self.slots is not None
+        """Start each delivery, or queue it behind its tenant's share
+        (``dispatch.shares``); hand back to the broker what its tenant's line has no room
+        for; then wait only while the lines of the whole process are full. ``rows``: the
+        rows the message carries (``dispatch.actors``), or None."""
+        if self.deliverer is None:
+            await self.open()
+        assert self.room is not None
         shared: dict[str, asyncio.Future] = {}
         known = _carried(rows)
+        handed_back: list[str] = []
         for activity_id in activity_ids:
-            await self.slots.acquire()
+            row = known.get(activity_id)
+            delivery = Delivery(tenant, activity_id, row, shared, is_retry(row))
             self.holding[activity_id] += 1
-            task = asyncio.create_task(self._run(deliverer, tenant, activity_id, shared,
-                                                 known.get(activity_id)))
-            self.tasks.add(task)
-            task.add_done_callback(functools.partial(self._finished, activity_id))
+            if not self.shares.offer(delivery):
+                self._let_go(activity_id)
+                handed_back.append(activity_id)
+        if handed_back:
+            carried = [known[i] for i in handed_back if i in known]
+            try:
+                await self.enqueue(tenant, handed_back, HAND_BACK_SECONDS, carried or None)
+            except OUTAGE as exc:  # their rows are QUEUED and held by no one: recovered
+                log.warning("%d deliveries of tenant %s not handed back (%s: %s); recovery "
+                            "will queue them again", len(handed_back), tenant,
+                            type(exc).__name__, exc)
+        self._check_room()
+        await self.room.wait()
+
+    def _start(self, delivery: Delivery) -> None:
+        """Called by the shares for each delivery that may begin now."""
+        assert self.deliverer is not None
+        task = asyncio.create_task(self._run(self.deliverer, delivery.tenant,
+                                             delivery.activity_id, delivery.shared,
+                                             delivery.row))
+        self.tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, delivery))
+
+    def _check_room(self) -> None:
+        if self.room is not None:
+            if self.shares.waiting < self.max_in_flight:
+                self.room.set()
+            else:
+                self.room.clear()
 
     async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str,
                    shared: dict[str, asyncio.Future], known: dict[str, Any] | None) -> None:
@@ -144,13 +185,16 @@ class DeliveryRuntime(dramatiq.Middleware):
             # The row stays as it was (its claim made) and recovery picks it up again.
             log.exception("delivery %s of tenant %s did not complete", activity_id, tenant)
 
-    def _finished(self, activity_id: str, task: asyncio.Task[None]) -> None:
+    def _finished(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        self._let_go(delivery.activity_id)
+        self.shares.finished(delivery)
+        self._check_room()
+
+    def _let_go(self, activity_id: str) -> None:
         self.holding[activity_id] -= 1
         if self.holding[activity_id] <= 0:
             del self.holding[activity_id]
-        if self.slots is not None:
-            self.slots.release()
 
     async def _beat(self, liveness: Liveness) -> None:
         """Tell the other workers' recovery which deliveries this process holds."""
@@ -206,6 +250,7 @@ class DeliveryRuntime(dramatiq.Middleware):
             await asyncio.wait({self._sweeper}, timeout=5)
         if self.deliverer is not None:
             self.deliverer.stopping = True  # unclaimed deliveries go back to the queue
+            self.shares.release_all()  # the waiting ones too, through the same path
         if self.tasks:
             log.info("waiting for %d deliveries in flight", len(self.tasks))
             _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
@@ -225,6 +270,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         if self.deliverer is not None:
             deliverer, self.deliverer = self.deliverer, None
             await deliverer.session.close()
+            deliverer.lane.close()
             await deliverer.publisher.redis.aclose()
             await deliverer.db.close()
 

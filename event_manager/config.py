@@ -116,6 +116,19 @@ class Settings(BaseSettings):
         "holds it (workers announce theirs in Redis as <database>:holding:<worker>)",
     )
     activity_retention_days: int = Field(30, ge=1, description="how long activity rows are kept")
+    worker_in_flight: int = Field(
+        1000, ge=1, description="deliveries one worker process has in flight at most "
+        "(sending or awaiting the answer)",
+    )
+    tenant_in_flight: int = Field(
+        400, ge=1, description="of those, one tenant's at most, so that the other tenants "
+        "always find free slots: the tenant's next deliveries wait their turn in the process "
+        "(as many again at most; beyond, they go back to the queue for a second)",
+    )
+    retry_in_flight: int = Field(
+        500, ge=1, description="of those, retries at most; a free slot goes to a waiting "
+        "first attempt before any retry",
+    )
     worker_metrics_port: int = Field(
         9191, ge=0, le=65535, description="Prometheus metrics of each worker process: the "
         "n-th process of a worker command on this port + n; 0 turns them off",

@@ -1,0 +1,169 @@
+"""How a worker process hands out its delivery slots (``dispatch.shares``) and which
+renders leave the event loop (``dispatch.lane``): pure logic, no services."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from dispatch.lane import RenderLane, render_size_bound
+from dispatch.shares import Delivery, FairGate, FairShares, is_retry
+
+
+class Slots:
+    """FairShares with a record of what it started, and a way to end a delivery."""
+
+    def __init__(self, total: int = 4, per_tenant: int = 2, retries: int = 1) -> None:
+        self.started: list[Delivery] = []
+        self.shares = FairShares(self.started.append, total=total, per_tenant=per_tenant,
+                                 retries=retries)
+
+    def offer(self, tenant: str, name: str, retry: bool = False) -> bool:
+        return self.shares.offer(Delivery(tenant, name, retry=retry))
+
+    def names(self) -> list[str]:
+        return [d.activity_id for d in self.started]
+
+    def finish(self, name: str) -> None:
+        self.shares.finished(next(d for d in self.started if d.activity_id == name))
+
+
+def test_a_tenant_over_its_share_waits_while_another_starts_at_once() -> None:
+    slots = Slots(total=4, per_tenant=2)
+    for name in ("a1", "a2", "a3", "a4"):
+        slots.offer("a", name)
+    slots.offer("b", "b1")
+    assert slots.names() == ["a1", "a2", "b1"]
+    assert slots.shares.waiting == 2
+
+
+def test_a_tenants_waiting_deliveries_start_in_the_order_they_came() -> None:
+    slots = Slots(total=4, per_tenant=2)
+    for name in ("a1", "a2", "a3", "a4"):
+        slots.offer("a", name)
+    slots.finish("a2")
+    slots.finish("a1")
+    assert slots.names() == ["a1", "a2", "a3", "a4"]
+
+
+def test_a_free_slot_goes_to_the_waiting_tenant_with_the_fewest_in_flight() -> None:
+    slots = Slots(total=2, per_tenant=2)
+    for name in ("a1", "a2", "a3", "a4"):
+        slots.offer("a", name)
+    for name in ("b1", "b2"):
+        slots.offer("b", name)
+    slots.finish("a1")
+    slots.finish("a2")
+    assert slots.names() == ["a1", "a2", "b1", "a3"]
+    slots.finish("a3")  # now a has none in flight, b one
+    assert slots.names() == ["a1", "a2", "b1", "a3", "a4"]
+
+
+def test_a_free_slot_goes_to_a_first_attempt_before_a_retry() -> None:
+    slots = Slots(total=2, per_tenant=2, retries=2)
+    slots.offer("a", "a1")
+    slots.offer("a", "a2")
+    slots.offer("a", "retry", retry=True)
+    slots.offer("b", "b1")
+    slots.finish("a1")
+    assert slots.names() == ["a1", "a2", "b1"]
+
+
+def test_retries_hold_at_most_their_share_of_the_slots() -> None:
+    slots = Slots(total=4, per_tenant=4, retries=1)
+    slots.offer("a", "r1", retry=True)
+    slots.offer("a", "r2", retry=True)
+    slots.offer("b", "b1")
+    assert slots.names() == ["r1", "b1"]
+    slots.finish("r1")
+    assert slots.names() == ["r1", "b1", "r2"]
+
+
+def test_a_full_line_refuses_more_so_they_go_back_to_the_broker() -> None:
+    slots = Slots(total=4, per_tenant=1)
+    assert [slots.offer("a", f"a{i}") for i in range(3)] == [True, True, False]
+    assert slots.offer("b", "b1")
+
+
+def test_a_stopping_worker_starts_every_waiting_delivery() -> None:
+    slots = Slots(total=4, per_tenant=1)
+    for name in ("a1", "a2"):
+        slots.offer("a", name)
+    slots.offer("a", "r1", retry=True)
+    slots.shares.release_all()
+    assert slots.names() == ["a1", "a2", "r1"] and slots.shares.waiting == 0
+
+
+def test_only_a_row_carried_as_retrying_is_a_retry() -> None:
+    assert is_retry({"status": "RETRYING"})
+    assert not is_retry({"status": "QUEUED"}) and not is_retry(None)
+
+
+def test_render_size_bound_counts_each_placeholder_at_the_longest_value() -> None:
+    action = {"url": "http://x/{{a}}", "raw_body": "{{big}}" * 3, "headers": [
+        {"key": "X-{{a}}", "value": "v"}]}
+    texts = len("http://x/{{a}}") + 21 + len("X-{{a}}") + 1
+    assert render_size_bound(action, {"a": "1", "big": "x" * 100}) == texts + 5 * 100
+
+
+def test_a_big_render_runs_beside_the_event_loop_and_a_small_one_on_it() -> None:
+    lane = RenderLane(heavy_chars=1000)
+    small = {"raw_body": "{{a}}"}
+    big = {"raw_body": "{{a}}" * 100}
+    values = {"a": "x" * 20}
+    assert not lane.is_heavy(small, values) and lane.is_heavy(big, values)
+
+    async def where(heavy: bool) -> str:
+        return await lane.run(heavy, lambda: threading.current_thread().name)
+
+    try:
+        assert asyncio.run(where(False)) == threading.current_thread().name
+        assert asyncio.run(where(True)).startswith("render-lane")
+    finally:
+        lane.close()
+
+
+def test_a_gate_lets_waiting_tenants_in_in_turn() -> None:
+    async def scenario() -> list[str]:
+        gate, order = FairGate(1), []
+        held = asyncio.Event()
+
+        async def enter(tenant: str, name: str) -> None:
+            async with gate.slot(tenant):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        async def holder() -> None:
+            async with gate.slot("a"):
+                held.set()
+                await asyncio.sleep(0.01)
+
+        first = asyncio.create_task(holder())
+        await held.wait()
+        waiting = [asyncio.create_task(enter(t, n)) for t, n in
+                   (("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"))]
+        await asyncio.gather(first, *waiting)
+        return order
+
+    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
+
+
+def test_a_cancelled_waiter_leaves_the_gate_to_the_next() -> None:
+    async def scenario() -> list[str]:
+        gate, order = FairGate(1), []
+
+        async def enter(name: str) -> None:
+            async with gate.slot(name):
+                order.append(name)
+
+        async with gate.slot("a"):
+            gone = asyncio.create_task(enter("b"))
+            kept = asyncio.create_task(enter("c"))
+            await asyncio.sleep(0)
+            gone.cancel()
+        await kept
+        async with gate.slot("d"):  # the slot was given back, not lost
+            order.append("d")
+        return order
+
+    assert asyncio.run(scenario()) == ["c", "d"]
