@@ -3,7 +3,8 @@
 Before GraphQL sees a request, its body (or WebSocket message) is checked here against
 the limits of ``schema/limits.py`` and read as strict JSON: UTF-8, one object, no NaN,
 no unpaired surrogate. A refusal is a JSON error with code BAD_USER_INPUT, status 400,
-or 413 for a body over ``MAX_BODY_BYTES``.
+or 413 for a body over ``EVENT_MANAGER_HTTP_MAX_BODY_BYTES``. Sizes and times of the
+header section and the body's pace are the connection's (``event_manager/connections.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import redis.asyncio as aioredis
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
@@ -40,7 +41,7 @@ from resolvers.context import Context
 from resolvers.intake import Intake
 from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
-from schema.limits import MAX_BODY_BYTES, MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
+from schema.limits import MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
 from tenants.database import Database
 from tenants.keys import API_KEYS, ApiKeys, Principal, hash_key
 
@@ -54,11 +55,12 @@ def bearer(value: str | None) -> str | None:
 
 
 class BodyTooLarge(BadInput):
-    """Raised when an HTTP request body is larger than ``MAX_BODY_BYTES``; answered 413."""
+    """Raised when an HTTP request body is larger than the limit; answered 413."""
 
-    def __init__(self) -> None:
-        super().__init__(f"the request body is larger than {MAX_BODY_BYTES // 2**20} MiB "
-                         f"({MAX_BODY_BYTES} bytes)")
+    def __init__(self, limit: int) -> None:
+        unit, size = ("MiB", 2**20) if limit >= 2**20 else ("KiB", 2**10)
+        super().__init__(f"the request body is larger than {limit / size:g} {unit} "
+                         f"({limit} bytes)")
 
 
 # A surrogate can only come from a \uD800-\uDFFF escape once the body is strict UTF-8.
@@ -127,8 +129,8 @@ def _surrogate(char: str, path: str, *, in_key: bool = False) -> BadInput:
                     "text must be valid Unicode", field=field)
 
 
-def limited(receive: Receive) -> Receive:
-    """``receive`` that raises ``BodyTooLarge`` once the body passes ``MAX_BODY_BYTES``
+def limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises ``BodyTooLarge`` once the body passes ``limit`` bytes
     (a chunked body declares no length)."""
     received = 0
 
@@ -137,8 +139,8 @@ def limited(receive: Receive) -> Receive:
         message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:
-                raise BodyTooLarge()
+            if received > limit:
+                raise BodyTooLarge(limit)
         return message
 
     return receive_limited
@@ -206,9 +208,10 @@ class Services:
 class EventManagerGraphQL(GraphQL):
     websocket_adapter_class = LimitedWebSocket
 
-    def __init__(self, services: dict[str, Services]) -> None:
+    def __init__(self, services: dict[str, Services], max_body_bytes: int) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.services = services
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """HTTP as Strawberry serves it, but a body over the limit is not read, and every
@@ -216,12 +219,15 @@ class EventManagerGraphQL(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope, receive=limited(receive))
+        limit = self.max_body_bytes
+        request = Request(scope, receive=limited(receive, limit))
         declared = request.headers.get("content-length", "")
         try:
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                raise BodyTooLarge()
+            if declared.isdigit() and int(declared) > limit:
+                raise BodyTooLarge(limit)
             response = await self.run(request)
+        except ClientDisconnect:  # gone, or dropped for sending its body too slowly
+            return
         except BodyTooLarge as error:
             response = refusal(error, 413)
         except BadInput as error:
@@ -326,7 +332,7 @@ async def metrics_page(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     holder: dict[str, Services] = {}
-    graphql = EventManagerGraphQL(holder)
+    graphql = EventManagerGraphQL(holder, settings.http_max_body_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

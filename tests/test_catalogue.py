@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from event_manager.config import Settings
 from schema.limits import (
     MAX_ALIASES,
     MAX_BODY_BYTES,
@@ -30,6 +31,8 @@ from schema.limits import (
     MAX_WS_MESSAGE_CHARS,
 )
 from tests.conftest import SHARED, TenantHandle
+
+MAX_HEADER_BYTES = Settings.model_fields["http_max_header_bytes"].default
 
 CREATE_ACTION = "mutation($input: ActionInput!) { createAction(input: $input) { id } }"
 CREATE_PARAMETER = "mutation($input: ParameterInput!) { createParameter(input: $input) { tag } }"
@@ -61,6 +64,7 @@ class Case:
     body: bytes | Callable[[], bytes | Iterator[bytes]] | None = None
     content_type: str = "application/json"
     method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def action(**fields: Any) -> dict[str, Any]:
@@ -144,6 +148,8 @@ TRANSPORT = [
          words=f"larger than {MAX_BODY_BYTES // 2**20} MiB"),
     Case("body over the limit, chunked", body=chunks_over_the_body_limit, status=413,
          words=f"larger than {MAX_BODY_BYTES // 2**20} MiB"),
+    Case("headers over the limit", ME, headers=(("X-Pad", "p" * MAX_HEADER_BYTES),), status=431,
+         words=f"headers are larger than {MAX_HEADER_BYTES} bytes"),
 ]
 
 MALFORMED_GRAPHQL = [
@@ -420,7 +426,8 @@ def seed(tenant: TenantHandle) -> None:
 
 def send(tenant: TenantHandle, case: Case) -> httpx.Response:
     url = f"{tenant.admin.url}/graphql"
-    headers = {"Authorization": f"Bearer {tenant.admin.key}", "Content-Type": case.content_type}
+    headers = {"Authorization": f"Bearer {tenant.admin.key}", "Content-Type": case.content_type,
+               **dict(case.headers)}
     if case.method == "GET":
         params = {"query": case.query, "variables": json.dumps(case.variables)}
         return httpx.get(url, params=params, headers=headers, timeout=60)
