@@ -20,6 +20,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from event_manager.config import Settings
+from resolvers.postman import (
+    MAX_FOLDER_DEPTH,
+    MAX_REQUESTS,
+    MAX_ROWS,
+    MAX_VARIABLES,
+    parse_collection,
+)
 from schema.limits import (
     MAX_ALIASES,
     MAX_BODY_BYTES,
@@ -385,6 +392,14 @@ def postman(*items: Any) -> str:
     return json.dumps({"info": {"name": "c", "schema": V21}, "item": list(items)})
 
 
+def in_folders(depth: int) -> dict[str, Any]:
+    """A request inside ``depth`` folders, each inside the next."""
+    item: dict[str, Any] = {"name": "r", "request": "https://example.com"}
+    for _ in range(depth):
+        item = {"name": "f", "item": [item]}
+    return item
+
+
 POSTMAN = [
     Case("collection is not JSON", IMPORT, {"c": "{"}, words="not valid JSON",
          field="collection"),
@@ -405,6 +420,19 @@ POSTMAN = [
          words="nested too deeply", field="collection"),
     Case("only empty folders", IMPORT, {"c": postman({"name": "f", "item": []})},
          words="no requests to import", field="collection"),
+    Case(f"{MAX_REQUESTS + 1} requests", IMPORT, {"c": postman(*[{"name": "Ping", "request": {
+        "method": "GET", "url": "https://example.com"}}] * (MAX_REQUESTS + 1))},
+         words=f"more than {MAX_REQUESTS} requests; at most {MAX_REQUESTS}", field="collection"),
+    Case(f"folders nested {MAX_FOLDER_DEPTH + 1} deep", IMPORT,
+         {"c": postman(in_folders(MAX_FOLDER_DEPTH + 1))},
+         words=f"nested more than {MAX_FOLDER_DEPTH} deep", field="collection"),
+    Case(f"{MAX_ROWS + 1} headers in a request", IMPORT, {"c": postman({"name": "r", "request": {
+        "url": "https://example.com", "header": [{"key": "X-A", "value": "1"}] * (MAX_ROWS + 1)}})},
+         words=f"more than {MAX_ROWS} header rows", field="collection"),
+    Case(f"{MAX_VARIABLES + 1} variables", IMPORT, {"c": json.dumps({
+        "info": {"name": "c", "schema": V21}, "item": [],
+        "variable": [{"key": f"v{i}", "value": "1"} for i in range(MAX_VARIABLES + 1)]})},
+         words=f"more than {MAX_VARIABLES} variables", field="collection"),
     Case("lone surrogate in a collection", IMPORT, {"c": '{"info": {"name": "\udead"}}'},
          status=400, words="unpaired UTF-16 surrogate", field="c"),
 ]
@@ -497,20 +525,24 @@ def test_the_introspection_query_of_graphiql_is_not_limited(tenant: TenantHandle
 
 
 def test_a_10_mb_postman_collection_fits_in_a_request(tenant: TenantHandle) -> None:
-    """A real collection's escapes grow it by half inside a JSON request."""
+    """A real collection's escapes grow it by half inside a JSON request: copies of one,
+    as many as ``MAX_REQUESTS`` allows, the rest of 10 MB filled with its text (tabs,
+    line breaks and quotes, each escaped) as the description of a folder."""
     fixture = SHARED / "fixtures" / "postman" / "transferwise-banks-flow.v2.1.json"
     source = json.loads(fixture.read_text(encoding="utf-8"))
-    copy = {"name": "copy", "item": source["item"]}
-    copies = 10 * 2**20 // len(json.dumps(copy, indent="\t"))
-    text = json.dumps({**source, "item": [copy] * copies}, indent="\t")
-    while len(text.encode()) > 10 * 2**20:
-        copies -= 1
-        text = json.dumps({**source, "item": [copy] * copies}, indent="\t")
+    per_copy = len(parse_collection(json.dumps(source)).requests)
+    copies = [{"name": "copy", "item": source["item"]}] * (MAX_REQUESTS // per_copy)
+    filler = json.dumps(source, indent="\t")
+    text = json.dumps({**source, "item": copies}, indent="\t")
+    room = (10 * 2**20 - len(text.encode())) // len(json.dumps(filler))
+    pad = {"name": "padding", "item": [], "description": filler * room}
+    text = json.dumps({**source, "item": [*copies, pad]}, indent="\t")
     body = request("query($c: String!) { postmanRequests(collection: $c) { ref } }", c=text)
-    assert 10 * 2**20 < len(body) <= MAX_BODY_BYTES
+    assert 10 * 2**20 * 0.99 < len(text.encode()) <= 10 * 2**20
+    assert 10 * 2**20 * 1.3 < len(body) <= MAX_BODY_BYTES
     reply = tenant.admin("query($c: String!) { postmanRequests(collection: $c) { ref } }",
                          c=text)
-    assert len(reply.data["postmanRequests"]) > 1000
+    assert len(reply.data["postmanRequests"]) > MAX_REQUESTS * 0.9
 
 
 # --- The same limits on WebSocket subscriptions --------------------------------------------
