@@ -374,7 +374,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         holder["app"] = app.state.services = services
         services.hub.start()
         try:
-            await asyncio.to_thread(services.parsers.start)
+            services.parsers.start()
         except Exception as exc:  # the first parse starts it, or fails with its reason
             log.warning("the parser processes' fork server did not start: %s", exc)
         with contextlib.suppress(ValueError):  # already registered by an earlier app

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
@@ -60,9 +61,16 @@ class ParserPool:
         self.context.set_forkserver_preload(PRELOAD)
 
     def start(self) -> None:
-        """Start the fork server now (about a second: it imports ``PRELOAD``), not in the
-        first call. Blocking: run it in a thread."""
-        forkserver.ensure_running()
+        """Start the fork server now rather than in the first call (it then imports
+        ``PRELOAD`` on its own, about a second). It ignores Ctrl-C, which reaches the
+        whole foreground group: the API stops it (it exits when the API does), and a
+        parse in progress is killed, never interrupted with a traceback. From the main
+        thread only (signal handlers)."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     async def run(self, function: Callable[..., T], *args: Any, what: str = "input",
                   field: str | None = None) -> T:

@@ -24,7 +24,7 @@ V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 def run(pool_size: int, timeout: float, function: object, *args: object) -> object:
     async def main() -> object:
         pool = ParserPool(pool_size, timeout)
-        await asyncio.to_thread(pool.start)
+        pool.start()
         return await pool.run(function, *args, what="collection", field="collection")  # type: ignore[arg-type]
 
     return asyncio.run(main())
