@@ -114,11 +114,14 @@ def serve(
 
     from event_manager import logs
     from event_manager.app import create_app
+    from event_manager.connections import HttpLimits, limited_http_protocol
 
     config = settings()
     logs.configure(config.log_level, config.log_format)
     uvicorn.run(create_app(config), host=host, port=port, log_config=None,
-                log_level=config.log_level.lower(), ws="websockets-sansio", lifespan="on")
+                log_level=config.log_level.lower(), ws="websockets-sansio", lifespan="on",
+                http=limited_http_protocol(HttpLimits.of(config)),
+                limit_concurrency=config.http_max_connections)
 
 
 @app.command()

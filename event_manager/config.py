@@ -145,6 +145,43 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".state"), description="local state folder: server data, logs, pid files, admin key"
     )
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="an HTTP request line and headers together, in "
+        "bytes; larger is answered 431 as soon as that much arrived",
+    )
+    http_header_timeout: float = Field(
+        10.0, gt=0, description="seconds a new connection (or a request's first byte) has "
+        "to finish its headers, else 408 and the connection closes",
+    )
+    http_body_timeout: float = Field(
+        10.0, gt=0, description="seconds a request body has for its first bytes; it then "
+        "gains one second per `EVENT_MANAGER_HTTP_BODY_MIN_RATE` bytes received",
+    )
+    http_body_min_rate: int = Field(
+        16 * 1024, ge=1, description="bytes per second a request body must keep up after "
+        "`EVENT_MANAGER_HTTP_BODY_TIMEOUT`, else the connection closes",
+    )
+    http_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="an HTTP request body, in bytes; larger is "
+        "answered 413 (with a Content-Length, before it is read). A 10 MB Postman collection "
+        "sent as a JSON string grows by its escapes, up to 1.48 times in the shared fixtures",
+    )
+    http_max_connections: int = Field(
+        2048, ge=1, description="open connections (WebSockets included) above which a "
+        "request is answered 503",
+    )
+    http_max_connections_per_client: int = Field(
+        256, ge=0, description="open HTTP connections from one client address; the next is "
+        "answered 503. 0: no limit (behind a proxy, whose address every client has)",
+    )
+    postman_parse_timeout: float = Field(
+        20.0, gt=0, description="seconds a Postman collection may take to read; its process "
+        "is then killed and the call refused",
+    )
+    postman_parsers: int = Field(
+        2, ge=1, description="Postman collections read at once per API process, each in a "
+        "process of its own; more calls wait their turn",
+    )
     log_level: str = Field("INFO", description="logging: DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(
         "console", pattern="^(console|json)$", description="logging: `console` or `json`"

@@ -21,6 +21,7 @@ from tenants.store import TenantStore
 if TYPE_CHECKING:
     from dispatch.live import ActivityHub
     from dispatch.queue import Dispatcher
+    from event_manager.parsers import ParserPool
     from resolvers.intake import Intake
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
@@ -56,6 +57,8 @@ class Context:
     configs: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     """Tenants' events, settings and action names, kept while their config stamp stays
     (without stamps, read for each batch)."""
+    parsers: ParserPool | None = None
+    """Child processes that read Postman collections (without one: read in place)."""
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
 

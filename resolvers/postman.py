@@ -10,6 +10,10 @@ same syntax as this service's parameters. A request that cannot become an action
 
 Layout: reading the file (size, encoding, JSON, format) → v1 turned into the v2 shape →
 one walk over the folders (auth inheritance) → one reader per request part → names.
+
+Limits (each refuses the whole file with a ``CollectionError`` naming it): ``MAX_BYTES``,
+``MAX_REQUESTS``, ``MAX_FOLDER_DEPTH``, ``MAX_ROWS`` per list, ``MAX_VARIABLES``. The API
+reads a collection in a child process (``event_manager/parsers.py``), never on its loop.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 MAX_BYTES = 10 * 1024 * 1024
+MAX_REQUESTS = 1000
+"""Requests in one collection: each becomes a row of the answer and, imported, an action."""
+MAX_FOLDER_DEPTH = 20
+MAX_ROWS = 1000
+"""Rows of one list of a request (headers, query, form fields); an action keeps 100."""
+MAX_VARIABLES = 1000
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -86,6 +96,13 @@ class _Found:
 
 def parse_collection(text: str | bytes) -> ParsedCollection:
     """The collection in ``text``; raises ``CollectionError`` when it is refused."""
+    try:
+        return _parse(text)
+    except RecursionError:  # v1 folders_order chains hundreds deep
+        raise CollectionError("not valid: nested too deeply") from None
+
+
+def _parse(text: str | bytes) -> ParsedCollection:
     doc = _load(text)
     fmt = _detect_format(doc)
     warnings: list[str] = []
@@ -294,12 +311,18 @@ def _walk(
         here = (*path, index)
         children = _children(item)
         if children is None:
+            if len(found) >= MAX_REQUESTS:
+                raise CollectionError(f"has more than {MAX_REQUESTS} requests; at most "
+                                      f"{MAX_REQUESTS} are allowed")
             ref = _text(item.get("id") or item.get("_postman_id"))
             if not ref or ref in ids:
                 ref = ".".join(map(str, here))
             ids.add(ref)
             found.append(_Found(item, folders, ref, auth, behavior))
             continue
+        if len(folders) >= MAX_FOLDER_DEPTH:
+            raise CollectionError(f"has folders nested more than {MAX_FOLDER_DEPTH} deep; "
+                                  f"at most {MAX_FOLDER_DEPTH} levels are allowed")
         inside = (*folders, _clean_name(item.get("name")) or "Untitled folder")
         label = " / ".join(inside)
         if _has_scripts(item.get("event")):
@@ -379,6 +402,8 @@ def _url(value: Any, warnings: list[str]) -> tuple[str, str, list[dict[str, Any]
     if not shown and url:
         shown = _url_from_parts(url)
     query = _rows(url.get("query"), "query", warnings) or _query_from(shown)
+    _check_rows(len(query), "query")
+    _check_rows(len(_list(url.get("variable"))), "path variable")
     for row in query:
         row["key"], row["value"] = unquote_plus(row["key"]), unquote_plus(row["value"])
     base = shown.split("?", 1)[0].split("#", 1)[0].strip()
@@ -427,6 +452,7 @@ def _rows(value: Any, part: str, warnings: list[str]) -> list[dict[str, Any]]:
         value = [{"key": line.lstrip("/").partition(":")[0],
                   "value": line.partition(":")[2], "disabled": line.startswith("//")}
                  for line in lines]
+    _check_rows(len(_list(value)), part)
     rows = []
     for row in _list(value):
         if not isinstance(row, dict):
@@ -440,6 +466,12 @@ def _rows(value: Any, part: str, warnings: list[str]) -> list[dict[str, Any]]:
         rows.append({"key": key, "value": val.strip() if part == "header" else val,
                      "enabled": enabled})
     return rows
+
+
+def _check_rows(count: int, part: str) -> None:
+    if count > MAX_ROWS:
+        raise CollectionError(f"has a request with more than {MAX_ROWS} {part} rows; at most "
+                              f"{MAX_ROWS} are allowed")
 
 
 def _body(
@@ -580,6 +612,9 @@ def _variables(*sources: Any) -> dict[str, str]:
                 key = _text(entry.get("key") or entry.get("id")).strip()
                 if key:
                     out[key] = _text(entry.get("value"))
+                if len(out) > MAX_VARIABLES:
+                    raise CollectionError(f"has more than {MAX_VARIABLES} variables; at "
+                                          f"most {MAX_VARIABLES} are allowed")
     return out
 
 

@@ -2,7 +2,7 @@
 names the limit; nothing runs and nothing is written.
 
 Where each limit is checked:
-- ``MAX_BODY_BYTES``, ``MAX_JSON_VALUES``, ``MAX_WS_MESSAGE_CHARS``: by the app
+- ``MAX_JSON_VALUES``, ``MAX_WS_MESSAGE_CHARS``: by the app
   (``event_manager/app.py``) on the HTTP body or WebSocket message, before GraphQL sees it.
 - ``MAX_QUERY_CHARS``, ``MAX_TOKENS``: by graphql-core's parser (``ParseLimits``).
 - ``MAX_FIELDS``, ``MAX_ALIASES``, ``MAX_DEPTH``: by ``QueryLimits`` on the parsed document,
@@ -29,12 +29,13 @@ from graphql import (
 )
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 
+from event_manager.config import Settings
 from event_manager.errors import ApiError
 from resolvers.context import ANYONE
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
-"""An HTTP request body. A 10 MB Postman collection sent as a JSON string grows by its
-escapes: the shared fixtures grow by up to 1.48 times, so 12 MB would refuse some."""
+MAX_BODY_BYTES: int = Settings.model_fields["http_max_body_bytes"].default
+"""An HTTP request body, by default: the setting ``EVENT_MANAGER_HTTP_MAX_BODY_BYTES``
+(checked by the app, ``event_manager/app.py``)."""
 MAX_JSON_VALUES = 100_000
 """Values (objects, arrays, strings, numbers…) in one request's JSON. A batch of 500
 triggers with 100 params each holds about 51,500."""

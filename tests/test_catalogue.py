@@ -19,6 +19,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from event_manager.config import Settings
+from resolvers.postman import (
+    MAX_FOLDER_DEPTH,
+    MAX_REQUESTS,
+    MAX_ROWS,
+    MAX_VARIABLES,
+    parse_collection,
+)
 from schema.limits import (
     MAX_ALIASES,
     MAX_BODY_BYTES,
@@ -30,6 +38,8 @@ from schema.limits import (
     MAX_WS_MESSAGE_CHARS,
 )
 from tests.conftest import SHARED, TenantHandle
+
+MAX_HEADER_BYTES = Settings.model_fields["http_max_header_bytes"].default
 
 CREATE_ACTION = "mutation($input: ActionInput!) { createAction(input: $input) { id } }"
 CREATE_PARAMETER = "mutation($input: ParameterInput!) { createParameter(input: $input) { tag } }"
@@ -63,6 +73,7 @@ class Case:
     body: bytes | Callable[[], bytes | Iterator[bytes]] | None = None
     content_type: str = "application/json"
     method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def action(**fields: Any) -> dict[str, Any]:
@@ -146,6 +157,8 @@ TRANSPORT = [
          words=f"larger than {MAX_BODY_BYTES // 2**20} MiB"),
     Case("body over the limit, chunked", body=chunks_over_the_body_limit, status=413,
          words=f"larger than {MAX_BODY_BYTES // 2**20} MiB"),
+    Case("headers over the limit", ME, headers=(("X-Pad", "p" * MAX_HEADER_BYTES),), status=431,
+         words=f"headers are larger than {MAX_HEADER_BYTES} bytes"),
 ]
 
 MALFORMED_GRAPHQL = [
@@ -394,6 +407,14 @@ def postman(*items: Any) -> str:
     return json.dumps({"info": {"name": "c", "schema": V21}, "item": list(items)})
 
 
+def in_folders(depth: int) -> dict[str, Any]:
+    """A request inside ``depth`` folders, each inside the next."""
+    item: dict[str, Any] = {"name": "r", "request": "https://example.com"}
+    for _ in range(depth):
+        item = {"name": "f", "item": [item]}
+    return item
+
+
 POSTMAN = [
     Case("collection is not JSON", IMPORT, {"c": "{"}, words="not valid JSON",
          field="collection"),
@@ -414,6 +435,19 @@ POSTMAN = [
          words="nested too deeply", field="collection"),
     Case("only empty folders", IMPORT, {"c": postman({"name": "f", "item": []})},
          words="no requests to import", field="collection"),
+    Case(f"{MAX_REQUESTS + 1} requests", IMPORT, {"c": postman(*[{"name": "Ping", "request": {
+        "method": "GET", "url": "https://example.com"}}] * (MAX_REQUESTS + 1))},
+         words=f"more than {MAX_REQUESTS} requests; at most {MAX_REQUESTS}", field="collection"),
+    Case(f"folders nested {MAX_FOLDER_DEPTH + 1} deep", IMPORT,
+         {"c": postman(in_folders(MAX_FOLDER_DEPTH + 1))},
+         words=f"nested more than {MAX_FOLDER_DEPTH} deep", field="collection"),
+    Case(f"{MAX_ROWS + 1} headers in a request", IMPORT, {"c": postman({"name": "r", "request": {
+        "url": "https://example.com", "header": [{"key": "X-A", "value": "1"}] * (MAX_ROWS + 1)}})},
+         words=f"more than {MAX_ROWS} header rows", field="collection"),
+    Case(f"{MAX_VARIABLES + 1} variables", IMPORT, {"c": json.dumps({
+        "info": {"name": "c", "schema": V21}, "item": [],
+        "variable": [{"key": f"v{i}", "value": "1"} for i in range(MAX_VARIABLES + 1)]})},
+         words=f"more than {MAX_VARIABLES} variables", field="collection"),
     Case("lone surrogate in a collection", IMPORT, {"c": '{"info": {"name": "\udead"}}'},
          status=400, words="unpaired UTF-16 surrogate", field="c"),
 ]
@@ -492,7 +526,8 @@ def seed(tenant: TenantHandle) -> dict[str, str]:
 
 def send(tenant: TenantHandle, case: Case, ids: dict[str, str] | None = None) -> httpx.Response:
     url = f"{tenant.admin.url}/graphql"
-    headers = {"Authorization": f"Bearer {tenant.admin.key}", "Content-Type": case.content_type}
+    headers = {"Authorization": f"Bearer {tenant.admin.key}", "Content-Type": case.content_type,
+               **dict(case.headers)}
     variables = case.variables(ids or {}) if callable(case.variables) else case.variables
     if case.method == "GET":
         params = {"query": case.query, "variables": json.dumps(variables)}
@@ -563,20 +598,24 @@ def test_the_introspection_query_of_graphiql_is_not_limited(tenant: TenantHandle
 
 
 def test_a_10_mb_postman_collection_fits_in_a_request(tenant: TenantHandle) -> None:
-    """A real collection's escapes grow it by half inside a JSON request."""
+    """A real collection's escapes grow it by half inside a JSON request: copies of one,
+    as many as ``MAX_REQUESTS`` allows, the rest of 10 MB filled with its text (tabs,
+    line breaks and quotes, each escaped) as the description of a folder."""
     fixture = SHARED / "fixtures" / "postman" / "transferwise-banks-flow.v2.1.json"
     source = json.loads(fixture.read_text(encoding="utf-8"))
-    copy = {"name": "copy", "item": source["item"]}
-    copies = 10 * 2**20 // len(json.dumps(copy, indent="\t"))
-    text = json.dumps({**source, "item": [copy] * copies}, indent="\t")
-    while len(text.encode()) > 10 * 2**20:
-        copies -= 1
-        text = json.dumps({**source, "item": [copy] * copies}, indent="\t")
+    per_copy = len(parse_collection(json.dumps(source)).requests)
+    copies = [{"name": "copy", "item": source["item"]}] * (MAX_REQUESTS // per_copy)
+    filler = json.dumps(source, indent="\t")
+    text = json.dumps({**source, "item": copies}, indent="\t")
+    room = (10 * 2**20 - len(text.encode())) // len(json.dumps(filler))
+    pad = {"name": "padding", "item": [], "description": filler * room}
+    text = json.dumps({**source, "item": [*copies, pad]}, indent="\t")
     body = request("query($c: String!) { postmanRequests(collection: $c) { ref } }", c=text)
-    assert 10 * 2**20 < len(body) <= MAX_BODY_BYTES
+    assert 10 * 2**20 * 0.99 < len(text.encode()) <= 10 * 2**20
+    assert 10 * 2**20 * 1.3 < len(body) <= MAX_BODY_BYTES
     reply = tenant.admin("query($c: String!) { postmanRequests(collection: $c) { ref } }",
                          c=text)
-    assert len(reply.data["postmanRequests"]) > 1000
+    assert len(reply.data["postmanRequests"]) > MAX_REQUESTS * 0.9
 
 
 # --- The same limits on WebSocket subscriptions --------------------------------------------
