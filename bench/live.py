@@ -88,7 +88,6 @@ async def read_all(ws: ClientConnection, counts: dict[str, Any]) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    stack = Stack(logs=logs)
     os.environ.update({  # read by the API's settings; ignored by older code
         "EVENT_MANAGER_LIVE_CONNECTIONS_PER_KEY": str(args.connections + args.stalled + 5),
         "EVENT_MANAGER_LIVE_CONNECTIONS_PER_TENANT": str(args.connections + args.stalled + 5),
@@ -98,6 +97,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             args.connections * args.subscriptions + args.stalled + 5),
         "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_CONNECTION": str(max(args.subscriptions, 1)),
     })
+    stack = Stack(logs=logs)  # its settings read the environment
     stack.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
     runner, hook = await receiver()
     result: dict[str, Any] = {"logs": str(logs)}

@@ -6,9 +6,10 @@ A row is decoded once per API process and handed to every subscriber of its tena
 the same ``LiveRow``, whose ``memo`` lets them share what they make of it (the GraphQL
 result and its JSON text, once per query shape instead of once per subscription).
 
-A subscriber gets a bounded queue. One that cannot keep up loses its oldest rows (and is
-told how many in the log), so it slows neither deliveries nor other subscribers. How
-many subscriptions one key and one tenant may hold is bounded too (``Limits``).
+A subscriber gets a bounded queue (``Limits.rows_behind``). One that falls that far
+behind calls its ``on_overflow`` (a WebSocket then closes as a slow consumer), or else
+loses its oldest rows (told in the log), so it slows neither deliveries nor other
+subscribers. How many subscriptions one key and one tenant may hold is bounded too.
 
 The same listener reads the access channel (``event_manager/sessions.py``): each notice
 goes to ``on_access``, and so does ``"*"`` after a reconnection, when notices may have been
@@ -33,7 +34,6 @@ from event_manager.errors import BadInput
 
 log = logging.getLogger("event_manager.live")
 
-QUEUE_SIZE = 1000
 PRIVATE_FIELDS = ("params", "next_attempt_at", "cycle_start", "occurred_at")
 
 
@@ -128,10 +128,12 @@ class LiveRow:
 
 @dataclass(frozen=True)
 class Limits:
-    """Live subscriptions one API key and one tenant may hold in one API process."""
+    """Live subscriptions one API key and one tenant may hold in one API process, and
+    how many rows one of them may have waiting."""
 
     per_key: int = 200
     per_tenant: int = 1000
+    rows_behind: int = 1000
 
 
 class TooManySubscriptions(BadInput):
@@ -139,12 +141,17 @@ class TooManySubscriptions(BadInput):
 
 
 class Subscriber:
-    def __init__(self, key_id: str = "") -> None:
+    def __init__(self, key_id: str = "", size: int = 1000,
+                 on_overflow: Callable[[], None] | None = None) -> None:
         self.key_id = key_id
-        self.queue: asyncio.Queue[LiveRow] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[LiveRow] = asyncio.Queue(size)
+        self.on_overflow = on_overflow
         self.dropped = 0
 
     def offer(self, row: LiveRow) -> None:
+        if self.queue.full() and self.on_overflow is not None:
+            self.on_overflow()
+            return
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
@@ -179,7 +186,9 @@ class ActivityHub:
                 await self.task
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, tenant: str, key_id: str = "") -> AsyncIterator[Subscriber]:
+    async def subscribe(self, tenant: str, key_id: str = "",
+                        on_overflow: Callable[[], None] | None = None
+                        ) -> AsyncIterator[Subscriber]:
         """A subscriber to ``tenant``'s rows, for as long as the block runs; raises
         ``TooManySubscriptions`` when the key or the tenant holds its limit already."""
         held = self.subscribers.setdefault(tenant, set())
@@ -191,7 +200,7 @@ class ActivityHub:
             raise TooManySubscriptions(
                 f"too many live subscriptions: tenant {tenant!r} holds "
                 f"{self.limits.per_tenant} already (EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_TENANT)")
-        subscriber = Subscriber(key_id)
+        subscriber = Subscriber(key_id, self.limits.rows_behind, on_overflow)
         held.add(subscriber)
         self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
         try:

@@ -211,7 +211,8 @@ class Services:
         self.hub = ActivityHub(aioredis.from_url(settings.redis_url, socket_connect_timeout=2),
                                settings.live_channel_prefix,
                                Limits(settings.live_subscriptions_per_key,
-                                      settings.live_subscriptions_per_tenant),
+                                      settings.live_subscriptions_per_tenant,
+                                      settings.live_send_queue),
                                access_channel(settings), on_notice(self.sessions))
         self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
         self.intake = Intake()

@@ -122,8 +122,8 @@ class Settings(BaseSettings):
         "(one more is refused with BAD_USER_INPUT)",
     )
     live_send_queue: int = Field(
-        5000, ge=1, description="messages waiting to be sent on one WebSocket connection; a "
-        "client that lets more pile up is closed with code 4408 (slow consumer)",
+        1000, ge=1, description="rows one live subscription may have waiting to be sent; a "
+        "WebSocket client that falls further behind is closed with code 4408 (slow consumer)",
     )
     log_level: str = Field("INFO", description="logging: DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(

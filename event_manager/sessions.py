@@ -11,8 +11,8 @@ a code and a reason a client can show:
     4401  the API key is unknown or revoked       "the API key was revoked"
     4403  the tenant is switched off or gone      "the Event Manager is switched off for
                                                    tenant 'acme'"
-    4408  the client does not read what is sent   "slow consumer: more than 5000 messages
-                                                   waiting (EVENT_MANAGER_LIVE_SEND_QUEUE)"
+    4408  the client does not read what is sent   "slow consumer: a subscription fell 1000
+                                                   rows behind (EVENT_MANAGER_LIVE_SEND_QUEUE)"
     4429  one connection too many for the key or  "too many connections: this API key holds
           tenant                                   20 already (EVENT_MANAGER_LIVE_...)"
 

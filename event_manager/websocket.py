@@ -5,9 +5,11 @@
   from any API process ends the connection with a close code and reason;
 - limits on connections per key and per tenant (4429) and on operations running at
   once on one connection (an ``error`` message naming the limit);
-- one bounded send queue per connection, written by one task: a client that lets
-  ``live_send_queue`` messages pile up is closed with 4408 instead of growing the
-  API's memory;
+- one bounded send queue per connection (``OUTBOX`` messages), written by one task;
+  while it is full, subscriptions wait and rows wait in their own bounded queues
+  (``live_send_queue`` rows, shared by all subscriptions they reach). A client that
+  falls that far behind (one that never reads) is closed with 4408 instead of growing
+  the API's memory;
 - the JSON text of a ``next`` payload made once for every subscription that shares its
   result (``schema/live.py``): 1,000 subscriptions of one dashboard query cost one
   ``json.dumps`` per row, and each message only adds its id.
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("event_manager.websocket")
 
+OUTBOX = 256
+"""Messages of one connection waiting for the socket; more ``next`` messages wait."""
 CLOSE_WAIT = 10.0
 """Seconds a close frame may wait behind data a client does not read."""
 REASON_BYTES = 123
@@ -71,6 +75,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         self.ending: asyncio.Task[None] | None = None
         self.outbox: deque[str] = deque()
         self.ready = asyncio.Event()
+        self.drained = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
 
     @property
@@ -144,7 +149,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if refusal is not None:
             self.end_soon(*refusal)
             return
-        context = dataclasses.replace(self.context, memo={})
+        context = dataclasses.replace(self.context, memo={}, slow_consumer=self.slow_consumer)
         try:
             result_source = await self.schema.stream(
                 operation.query, variable_values=operation.variables, context_value=context,
@@ -160,6 +165,11 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
             self.operations.pop(operation.id, None)
             raise
+
+    def slow_consumer(self) -> None:
+        limit = self.services.settings.live_send_queue
+        self.end_soon(SLOW_CONSUMER, f"slow consumer: a subscription fell {limit} rows behind "
+                                     "(EVENT_MANAGER_LIVE_SEND_QUEUE)")
 
     def end_soon(self, code: int, reason: str) -> asyncio.Task[None]:
         """End the session in a task of its own: the operation that asks is cancelled."""
@@ -182,6 +192,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if self.writer is not None:
             self.writer.cancel()
         self.outbox.clear()
+        self.drained.set()
         with contextlib.suppress(Exception):  # already gone, or not reading at all
             await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_WAIT)
 
@@ -198,6 +209,10 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if self.writer is None:  # before the session starts: nothing else is sent
             await super().send_message(message)
             return
+        while message["type"] == "next" and len(self.outbox) >= OUTBOX \
+                and self.ending is None:
+            self.drained.clear()
+            await self.drained.wait()
         if self.ending is not None:
             return
         payload = message.get("payload")
@@ -207,10 +222,6 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
             text = json.dumps(message, separators=(",", ":"))
         self.outbox.append(text)
         self.ready.set()
-        limit = self.services.settings.live_send_queue
-        if len(self.outbox) > limit:
-            self.end_soon(SLOW_CONSUMER, f"slow consumer: more than {limit} messages waiting "
-                                         "(EVENT_MANAGER_LIVE_SEND_QUEUE)")
 
     async def _write(self) -> None:
         """Send what waits, in order; a send blocks while the client does not read."""
@@ -222,5 +233,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
                     await self.ready.wait()
                     continue
                 await ws.send_text(self.outbox.popleft())
+                if len(self.outbox) < OUTBOX:
+                    self.drained.set()
         except Exception as exc:  # the client went away: the receiving side ends the handler
             log.debug("WebSocket writer stopped: %s", exc)

@@ -77,11 +77,13 @@ async def activity_stream(
 ) -> AsyncGenerator[Activity, None]:
     """Every new or changed row of the caller's tenant, as it happens. Each row's
     ``Activity`` is shared by the subscriptions it reaches (``schema/live.py``); a key
-    or tenant over its limit of subscriptions is refused (``dispatch.live.Limits``)."""
+    or tenant over its limit of subscriptions is refused, and one that falls too far
+    behind ends its connection (``dispatch.live.Limits``)."""
     principal = info.context.require(READ)
     store = await info.context.tenant_store(READ)
     check_filter(filter)
-    async with info.context.hub.subscribe(store.code, principal.key_id) as subscriber:
+    async with info.context.hub.subscribe(store.code, principal.key_id,
+                                          info.context.slow_consumer) as subscriber:
         metrics.SUBSCRIPTIONS.inc()
         try:
             while True:

@@ -7,6 +7,7 @@ caller's tenant store or raises the contract's error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ class Context:
     (without stamps, read for each batch)."""
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
+    slow_consumer: Callable[[], None] | None = None
+    """On a WebSocket: closes it with 4408, for a live subscription that fell too far
+    behind (``event_manager/websocket.py``)."""
 
     def require(self, roles: frozenset[str]) -> Principal:
         if self.principal is None:
