@@ -39,6 +39,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.utils.aio import aclosing
 
 from event_manager.sessions import SLOW_CONSUMER, TOO_MANY, Session
+from schema.live import LiveSink
 
 if TYPE_CHECKING:
     from event_manager.app import Services
@@ -149,7 +150,12 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if refusal is not None:
             self.end_soon(*refusal)
             return
-        context = dataclasses.replace(self.context, memo={}, slow_consumer=self.slow_consumer)
+        async def deliver(data: Any) -> None:
+            await operation.send_operation_message({"id": operation.id, "type": "next",
+                                                    "payload": {"data": data}})
+
+        context = dataclasses.replace(self.context, memo={}, slow_consumer=self.slow_consumer,
+                                      live=LiveSink(deliver))
         try:
             result_source = await self.schema.stream(
                 operation.query, variable_values=operation.variables, context_value=context,

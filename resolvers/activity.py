@@ -78,10 +78,12 @@ async def activity_stream(
     """Every new or changed row of the caller's tenant, as it happens. Each row's
     ``Activity`` is shared by the subscriptions it reaches (``schema/live.py``); a key
     or tenant over its limit of subscriptions is refused, and one that falls too far
-    behind ends its connection (``dispatch.live.Limits``)."""
+    behind ends its connection (``dispatch.live.Limits``). On a WebSocket, rows go to
+    the operation's sink instead of being yielded (``schema.live.LiveSink``)."""
     principal = info.context.require(READ)
     store = await info.context.tenant_store(READ)
     check_filter(filter)
+    sink = info.context.live
     async with info.context.hub.subscribe(store.code, principal.key_id,
                                           info.context.slow_consumer) as subscriber:
         metrics.SUBSCRIPTIONS.inc()
@@ -89,6 +91,8 @@ async def activity_stream(
             while True:
                 row = await subscriber.queue.get()
                 if matches(filter, row.doc):
-                    yield live_activity(row)
+                    activity = live_activity(row)
+                    if sink is None or not await sink.send(activity):
+                        yield activity
         finally:
             metrics.SUBSCRIPTIONS.dec()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dispatch.live import ActivityHub
     from dispatch.queue import Dispatcher
     from resolvers.intake import Intake
+    from schema.live import LiveSink
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -62,6 +63,8 @@ class Context:
     slow_consumer: Callable[[], None] | None = None
     """On a WebSocket: closes it with 4408, for a live subscription that fell too far
     behind (``event_manager/websocket.py``)."""
+    live: LiveSink | None = None
+    """On a WebSocket: where the operation's live rows are sent (``schema/live.py``)."""
 
     def require(self, roles: frozenset[str]) -> Principal:
         if self.principal is None:
