@@ -1,14 +1,16 @@
 """Live fan-out under load (issue 14, item 5), run by hand:
 
     .venv/bin/python -m bench.live [--connections 10] [--subscriptions 100] [--rows 100]
-                                   [--batch 100] [--stalled 0] [--no-worker]
+                                   [--batch 100] [--stalled 0] [--no-worker] [--paced]
 
 Starts its own API and worker (database prefix ``bench_<random>``) against the running
 local services, and an in-process receiver that answers 200. One VIEWER key opens
 ``--connections`` WebSockets with ``--subscriptions`` activity subscriptions each, all
-read as fast as this process can; ``--stalled`` more connections subscribe once and never
-read. Then a PBX key sends ``--rows`` triggers (one action each) through ``triggerEvents``
-in batches of ``--batch``, while a TENANT_ADMIN key asks ``{ me { role } }`` every 50 ms.
+read as fast as this process can; ``--stalled`` more connections subscribe
+``--stalled-subscriptions`` times each and never read. Then a PBX key sends ``--rows``
+triggers (one action each) through ``triggerEvents`` in batches of ``--batch`` (with
+``--paced``, each batch once the readers have the last one's rows), while a TENANT_ADMIN
+key asks ``{ me { role } }`` every 50 ms.
 
 Prints: the trigger calls' time; the other client's quiet latency (median of 20 before)
 and its worst latency meanwhile; the API's RSS before the subscriptions, with them, at its
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -86,16 +89,23 @@ async def read_all(ws: ClientConnection, counts: dict[str, Any]) -> None:
         counts["closed"].append((closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None)
 
 
+async def drain(ws: ClientConnection, counts: dict[str, Any]) -> None:
+    async for _ in ws:
+        counts["messages"] += 1
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    stalled = args.stalled * args.stalled_subscriptions
     os.environ.update({  # read by the API's settings; ignored by older code
         "EVENT_MANAGER_LIVE_CONNECTIONS_PER_KEY": str(args.connections + args.stalled + 5),
         "EVENT_MANAGER_LIVE_CONNECTIONS_PER_TENANT": str(args.connections + args.stalled + 5),
         "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_KEY": str(
-            args.connections * args.subscriptions + args.stalled + 5),
+            args.connections * args.subscriptions + stalled + 5),
         "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_TENANT": str(
-            args.connections * args.subscriptions + args.stalled + 5),
-        "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_CONNECTION": str(max(args.subscriptions, 1)),
+            args.connections * args.subscriptions + stalled + 5),
+        "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_CONNECTION": str(
+            max(args.subscriptions, args.stalled_subscriptions, 1)),
     })
     stack = Stack(logs=logs)  # its settings read the environment
     stack.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
@@ -127,19 +137,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                  for _ in range(args.connections)]
         readers = [asyncio.create_task(read_all(ws, counts)) for ws in conns]
         stalled_counts: dict[str, Any] = {"messages": 0, "errors": 0, "closed": []}
-        stalled = [await open_connection(url, viewer, 1, max_queue=1)
+        stalled = [await open_connection(url, viewer, args.stalled_subscriptions, max_queue=1)
                    for _ in range(args.stalled)]
         await asyncio.sleep(2)  # no "subscribed" acknowledgement: let them settle
         result["subscription_errors"] = counts["errors"]
         result["rss_mb_subscribed"] = rss()
 
         peak = [result["rss_mb_subscribed"]]
+        samples: list[int] = []
         worst = [0.0]
         done = asyncio.Event()
 
         async def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], rss())
+                samples.append(rss())
+                peak[0] = max(peak[0], samples[-1])
                 await asyncio.sleep(0.2)
 
         async def prober() -> None:
@@ -155,15 +167,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*watchers, return_exceptions=True)
         result["other_client_worst_ms"] = round(worst[0] * 1000, 1)
         result["rss_mb_peak"] = peak[0]
+        half = len(samples) // 2  # flat: the second half's peak is the first half's
+        result["rss_mb_peak_halves"] = (max(samples[:half], default=0),
+                                        max(samples[half:], default=0))
         result["rss_mb_end"] = rss()
         result["closed_readers"] = counts["closed"][:3]
-        for ws in stalled:
-            try:
-                await asyncio.wait_for(ws.wait_closed(), 0.1)
-            except TimeoutError:
-                pass
+        for ws in stalled:  # read at last: what was on the wire, then the close frame
+            with contextlib.suppress(TimeoutError, ConnectionClosed):
+                await asyncio.wait_for(drain(ws, stalled_counts), 30)
             code = ws.close_code
             stalled_counts["closed"].append((code, ws.close_reason) if code else "open")
+        result["stalled_messages_before_close"] = stalled_counts["messages"]
         result["stalled"] = stalled_counts["closed"][:3]
         for ws in [*conns, *stalled]:
             ws.transport.abort()
@@ -189,6 +203,10 @@ async def triggers(stack: Stack, tenant: Any, args: argparse.Namespace,
         await stack.gql("mutation($i: [TriggerInput!]!) { triggerEvents(inputs: $i) "
                         "{ accepted } }", key=tenant.key, timeout=600, i=inputs)
         calls.append(time.perf_counter() - t0)
+        # --paced: the next batch waits until the readers have this one's QUEUED rows
+        while args.paced and counts["messages"] < (first + size) * args.connections \
+                * args.subscriptions and time.monotonic() - t0 < args.drain_timeout:
+            await asyncio.sleep(0.05)
     result["trigger_s_total"] = round(time.perf_counter() - started, 2)
     result["trigger_s_max_call"] = round(max(calls), 2)
     per_row = 3 if args.worker else 1  # QUEUED, SENDING, SUCCEEDED
@@ -207,8 +225,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--stalled", type=int, default=0)
+    parser.add_argument("--stalled-subscriptions", type=int, default=1)
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--no-worker", dest="worker", action="store_false")
+    parser.add_argument("--paced", action="store_true",
+                        help="send each batch once the readers have the last one's rows")
     result = asyncio.run(run(parser.parse_args()))
     for name, value in result.items():
         print(f"{name}: {value}")

@@ -17,6 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from event_manager.config import Settings
 from tests.conftest import CLI, Client, TenantHandle, free_port, wait_until
 from tests.test_subscription import ROW, probe, ready, subscription, until_live
 
@@ -166,3 +167,17 @@ def test_a_revocation_made_through_another_api_process_closes_the_socket(
     finally:
         second.terminate()
         second.wait(timeout=30)
+
+
+def test_a_tenant_removed_elsewhere_closes_its_sockets_at_the_notice(
+        api_url: str, tenant: TenantHandle, mongo: Any, redis_client: Any,
+        settings: Settings) -> None:
+    """What a connection relies on is gone: the tenant's registration is deleted (as an
+    operator's script would), its change stamped and announced. The API re-checks the
+    socket, finds no tenant, and closes it."""
+    with session(api_url, tenant.admin.key) as ws:
+        mongo[settings.system_database]["tenants"].delete_one({"_id": tenant.code})
+        redis_client.set(f"{settings.database}:config:{tenant.code}", "deleted")
+        redis_client.publish(f"{settings.database}:access", tenant.code)
+        code, reason, _ = closed_within(ws, 1.0)
+    assert (code, reason) == (4403, f"there is no tenant {tenant.code!r}")
