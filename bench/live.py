@@ -97,7 +97,7 @@ async def drain(ws: ClientConnection, counts: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="bench-live-"))
     stalled = args.stalled * args.stalled_subscriptions
-    os.environ.update({  # read by the API's settings; ignored by older code
+    os.environ.update({} if args.default_limits else {  # read by the API's settings
         "EVENT_MANAGER_LIVE_CONNECTIONS_PER_KEY": str(args.connections + args.stalled + 5),
         "EVENT_MANAGER_LIVE_CONNECTIONS_PER_TENANT": str(args.connections + args.stalled + 5),
         "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_KEY": str(
@@ -228,6 +228,8 @@ def main() -> None:
     parser.add_argument("--stalled-subscriptions", type=int, default=1)
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--no-worker", dest="worker", action="store_false")
+    parser.add_argument("--default-limits", action="store_true",
+                        help="keep the API's default live limits (else raised to fit)")
     parser.add_argument("--paced", action="store_true",
                         help="send each batch once the readers have the last one's rows")
     result = asyncio.run(run(parser.parse_args()))
