@@ -23,7 +23,6 @@ before it runs, and when the listener reconnects every session is re-checked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -139,8 +138,7 @@ def on_notice(sessions: Sessions) -> Callable[[str], None]:
         task = asyncio.create_task(sessions.recheck(name))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        with contextlib.suppress(Exception):
-            task.add_done_callback(_log_failure)
+        task.add_done_callback(_log_failure)
 
     return notice
 

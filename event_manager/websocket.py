@@ -57,6 +57,11 @@ _texts: dict[int, tuple[Any, str]] = {}
 _TEXTS_KEPT = 256
 
 
+def short(reason: str) -> str:
+    """A close reason cut to what the protocol carries (123 bytes of UTF-8)."""
+    return reason.encode()[:REASON_BYTES].decode(errors="ignore")
+
+
 def next_text(operation_id: str, data: Any) -> str:
     """``{"id":…,"type":"next","payload":{"data":…}}`` with ``data`` encoded once for all
     the messages that carry the same object."""
@@ -105,7 +110,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         authorization = payload.get("Authorization") or payload.get("authorization")
         principal, error = await self.view.authenticate(authorization)  # type: ignore[attr-defined]
         if principal is None:
-            await self.websocket.close(4403, str(error)[:REASON_BYTES])
+            await self.websocket.close(4403, short(str(error)))
             return
         tenant = payload.get("X-Tenant") or payload.get("x-tenant")
         context.principal, context.auth_error = principal, None
@@ -117,7 +122,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if refusal is None and (reason := sessions.too_many(principal, session.tenant)):
             refusal = TOO_MANY, reason
         if refusal is not None:
-            await self.websocket.close(refusal[0], refusal[1][:REASON_BYTES])
+            await self.websocket.close(refusal[0], short(refusal[1]))
             return
         sessions.add(session)
         self.session = session
@@ -180,7 +185,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
     def end_soon(self, code: int, reason: str) -> asyncio.Task[None]:
         """End the session in a task of its own: the operation that asks is cancelled."""
         if self.ending is None:
-            self.ending = asyncio.create_task(self._end(code, reason[:REASON_BYTES]))
+            self.ending = asyncio.create_task(self._end(code, short(reason)))
         return self.ending
 
     async def end(self, code: int, reason: str) -> None:
