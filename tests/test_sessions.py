@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from event_manager.config import Settings
+from tenants.keys import API_KEYS, hash_key
 from tests.conftest import CLI, Client, TenantHandle, free_port, wait_until
 from tests.test_subscription import ROW, probe, ready, subscription, until_live
 
@@ -181,3 +182,20 @@ def test_a_tenant_removed_elsewhere_closes_its_sockets_at_the_notice(
         redis_client.publish(f"{settings.database}:access", tenant.code)
         code, reason, _ = closed_within(ws, 1.0)
     assert (code, reason) == (4403, f"there is no tenant {tenant.code!r}")
+
+
+def test_an_operation_checks_the_key_again_when_no_notice_came(
+        api_url: str, tenant: TenantHandle, mongo: Any, redis_client: Any,
+        settings: Settings) -> None:
+    """The safety net: the key is revoked and the change stamped, but the notice is lost
+    (nothing is published). The next operation on the socket finds the key revoked,
+    is not run, and the socket closes with 4401."""
+    admin, _ = new_key(tenant, "TENANT_ADMIN")
+    with session(api_url, admin.key) as ws:
+        mongo[settings.system_database]["api_key_hashes"].update_one(
+            {"_id": hash_key(admin.key)}, {"$set": {"revoked": True}})
+        redis_client.set(f"{settings.database}:config:{API_KEYS}", "revoked quietly")
+        ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": 'mutation { createApiKey(role: VIEWER, label: "quiet") { key } }'}}))
+        code, reason, before = closed_within(ws, 1.0)
+    assert (code, reason, before) == (4401, "unknown or revoked API key", [])
