@@ -2,8 +2,18 @@
 (channel ``<database>:activity:<tenant>``); each API process listens to all channels once and fans
 rows out to its WebSocket subscribers of that tenant.
 
-A subscriber gets a bounded queue. One that cannot keep up loses its oldest rows (and is
-told how many in the log), so it slows neither deliveries nor other subscribers.
+A row is decoded once per API process and handed to every subscriber of its tenant as
+the same ``LiveRow``, whose ``memo`` lets them share what they make of it (the GraphQL
+result and its JSON text, once per query shape instead of once per subscription).
+
+A subscriber gets a bounded queue (``Limits.rows_behind``). One that falls that far
+behind calls its ``on_overflow`` (a WebSocket then closes as a slow consumer), or else
+loses its oldest rows (told in the log), so it slows neither deliveries nor other
+subscribers. How many subscriptions one key and one tenant may hold is bounded too.
+
+The same listener reads the access channel (``event_manager/sessions.py``): each notice
+goes to ``on_access``, and so does ``"*"`` after a reconnection, when notices may have been
+missed.
 """
 
 from __future__ import annotations
@@ -12,16 +22,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from bson import ObjectId
 
+from event_manager.errors import BadInput
+
 log = logging.getLogger("event_manager.live")
 
-QUEUE_SIZE = 1000
 MESSAGE_BYTES = 1024 * 1024
 """Most bytes one published message carries: rows published together go in as many
 messages as they need (a row itself is small: its snippet, message and request summary
@@ -123,27 +135,63 @@ def _release(waiting: list[asyncio.Future[None]]) -> None:
             sent.set_result(None)
 
 
+class LiveRow:
+    """One published row, as every subscriber of its tenant in this process receives it."""
+
+    __slots__ = ("doc", "memo")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.memo: dict[Any, Any] = {}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Live subscriptions one API key and one tenant may hold in one API process, and
+    how many rows one of them may have waiting."""
+
+    per_key: int = 200
+    per_tenant: int = 1000
+    rows_behind: int = 1000
+
+
+class TooManySubscriptions(BadInput):
+    """Raised when a key or a tenant holds as many live subscriptions as it may."""
+
+
 class Subscriber:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+    def __init__(self, key_id: str = "", size: int = 1000,
+                 on_overflow: Callable[[], None] | None = None) -> None:
+        self.key_id = key_id
+        self.queue: asyncio.Queue[LiveRow] = asyncio.Queue(size)
+        self.on_overflow = on_overflow
         self.dropped = 0
 
-    def offer(self, doc: dict[str, Any]) -> None:
+    def offer(self, row: LiveRow) -> None:
+        if self.queue.full() and self.on_overflow is not None:
+            self.on_overflow()
+            return
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
             if self.dropped in (1, 100) or self.dropped % 10000 == 0:
                 log.warning("a live subscriber is too slow; %d rows dropped", self.dropped)
-        self.queue.put_nowait(doc)
+        self.queue.put_nowait(row)
 
 
 class ActivityHub:
     """The API process's one Redis listener and its subscribers, by tenant."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, limits: Limits | None = None,
+                 access_channel: str | None = None,
+                 on_access: Callable[[str], None] | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.limits = limits or Limits()
+        self.access_channel = access_channel
+        self.on_access = on_access
         self.subscribers: dict[str, set[Subscriber]] = {}
+        self.per_key: dict[str, int] = {}
         self.task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
@@ -157,13 +205,30 @@ class ActivityHub:
                 await self.task
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, tenant: str) -> AsyncIterator[Subscriber]:
-        subscriber = Subscriber()
-        self.subscribers.setdefault(tenant, set()).add(subscriber)
+    async def subscribe(self, tenant: str, key_id: str = "",
+                        on_overflow: Callable[[], None] | None = None
+                        ) -> AsyncIterator[Subscriber]:
+        """A subscriber to ``tenant``'s rows, for as long as the block runs; raises
+        ``TooManySubscriptions`` when the key or the tenant holds its limit already."""
+        held = self.subscribers.setdefault(tenant, set())
+        if self.per_key.get(key_id, 0) >= self.limits.per_key:
+            raise TooManySubscriptions(
+                f"too many live subscriptions: this API key holds {self.limits.per_key} "
+                "already (EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_KEY)")
+        if len(held) >= self.limits.per_tenant:
+            raise TooManySubscriptions(
+                f"too many live subscriptions: tenant {tenant!r} holds "
+                f"{self.limits.per_tenant} already (EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_TENANT)")
+        subscriber = Subscriber(key_id, self.limits.rows_behind, on_overflow)
+        held.add(subscriber)
+        self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
         try:
             yield subscriber
         finally:
-            self.subscribers[tenant].discard(subscriber)
+            held.discard(subscriber)
+            self.per_key[key_id] -= 1
+            if not self.per_key[key_id]:
+                del self.per_key[key_id]
 
     @property
     def count(self) -> int:
@@ -175,10 +240,17 @@ class ActivityHub:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.psubscribe(self.prefix + "*")
+                    if self.access_channel:
+                        await pubsub.subscribe(self.access_channel)
                     self.listening.set()
+                    if self.on_access is not None:
+                        self.on_access("*")  # notices sent while not listening are lost
                     async for message in pubsub.listen():
                         if message["type"] == "pmessage":
                             self._fan_out(message)
+                        elif message["type"] == "message" and self.on_access is not None:
+                            data = message["data"]
+                            self.on_access(data.decode() if isinstance(data, bytes) else data)
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError) as exc:
@@ -194,5 +266,6 @@ class ActivityHub:
         if not subscribers:
             return
         for doc in decode(message["data"]):
+            row = LiveRow(doc)
             for subscriber in list(subscribers):
-                subscriber.offer(doc)
+                subscriber.offer(row)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,17 +29,35 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import NonTextMessageReceived
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from dispatch.live import ActivityHub
+from dispatch.live import ActivityHub, Limits
 from dispatch.queue import Dispatcher
 from dispatch.stamps import ConfigCache, ConfigStamps
 from event_manager import console, metrics
 from event_manager.config import Settings, get_settings
-from event_manager.errors import ApiError, BadInput, Unauthenticated, Unavailable
+from event_manager.errors import (
+    ApiError,
+    BadInput,
+    FeatureDisabled,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from event_manager.parsers import ParserPool
-from resolvers.context import Context
+from event_manager.sessions import (
+    REVOKED,
+    SWITCHED_OFF,
+    AccessNotices,
+    Session,
+    Sessions,
+    Verdict,
+    access_channel,
+    on_notice,
+)
+from event_manager.websocket import LiveHandler
+from resolvers.context import ANYONE, Context
 from resolvers.intake import Intake
 from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
@@ -201,21 +219,36 @@ class LimitedWebSocket(ASGIWebSocketAdapter):
 class Services:
     """The process's shared clients, opened in the lifespan and closed on shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 verdict: Callable[[Session], Awaitable[Verdict]]) -> None:
         self.settings = settings
         self.db = Database(settings)
         self.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2,
                                        socket_timeout=2)
+        self.sessions = Sessions(settings, verdict)  # this process's WebSockets
+        self.notices = AccessNotices(self.redis, settings)
         # The hub's listener blocks on pub/sub reads, so it has a client without a read timeout.
         self.hub = ActivityHub(aioredis.from_url(settings.redis_url, socket_connect_timeout=2),
-                               settings.live_channel_prefix)
+                               settings.live_channel_prefix,
+                               Limits(settings.live_subscriptions_per_key,
+                                      settings.live_subscriptions_per_tenant,
+                                      settings.live_send_queue),
+                               access_channel(settings), on_notice(self.sessions))
         self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
         self.intake = Intake()
         self.parsers = ParserPool(settings.postman_parsers, settings.postman_parse_timeout)
         stamps = ConfigStamps.of(self.redis, settings)
         self.configs = ConfigCache(stamps)  # keys, tenants and what triggers read, kept
         # until a change
-        self.db.on_change = stamps.touch  # each change of a tenant's configuration
+        self.stamps = stamps
+        self.db.on_change = self.changed  # each change of a tenant's configuration
+
+    async def changed(self, name: str) -> None:
+        """A tenant's configuration or registration, or the API keys, changed: stamp it
+        (every process reloads what it holds), then announce it (every process re-checks
+        the WebSockets it may end: a revoked key, a tenant switched off)."""
+        await self.stamps.touch(name)
+        await self.notices.announce(name)
 
     async def close(self) -> None:
         await self.hub.stop()
@@ -226,9 +259,12 @@ class Services:
 
 class EventManagerGraphQL(GraphQL):
     websocket_adapter_class = LimitedWebSocket
+    graphql_transport_ws_handler_class = LiveHandler
 
     def __init__(self, services: dict[str, Services], max_body_bytes: int) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        # The contract's protocol only: the legacy graphql-ws one would bypass LiveHandler.
+        super().__init__(schema, graphql_ide="graphiql", max_subscriptions_per_connection=None,
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
         self.services = services
         self.max_body_bytes = max_body_bytes
 
@@ -309,17 +345,28 @@ class EventManagerGraphQL(GraphQL):
             context.requested_tenant = request.headers.get("x-tenant")
         return context
 
-    async def on_ws_connect(self, context: Context) -> None:
-        """Authenticate a WebSocket from its ``connection_init`` payload."""
-        params = context.connection_params or {}
-        context.principal, context.auth_error = await self.authenticate(
-            params.get("Authorization") or params.get("authorization")
-        )
-        if context.principal is None:
-            raise ConnectionRejectionError({"reason": str(context.auth_error)})
-        tenant = params.get("X-Tenant") or params.get("x-tenant")
-        context.requested_tenant = tenant if isinstance(tenant, str) else None
-
+    async def verdict(self, session: Session) -> Verdict:
+        """Whether a WebSocket session may go on, checked as a new request would be: its
+        key authenticated again, its tenant looked up again (both through the caches that
+        a change's stamp renews). None while it may, or when the database does not answer
+        (a refusal then would close every session at once)."""
+        principal, error = await self.authenticate(session.authorization)
+        if principal is None:
+            return None if isinstance(error, Unavailable) else (REVOKED, str(error))
+        if session.tenant is None:
+            return None
+        services = self.services["app"]
+        context = Context(db=services.db, settings=services.settings, principal=principal,
+                          requested_tenant=session.tenant, configs=services.configs)
+        try:
+            await context.tenant_store(ANYONE)
+        except FeatureDisabled:
+            return SWITCHED_OFF, f"the Event Manager is switched off for tenant {session.tenant!r}"
+        except NotFound:
+            return SWITCHED_OFF, f"there is no tenant {session.tenant[:40]!r}"
+        except UNREACHABLE:
+            return None
+        return None
 
 async def healthz(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
@@ -370,7 +417,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = Services(settings)
+        services = Services(settings, graphql.verdict)
         holder["app"] = app.state.services = services
         services.hub.start()
         try:

@@ -182,6 +182,30 @@ class Settings(BaseSettings):
         2, ge=1, description="Postman collections read at once per API process, each in a "
         "process of its own; more calls wait their turn",
     )
+    live_connections_per_key: int = Field(
+        20, ge=1, description="open WebSocket connections one API key may hold, per API process "
+        "(one more is closed with code 4429)",
+    )
+    live_connections_per_tenant: int = Field(
+        200, ge=1, description="open WebSocket connections acting in one tenant, per API "
+        "process (one more is closed with code 4429)",
+    )
+    live_subscriptions_per_connection: int = Field(
+        100, ge=1, description="operations running at once on one WebSocket connection "
+        "(one more is refused with BAD_USER_INPUT)",
+    )
+    live_subscriptions_per_key: int = Field(
+        200, ge=1, description="live `activity` subscriptions of one API key, per API process "
+        "(one more is refused with BAD_USER_INPUT)",
+    )
+    live_subscriptions_per_tenant: int = Field(
+        1000, ge=1, description="live `activity` subscriptions of one tenant, per API process "
+        "(one more is refused with BAD_USER_INPUT)",
+    )
+    live_send_queue: int = Field(
+        1000, ge=1, description="rows one live subscription may have waiting to be sent; a "
+        "WebSocket client that falls further behind is closed with code 4408 (slow consumer)",
+    )
     log_level: str = Field("INFO", description="logging: DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field(
         "console", pattern="^(console|json)$", description="logging: `console` or `json`"

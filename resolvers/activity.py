@@ -11,6 +11,7 @@ from event_manager import metrics
 from event_manager.errors import BadInput
 from resolvers.context import READ
 from schema.activity import Activity, ActivityFilter, ActivityPage
+from schema.live import live_activity
 from tenants.activity import SEARCH_SECONDS, activity_query, decode_cursor
 from tenants.database import MAX_SEARCH
 
@@ -74,15 +75,24 @@ def matches(filter: ActivityFilter | None, doc: dict[str, Any]) -> bool:
 async def activity_stream(
     info: strawberry.Info, filter: ActivityFilter | None = None
 ) -> AsyncGenerator[Activity, None]:
-    """Every new or changed row of the caller's tenant, as it happens."""
+    """Every new or changed row of the caller's tenant, as it happens. Each row's
+    ``Activity`` is shared by the subscriptions it reaches (``schema/live.py``); a key
+    or tenant over its limit of subscriptions is refused, and one that falls too far
+    behind ends its connection (``dispatch.live.Limits``). On a WebSocket, rows go to
+    the operation's sink instead of being yielded (``schema.live.LiveSink``)."""
+    principal = info.context.require(READ)
     store = await info.context.tenant_store(READ)
     check_filter(filter)
-    async with info.context.hub.subscribe(store.code) as subscriber:
+    sink = info.context.live
+    async with info.context.hub.subscribe(store.code, principal.key_id,
+                                          info.context.slow_consumer) as subscriber:
         metrics.SUBSCRIPTIONS.inc()
         try:
             while True:
-                doc = await subscriber.queue.get()
-                if matches(filter, doc):
-                    yield Activity.from_doc(doc)
+                row = await subscriber.queue.get()
+                if matches(filter, row.doc):
+                    activity = live_activity(row)
+                    if sink is None or not await sink.send(activity):
+                        yield activity
         finally:
             metrics.SUBSCRIPTIONS.dec()

@@ -7,6 +7,7 @@ caller's tenant store or raises the contract's error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from dispatch.queue import Dispatcher
     from event_manager.parsers import ParserPool
     from resolvers.intake import Intake
+    from schema.live import LiveSink
 
 SYSTEM_ADMIN = "SYSTEM_ADMIN"
 TENANT_ADMIN = "TENANT_ADMIN"
@@ -61,6 +63,11 @@ class Context:
     """Child processes that read Postman collections (without one: read in place)."""
     memo: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
+    slow_consumer: Callable[[], None] | None = None
+    """On a WebSocket: closes it with 4408, for a live subscription that fell too far
+    behind (``event_manager/websocket.py``)."""
+    live: LiveSink | None = None
+    """On a WebSocket: where the operation's live rows are sent (``schema/live.py``)."""
 
     def require(self, roles: frozenset[str]) -> Principal:
         if self.principal is None:

@@ -22,6 +22,7 @@ from schema.activity import Activity, ActivityPage, TriggerResult
 from schema.errors import ContractErrors
 from schema.imports import ImportResult, PostmanCollection, PostmanRequest
 from schema.limits import IntrospectionNeedsKey, ParseLimits, QueryLimits
+from schema.live import LiveExecution
 from schema.types import (
     Action,
     ApiKeyInfo,
@@ -131,6 +132,7 @@ schema = Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
+    execution_context_class=LiveExecution,  # a live row executed once per query shape
     extensions=[
         partial(ParseLimits, maxsize=512),  # ParserCache and ValidationCache, each with the
         partial(QueryLimits, maxsize=512),  # limits of schema/limits.py

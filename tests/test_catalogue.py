@@ -668,3 +668,34 @@ def test_a_websocket_message_that_is_refused_closes_with_the_reason(
         api_url: str, tenant: TenantHandle, message: str, code: int, words: str) -> None:
     closed = ws_session(api_url, tenant.admin.key, message)
     assert isinstance(closed, tuple) and closed[0] == code and words in closed[1], closed
+
+
+def test_an_operation_over_a_connection_s_limit_is_refused_naming_it(
+        api_url: str, tenant: TenantHandle) -> None:
+    """101 subscriptions on one connection (EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_CONNECTION
+    is 100): the 101st answers an error naming the setting; the connection stays."""
+    many = [json.dumps({"id": str(n), "type": "subscribe",
+                        "payload": {"query": "subscription { activity { id } }"}})
+            for n in range(101)]
+    reply = ws_session(api_url, tenant.admin.key, *many)
+    assert isinstance(reply, dict) and (reply["type"], reply["id"]) == ("error", "100"), reply
+    [error] = reply["payload"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "at most 100 run at once (EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_CONNECTION)" \
+        in error["message"]
+
+
+@pytest.mark.parametrize("tenant_header, words", [
+    ("nosuchtenant", "there is no tenant 'nosuchtenant'"),
+    ("../x", "there is no tenant '../x'"),
+], ids=["unknown tenant", "not a tenant code"])
+def test_a_system_key_acting_in_no_tenant_is_refused_at_connection(
+        api_url: str, tenant: TenantHandle, tenant_header: str, words: str) -> None:
+    url = api_url.replace("http://", "ws://") + "/graphql"
+    with connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "connection_init", "payload": {
+            "Authorization": f"Bearer {tenant.system.key}", "X-Tenant": tenant_header}}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, words)
