@@ -255,6 +255,7 @@ class Services:
         await self.hub.redis.aclose()
         await self.db.close()
         await self.redis.aclose()
+        await asyncio.to_thread(self.parsers.stop)
 
 
 class EventManagerGraphQL(GraphQL):

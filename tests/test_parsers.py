@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,17 @@ def test_a_collection_at_the_limits_is_read() -> None:
     parsed = parse_collection(collection(item, *[ping] * (MAX_REQUESTS - 1)))
     assert len(parsed.requests) == MAX_REQUESTS
     assert parsed.requests[0].folder == " / ".join(["f"] * MAX_FOLDER_DEPTH)
+
+
+def test_stopping_the_pool_ends_its_fork_server_before_returning() -> None:
+    """The API stops its fork server on shutdown, so no process of the API outlives it
+    (tests/test_rabbitmq.py found one still running just after the API had exited)."""
+    from multiprocessing import forkserver
+
+    pool = ParserPool(1, 30)
+    pool.start()
+    server = forkserver._forkserver._forkserver_pid
+    assert server is not None and Path(f"/proc/{server}").exists()
+    pool.stop()
+    assert not Path(f"/proc/{server}").exists()  # reaped, not merely told to stop
+    pool.stop()  # a second stop (or one without a start) does nothing
