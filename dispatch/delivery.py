@@ -39,7 +39,6 @@ log = logging.getLogger("event_manager.delivery")
 WHAT_CHARS = 2000
 """What went wrong, as a row's message and log lines tell it, is cut at this length (an
 error may quote a whole URL)."""
-TRACEBACK_CHARS = 8000
 
 T = TypeVar("T")
 Enqueue = Callable[[str, list[str], float, list[dict[str, Any]] | None], Awaitable[None]]
@@ -221,9 +220,10 @@ class Deliverer:
         except Exception as exc:  # classified below; anything unknown fails, logged
             what, retryable = describe(exc, action["timeout_seconds"])
             if what is None:
-                # The error's text may quote the request: masked, like everything shown.
-                log.error("delivery %s failed unexpectedly: %s", row["_id"], cut(mask(
-                    "".join(traceback.format_exception(exc))), TRACEBACK_CHARS))
+                # The error's text may quote the request: masked, like everything shown
+                # (and cut, like every log line, by event_manager.logs).
+                log.error("delivery %s failed unexpectedly: %s", row["_id"],
+                          mask("".join(traceback.format_exception(exc))))
                 what, retryable = f"unexpected error: {type(exc).__name__}", False
             outcome = retry.decide(what=cut(mask(what), WHAT_CHARS), retryable=retryable,
                                    attempt=attempt, schedule=schedule)
