@@ -195,7 +195,7 @@ class Deliverer:
         heavy = self.lane.is_heavy(action, values)
         try:
             request = await self.lane.run(
-                heavy, render_request, action, values,
+                store.code, heavy, render_request, action, values,
                 secret_values=[p["value"] for p in custom if p.get("secret")],
                 limits=self.settings.render_limits)
         except RenderError as exc:
@@ -203,8 +203,8 @@ class Deliverer:
                     "message": cut(f"cannot build the request: {exc}", WHAT_CHARS)}
         if action.get("signing_secret"):
             request = replace(request, headers=[*request.headers, *await self.lane.run(
-                heavy, signature_headers, action["signing_secret"], f"msg_{row['_id']}",
-                int(time.time()), request.body)])
+                store.code, heavy, signature_headers, action["signing_secret"],
+                f"msg_{row['_id']}", int(time.time()), request.body)])
         mask = Masker([*request.secrets, action.get("signing_secret")])
         changes: dict[str, Any] = {
             "request": request_summary(request, action, mask),

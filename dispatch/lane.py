@@ -8,7 +8,8 @@ deliveries waited with it. An action whose output may exceed ``HEAVY_CHARS`` is
 rendered (and its body signed) in the lane's one thread instead. The loop still runs
 meanwhile: Python hands the interpreter to a waiting thread every 5 ms
 (``sys.getswitchinterval``), so the loop gets its turns while a big render goes on, and
-with one lane thread it competes with one render at most.
+with one lane thread it competes with one render at most. Tenants take the lane in turn
+(``FairGate``): one tenant's queue of big renders does not hold another's back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from dispatch.shares import FairGate
 
 T = TypeVar("T")
 
@@ -48,19 +51,23 @@ class RenderLane:
 
     def __init__(self, heavy_chars: int = HEAVY_CHARS) -> None:
         self.heavy_chars = heavy_chars
+        self.gate = FairGate(1)
         self._thread: ThreadPoolExecutor | None = None
 
     def is_heavy(self, action: Mapping[str, Any], values: Mapping[str, str]) -> bool:
         return render_size_bound(action, values) > self.heavy_chars
 
-    async def run(self, heavy: bool, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``call(*args, **kwargs)``: here when light, in the lane's thread when heavy."""
+    async def run(self, tenant: str, heavy: bool, call: Callable[..., T], *args: Any,
+                  **kwargs: Any) -> T:
+        """``call(*args, **kwargs)``: here when light, in the lane's thread when heavy,
+        ``tenant``'s turn come."""
         if not heavy:
             return call(*args, **kwargs)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-lane")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, lambda: call(*args, **kwargs))
+        async with self.gate.slot(tenant):
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, lambda: call(*args, **kwargs))
 
     def close(self) -> None:
         if self._thread is not None:

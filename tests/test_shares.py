@@ -114,7 +114,7 @@ def test_a_big_render_runs_beside_the_event_loop_and_a_small_one_on_it() -> None
     assert not lane.is_heavy(small, values) and lane.is_heavy(big, values)
 
     async def where(heavy: bool) -> str:
-        return await lane.run(heavy, lambda: threading.current_thread().name)
+        return await lane.run("t1", heavy, lambda: threading.current_thread().name)
 
     try:
         assert asyncio.run(where(False)) == threading.current_thread().name
@@ -167,3 +167,31 @@ def test_a_cancelled_waiter_leaves_the_gate_to_the_next() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["c", "d"]
+
+
+def test_big_renders_of_two_tenants_take_the_lane_in_turn() -> None:
+    """Tenant a queues three big renders, then b one: b's runs after a's next one, not
+    after all of them."""
+    lane = RenderLane(heavy_chars=0)
+    release = threading.Event()
+    order: list[str] = []
+
+    def render(name: str) -> None:
+        if name == "a0":
+            release.wait(10)  # a0 holds the lane until every render is queued
+        order.append(name)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(lane.run("a", True, render, "a0"))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(lane.run(t, True, render, n))
+                for t, n in (("a", "a1"), ("a", "a2"), ("b", "b0"))]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, *rest)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lane.close()
+    assert order == ["a0", "a1", "b0", "a2"]
