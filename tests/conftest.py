@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,11 +23,10 @@ from cryptography.fernet import Fernet
 
 from event_manager.config import Settings, environment
 from tenants.vault import Vault, keys_from
-from tests.support import free_port, wait_until  # noqa: F401  (re-exported for the tests)
+from tests.support import CLI, api_process, free_port, stop, wait_until  # noqa: F401  (re-exported)
 
 RUN_ID = secrets.token_hex(3)
 TEST_DATABASE = f"emtest_{RUN_ID}"
-CLI = [sys.executable, "-m", "event_manager"]
 
 
 def service_missing(what: str) -> None:
@@ -106,28 +104,9 @@ class Server:
 def api(env: dict[str, str], mongo: Any, redis_client: Any,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real ``event-manager serve`` process on a free port, and its log file."""
-    port = free_port()
     log = tmp_path_factory.mktemp("logs") / "api.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"the API exited at start:\n{log.read_text()}")
-        time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError(f"the API did not answer in 30 s:\n{log.read_text()}")
-    yield Server(url, log)
-    process.terminate()
-    process.wait(timeout=10)
+    with api_process(env, log) as (url, _):
+        yield Server(url, log)
 
 
 @pytest.fixture(scope="session")
@@ -286,10 +265,6 @@ def worker(env: dict[str, str], api_url: str,
             raise AssertionError(f"the worker did not start:\n{log.read_text()}")
         time.sleep(0.1)
     yield log
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop(process)
 
 

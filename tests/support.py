@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import httpx
+
+CLI = [sys.executable, "-m", "event_manager"]
 
 
 def free_port() -> int:
@@ -60,3 +68,46 @@ def finishes_within(seconds: float, call: Callable[[], Any]) -> Any:
     if not ok:
         raise value
     return value
+
+
+def stop(process: subprocess.Popen[Any], grace: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL when ``process`` has not exited after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def answers(url: str) -> bool:
+    """Whether the API at ``url`` answers ``/healthz``."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def api_process(env: dict[str, str], log: Path,
+                timeout: float = 30.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """An ``event-manager serve`` process with ``env`` (a test's own settings) on a free
+    port: its URL and process once it answers ``/healthz``; stopped on leaving. Fails
+    with the log when it exits or does not answer within ``timeout`` seconds."""
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not answers(url):
+            if process.poll() is not None:
+                raise AssertionError(f"the API exited at start:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the API did not answer in {timeout:.0f} s:\n"
+                                     f"{log.read_text()}")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        stop(process)

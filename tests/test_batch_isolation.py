@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import CLI, Client, Reply, TenantHandle
 from tests.receiver import Receiver
-from tests.support import wait_until
+from tests.support import stop, wait_until
 from tests.test_delivery import hook
 from tests.test_intake_batching import (  # noqa: F401  (the fixture, for this module)
     HOLD_SECONDS,
@@ -55,11 +55,7 @@ def intake_worker(intake_api: IntakeApi,  # noqa: F811
                    60, "the intake worker starts")
         yield log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def poisonable(tenant: TenantHandle, receiver: Receiver) -> str:

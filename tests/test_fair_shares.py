@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
 from event_manager.config import Settings, environment
 from tests.conftest import CLI, Client, TenantHandle, free_port, make_tenant, run_cli, wait_until
 from tests.receiver import Receiver, Reply
+from tests.support import answers, stop
 
 HEAVY = 20
 LIGHT = 12
@@ -66,7 +66,7 @@ def shared_worker(settings: Settings, mongo: Any, redis_client: redis.Redis,
     worker = _spawn(env, logs / "worker.log", "worker", "--threads", "2")
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{url}/healthz"), 30, "the API answers")
+        wait_until(lambda: answers(url), 30, "the API answers")
         wait_until(lambda: "ready for action" in (logs / "worker.log").read_text(), 60,
                    "the worker is ready")
         key = run_cli(env, "create-key", "--role", "SYSTEM_ADMIN", "--label", "fair")
@@ -74,23 +74,12 @@ def shared_worker(settings: Settings, mongo: Any, redis_client: redis.Redis,
                            logs / "worker.log")
     finally:
         for process in (worker, api):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
         for name in (own.system_database, own.tenant_database):
             mongo.drop_database(name)
         leftovers = list(redis_client.scan_iter(f"*{own.queue_name}*"))
         if leftovers:
             redis_client.delete(*leftovers)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def send_on_hangup(tenant: TenantHandle, **action: Any) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import select
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CLI
-from tests.support import free_port
+from tests.support import answers, api_process
 
 MAX_HEADER_BYTES = 8 * 1024
 HEADER_TIMEOUT = 1.0
@@ -49,7 +47,6 @@ class Api:
 def limited_api(env: dict[str, str], mongo: Any, redis_client: Any,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """``event-manager serve`` with limits small enough to reach quickly."""
-    port = free_port()
     log = tmp_path_factory.mktemp("logs") / "limited-api.log"
     limits = {"EVENT_MANAGER_HTTP_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
               "EVENT_MANAGER_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
@@ -57,25 +54,8 @@ def limited_api(env: dict[str, str], mongo: Any, redis_client: Any,
               "EVENT_MANAGER_HTTP_BODY_MIN_RATE": str(BODY_MIN_RATE),
               "EVENT_MANAGER_HTTP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
               "EVENT_MANAGER_HTTP_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT)}
-    with log.open("w") as out:
-        process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env={**env, **limits},
-                                   stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not healthy(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the API did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-    yield Api(port, process.pid, log)
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with api_process({**env, **limits}, log) as (url, process):
+        yield Api(int(url.rsplit(":", 1)[1]), process.pid, log)
 
 
 def connect(api: Api) -> socket.socket:
@@ -266,7 +246,7 @@ def test_connections_of_one_client_are_bounded(limited_api: Api) -> None:
         assert f"more than {PER_CLIENT} connections" in error_of(reply)["message"]
         held.pop().close()
         time.sleep(0.2)
-        assert healthy(limited_api.port)
+        assert answers(f"http://127.0.0.1:{limited_api.port}")
     finally:
         for sock in held:
             sock.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,8 @@ from resolvers.context import Context
 from schema import schema
 from tenants.database import Database
 from tenants.keys import Principal
-from tests.conftest import CLI, TenantHandle, free_port, wait_until
+from tests.conftest import TenantHandle, wait_until
+from tests.support import api_process
 from tests.test_sessions import SUBSCRIBE, closed_within, new_key, session
 from tests.test_subscription import probe, ready, until_live
 
@@ -37,18 +37,10 @@ LIMITS = {
 @pytest.fixture(scope="module")
 def limited_api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An API process of its own with small live limits (``LIMITS``)."""
-    port = free_port()
     log = tmp_path_factory.mktemp("limited") / "api.log"
-    with log.open("w") as out:
-        api = subprocess.Popen([*CLI, "serve", "--port", str(port)], env={**env, **LIMITS},
-                               stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with api_process({**env, **LIMITS}, log) as (url, _):
         wait_until(lambda: ready(url))
         yield url
-    finally:
-        api.terminate()
-        api.wait(timeout=30)
 
 
 def subscribe(ws: ClientConnection, n: int, query: str = SUBSCRIBE) -> None:
