@@ -56,7 +56,8 @@ from event_manager.sessions import (
     access_channel,
     on_notice,
 )
-from event_manager.websocket import LiveHandler
+from event_manager.sizes import size_text
+from event_manager.websocket import LiveHandler, short
 from resolvers.context import ANYONE, Context
 from resolvers.intake import Intake
 from schema import schema
@@ -78,9 +79,7 @@ class BodyTooLarge(BadInput):
     """Raised when an HTTP request body is larger than the limit; answered 413."""
 
     def __init__(self, limit: int) -> None:
-        unit, size = ("MiB", 2**20) if limit >= 2**20 else ("KiB", 2**10)
-        super().__init__(f"the request body is larger than {limit / size:g} {unit} "
-                         f"({limit} bytes)")
+        super().__init__(f"the request body is larger than {size_text(limit)} ({limit} bytes)")
 
 
 OFFLOAD_BODY_BYTES = 1024 * 1024
@@ -190,7 +189,14 @@ def refusal(error: BadInput, status: int) -> JSONResponse:
 
 class LimitedWebSocket(ASGIWebSocketAdapter):
     """WebSocket messages read like HTTP bodies: at most ``MAX_WS_MESSAGE_CHARS``
-    (else close 1009), then ``request_json`` (else close 4400 with the reason)."""
+    (else close 1009), then ``request_json`` (else close 4400 with the reason).
+
+    Every close reason, ours or Strawberry's (which may quote a client's text, as in
+    "Unknown message type: …"), is cut to what a close frame carries: a longer one made
+    the server fail the close with a protocol error instead of sending it."""
+
+    async def close(self, code: int, reason: str) -> None:
+        await super().close(code, short(reason))
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
@@ -207,7 +213,7 @@ class LimitedWebSocket(ASGIWebSocketAdapter):
                 except BadInput as error:
                     if ignore_parsing_errors:
                         continue
-                    await self.close(4400, error.message[:120])  # reasons: 123 bytes
+                    await self.close(4400, error.message)
                     return
                 yield message
         except KeyError as error:  # a binary message

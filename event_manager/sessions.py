@@ -58,7 +58,6 @@ class Session:
     end: Callable[[int, str], Awaitable[None]]
     """Closes the connection with a code and reason; nothing more runs on it."""
     ended: bool = False
-    subscriptions: int = 0
 
 
 @dataclass
@@ -98,15 +97,17 @@ class Sessions:
         sessions = self.concerned(name)
         verdicts = await asyncio.gather(*(self.verdict(s) for s in sessions),
                                         return_exceptions=True)
-        ended = 0
+        ends = []
         for session, verdict in zip(sessions, verdicts, strict=True):
             if isinstance(verdict, BaseException):
                 log.warning("could not re-check a session of key %s: %s",
                             session.principal.key_id, verdict)
             elif verdict is not None and not session.ended:
-                await session.end(*verdict)
-                ended += 1
-        return ended
+                ends.append(session.end(*verdict))
+        # At once: an end waits for its close frame to be sent (up to 10 s to a client that
+        # does not read), which must not hold back the others' ends.
+        await asyncio.gather(*ends)
+        return len(ends)
 
 
 class AccessNotices:

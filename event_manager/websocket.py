@@ -110,7 +110,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         authorization = payload.get("Authorization") or payload.get("authorization")
         principal, error = await self.view.authenticate(authorization)  # type: ignore[attr-defined]
         if principal is None:
-            await self.websocket.close(4403, short(str(error)))
+            await self.websocket.close(4403, str(error))
             return
         tenant = payload.get("X-Tenant") or payload.get("x-tenant")
         context.principal, context.auth_error = principal, None
@@ -122,7 +122,7 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if refusal is None and (reason := sessions.too_many(principal, session.tenant)):
             refusal = TOO_MANY, reason
         if refusal is not None:
-            await self.websocket.close(refusal[0], short(refusal[1]))
+            await self.websocket.close(*refusal)
             return
         sessions.add(session)
         self.session = session
@@ -220,8 +220,9 @@ class LiveHandler(BaseGraphQLTransportWSHandler):
         if self.writer is None:  # before the session starts: nothing else is sent
             await super().send_message(message)
             return
-        while message["type"] == "next" and len(self.outbox) >= OUTBOX \
-                and self.ending is None:
+        # Every message waits for room (a pong too: a client that pings and never reads
+        # would otherwise grow the queue without end); the reading loop waits with it.
+        while len(self.outbox) >= OUTBOX and self.ending is None:
             self.drained.clear()
             await self.drained.wait()
         if self.ending is not None:

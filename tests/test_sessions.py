@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from event_manager.config import Settings
 from tenants.keys import API_KEYS, hash_key
-from tests.conftest import CLI, Client, TenantHandle, free_port, wait_until
+from tests.conftest import Client, TenantHandle, wait_until
+from tests.support import api_process
 from tests.test_subscription import ROW, probe, ready, subscription, until_live
 
 SUBSCRIBE = f"subscription {{ activity {{ {ROW} }} }}"
@@ -152,12 +152,7 @@ def test_a_revocation_made_through_another_api_process_closes_the_socket(
         env: dict[str, str], api_url: str, tenant: TenantHandle, tmp_path: Path) -> None:
     """The socket is held by a second API process; the key is revoked through the first.
     No operation runs on the socket meanwhile: only the notice can close it."""
-    port = free_port()
-    with (tmp_path / "api.log").open("w") as out:
-        second = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stdout=out,
-                                  stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
+    with api_process(env, tmp_path / "api.log") as (url, _):
         wait_until(lambda: ready(url))
         viewer, key_id = new_key(tenant, "VIEWER")
         with subscription(url, viewer.key, SUBSCRIBE) as ws:
@@ -165,9 +160,6 @@ def test_a_revocation_made_through_another_api_process_closes_the_socket(
             revoke(tenant, key_id)
             code, reason, _ = closed_within(ws, 1.0)
             assert code == 4401 and "revoked" in reason
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
 
 
 def test_a_tenant_removed_elsewhere_closes_its_sockets_at_the_notice(
@@ -199,3 +191,14 @@ def test_an_operation_checks_the_key_again_when_no_notice_came(
             "query": 'mutation { createApiKey(role: VIEWER, label: "quiet") { key } }'}}))
         code, reason, before = closed_within(ws, 1.0)
     assert (code, reason, before) == (4401, "unknown or revoked API key", [])
+
+
+def test_a_close_reason_quoting_a_long_client_text_is_cut_to_fit_the_close_frame(
+        api_url: str, tenant: TenantHandle) -> None:
+    """Strawberry's "Unknown message type: …" quotes the client; a reason over 123 bytes
+    made the close fail with a protocol error, and the client got no close frame."""
+    with session(api_url, tenant.admin.key) as ws:
+        ws.send(json.dumps({"type": "é" * 300}))
+        code, reason, _ = closed_within(ws, 5.0)
+    assert code == 4400 and reason.startswith("Unknown message type: éé")
+    assert len(reason.encode()) <= 123
