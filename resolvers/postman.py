@@ -37,6 +37,8 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 SCHEMA_HOST = re.compile(r"^https?://schema\.(?:get)?postman\.com/", re.IGNORECASE)
 SCHEMA_VERSION = re.compile(r"v(\d+)\.(\d+)\.\d+", re.IGNORECASE)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+PATH_VARIABLE = re.compile(r"(?<=/):([^/]+)(?=/|$)")
+"""A ``:id`` path segment of a URL, its name captured."""
 MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;[^\r\n]*)?$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LANGUAGE_TYPES = {
@@ -212,6 +214,13 @@ def schema_version(url: str) -> tuple[str, str] | None:
 
 # --- v1: folders and requests rebuilt in the v2 shape ---------------------------------
 
+def _scalar(value: Any) -> Any:
+    """``value`` as a dictionary key when it is a JSON scalar (equal ones meet: 1 and
+    1.0), else a key nothing else has: a folder id that is an array or object names no
+    request's folder."""
+    return value if isinstance(value, str | int | float) or value is None else object()
+
+
 def _v1_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """v1 folders and requests as a v2 ``item`` tree: in each folder, sub-folders
     (``folders_order``) then requests (``order``), as Postman's own converter does.
@@ -221,6 +230,11 @@ def _v1_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
     request_by_id = {_text(r.get("id")): r for r in reversed(requests) if r.get("id")}
     folder_by_id = {_text(f.get("id")): f for f in reversed(folders) if f.get("id")}
     placed: set[int] = set()
+    requests_in: dict[Any, list[dict[str, Any]]] = {}
+    """Requests by the folder they name: one look-up per folder, not a scan of every
+    request (8,000 folders and 8,000 requests took 11.5 s)."""
+    for r in requests:
+        requests_in.setdefault(_scalar(r.get("folder")), []).append(r)
 
     def take(entities: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
         fresh = [e for e in entities if e is not None and id(e) not in placed]
@@ -231,7 +245,7 @@ def _v1_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
         subs = take([folder_by_id.get(_text(i)) for i in _list(f.get("folders_order"))])
         order = f.get("order")
         own = ([request_by_id.get(_text(i)) for i in order] if isinstance(order, list) else
-               [r for r in requests if f.get("id") and r.get("folder") == f.get("id")])
+               requests_in.get(_scalar(f.get("id")), []) if f.get("id") else [])
         return {"name": f.get("name"), "auth": _v1_auth(f), "event": _v1_events(f),
                 "variable": f.get("variables"),
                 "protocolProfileBehavior": f.get("protocolProfileBehavior"),
@@ -407,13 +421,20 @@ def _url(value: Any, warnings: list[str]) -> tuple[str, str, list[dict[str, Any]
     for row in query:
         row["key"], row["value"] = unquote_plus(row["key"]), unquote_plus(row["value"])
     base = shown.split("?", 1)[0].split("#", 1)[0].strip()
+    values: dict[str, str] = {}
+    unset: list[str] = []
     for var in map(_dict, _list(url.get("variable"))):
         key, val = _text(var.get("key") or var.get("id")), _text(var.get("value"))
-        pattern = re.compile(r"(?<=/):" + re.escape(key) + r"(?=/|$)")
         if key and val:
-            base = pattern.sub(val.replace("\\", "\\\\"), base)
-        elif key and pattern.search(base):
-            warnings.append(f"path variable ':{key}' has no value")
+            values.setdefault(key, val)
+        elif key:
+            unset.append(key)
+    present = set(PATH_VARIABLE.findall(base))
+    # One pass: a value is never read again for variables (":b" inside a's value stays as
+    # it is), so three variables of 200 ":x" each cannot grow a 2 KB file to a 24 MB URL.
+    base = PATH_VARIABLE.sub(lambda m: values.get(m[1], m[0]), base)
+    warnings.extend(f"path variable ':{key}' has no value" for key in dict.fromkeys(unset)
+                    if key in present and key not in values)
     if base and not base.startswith("{{") and not SCHEME.match(base):
         base = "http://" + base
         warnings.append("URL has no scheme: http:// assumed")

@@ -15,6 +15,8 @@ from dispatch.template import TAG, is_only_placeholders
 from resolvers.postman import CollectionError, _unique_names, parse_collection, schema_version
 from tests.support import finishes_within
 
+V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
+
 OLD_ONLY_PLACEHOLDERS = re.compile(r"^(?:\s*\{\{\s*" + TAG + r"\s*\}\}\s*)+$")
 OLD_SCHEMA = re.compile(
     r"^https?://schema\.(?:get)?postman\.com/\S*?collection\S*?/v(\d+)\.(\d+)\.\d+(?:/|$)",
@@ -116,3 +118,32 @@ def test_many_requests_of_one_name_are_named_in_linear_time() -> None:
     """8,000 requests named alike took 7.6 s (each counted its number from 2)."""
     names = finishes_within(10, lambda: _unique_names(["Ping"] * 50_000))
     assert names[:3] == ["Ping", "Ping (2)", "Ping (3)"] and names[-1] == "Ping (50000)"
+
+
+def test_path_variables_are_replaced_in_one_pass_so_values_are_not_expanded_again() -> None:
+    """Each variable was replaced in turn over the text earlier ones had put in: three
+    variables of 200 ``/:x`` each made a 2 KB collection a 24 MB URL (a fourth: GB)."""
+    def action_url(raw: str, variables: list[dict[str, str]]) -> tuple[str, list[str]]:
+        (parsed,) = parse_collection(json.dumps({"info": {"name": "c", "schema": V21}, "item": [
+            {"name": "r", "request": {"url": {"raw": raw, "variable": variables}}}]})).requests
+        assert parsed.action is not None, parsed.problem
+        return parsed.action["url"], parsed.warnings
+
+    chain = [{"key": k, "value": f"/:{n}" * 200} for k, n in zip("abc", "bcd", strict=True)]
+    assert action_url("https://e.com/:a", chain)[0] == "https://e.com/" + "/:b" * 200
+    assert action_url("https://e.com/:id/items/:kind/:none", [
+        {"key": "id", "value": "7"}, {"key": "kind", "value": "x\\y"}, {"key": "none"},
+        {"key": "id", "value": "8"}]) == ("https://e.com/7/items/x\\y/:none",
+                                          ["path variable ':none' has no value"])
+
+
+def test_v1_requests_are_found_by_folder_without_a_scan_per_folder() -> None:
+    """Each v1 folder without ``order`` scanned every request: 8,000 folders and 8,000
+    requests took 11.5 s, 20,000 folders and 1,000 requests 4 s."""
+    folders = [{"id": f"f{n}", "name": f"F{n}"} for n in range(40_000)]
+    requests = [{"id": f"r{n}", "name": f"R{n}", "folder": f"f{n}", "url": "https://e.com",
+                 "method": "GET"} for n in range(1_000)]
+    doc = json.dumps({"id": "c", "name": "v1", "folders": folders, "requests": requests})
+    parsed = finishes_within(4, lambda: parse_collection(doc))
+    assert len(parsed.requests) == 1_000
+    assert (parsed.requests[7].folder, parsed.requests[7].name) == ("F7", "F7 / R7")
