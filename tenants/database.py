@@ -200,15 +200,7 @@ class GroupedWrites:
             elif everything or write.fields is None:
                 write.done.set_result(True)
             else:  # some update found nothing: ask again, one by one ($set is idempotent)
-                try:
-                    again = await self.collection.update_one({"_id": write.doc_id},
-                                                             {"$set": write.fields})
-                except Exception as exc:
-                    _fail(write.done, exc)
-                else:
-                    if not write.done.done():
-                        write.done.set_result(again.matched_count == 1)
-
+                await self._write_alone(write)
 
     async def _write_alone(self, write: _Write) -> None:
         try:
