@@ -160,9 +160,8 @@ class TooManySubscriptions(BadInput):
 
 
 class Subscriber:
-    def __init__(self, key_id: str = "", size: int = 1000,
+    def __init__(self, size: int = 1000,
                  on_overflow: Callable[[], None] | None = None) -> None:
-        self.key_id = key_id
         self.queue: asyncio.Queue[LiveRow] = asyncio.Queue(size)
         self.on_overflow = on_overflow
         self.dropped = 0
@@ -219,7 +218,7 @@ class ActivityHub:
             raise TooManySubscriptions(
                 f"too many live subscriptions: tenant {tenant!r} holds "
                 f"{self.limits.per_tenant} already (EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_TENANT)")
-        subscriber = Subscriber(key_id, self.limits.rows_behind, on_overflow)
+        subscriber = Subscriber(self.limits.rows_behind, on_overflow)
         held.add(subscriber)
         self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
         try:

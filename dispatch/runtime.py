@@ -58,11 +58,10 @@ class DeliveryRuntime(dramatiq.Middleware):
     """Opens the worker's clients after Dramatiq's event loop starts; drains and closes
     them before it stops. Added after the AsyncIO middleware."""
 
-    def __init__(self, settings: Settings, enqueue: Enqueue,
-                 max_in_flight: int | None = None) -> None:
+    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
         self.settings = settings
         self.enqueue = enqueue
-        self.max_in_flight = max_in_flight or settings.worker_in_flight
+        self.max_in_flight = settings.worker_in_flight
         self.deliverer: Deliverer | None = None
         self.shares = FairShares(self._start, total=self.max_in_flight,
                                  per_tenant=settings.tenant_in_flight,
