@@ -187,8 +187,10 @@ class Stack:
             raise GraphQLError(str(body["errors"])[:500])
         return body["data"]
 
-    async def make_tenant(self, code: str, urls: list[str]) -> Tenant:
-        """An enabled tenant whose HANGUP event sends one action per URL."""
+    async def make_tenant(self, code: str, urls: list[str],
+                          signing_secret: str | None = None) -> Tenant:
+        """An enabled tenant whose HANGUP event sends one action per URL, each signing its
+        requests with ``signing_secret`` when one is given."""
         await self.gql('mutation($c: String!) { createTenant(code: $c, name: $c) { code } '
                        'setEventManagerEnabled(code: $c, enabled: true) { code } }', c=code)
         ids = []
@@ -196,7 +198,8 @@ class Stack:
             made = await self.gql(
                 "mutation($i: ActionInput!) { createAction(input: $i) { id } }", tenant=code,
                 i={"name": f"bench {i}", "url": url, "bodyType": "RAW",
-                   "rawContentType": "application/json", "rawBody": ACTION_BODY})
+                   "rawContentType": "application/json", "rawBody": ACTION_BODY,
+                   **({"signingSecret": signing_secret} if signing_secret else {})})
             ids.append(made["createAction"]["id"])
         await self.gql("mutation($ids: [ID!]) { updateEvent(type: HANGUP, input: {active: true, "
                        "actionIds: $ids}) { type } updateSettings(input: {actionsEnabled: true}) "
