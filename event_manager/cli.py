@@ -119,7 +119,8 @@ def serve(
     config = settings()
     logs.configure(config.log_level, config.log_format)
     uvicorn.run(create_app(config), host=host, port=port, log_config=None,
-                log_level=config.log_level.lower(), ws="websockets-sansio", lifespan="on",
+                log_level=config.log_level.lower(), access_log=config.access_log,
+                ws="websockets-sansio", lifespan="on",
                 http=limited_http_protocol(HttpLimits.of(config)),
                 limit_concurrency=config.http_max_connections)
 

@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     log_format: str = Field(
         "console", pattern="^(console|json)$", description="logging: `console` or `json`"
     )
+    access_log: bool = Field(
+        False, description="logging: one INFO line per HTTP request of the API (uvicorn's "
+        "access log); off by default: a PBX sends a request per call event, and the "
+        "activity log and `/metrics` count them already",
+    )
 
     @field_validator("retry_schedule")
     @classmethod

@@ -8,12 +8,15 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from event_manager import logs
 from tests.conftest import TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
+from tests.support import api_process
 from tests.test_delivery import hook, settled, trigger
 
 
@@ -90,3 +93,19 @@ def test_the_worker_logs_a_failed_delivery_with_its_ids(
     line = wait_until(lambda: next((x for x in worker.read_text().splitlines()
                                     if expected in x), None))
     assert "WARNING event_manager.delivery: gone: 404 Not Found" in line
+
+
+@pytest.mark.parametrize("setting", [None, "true"])
+def test_the_access_log_is_off_unless_asked_for(env: dict[str, str], mongo: Any,
+                                                redis_client: Any, tmp_path: Path,
+                                                setting: str | None) -> None:
+    """A PBX sends one request per call event: by default the API writes no line per
+    request (a write to standard error each, at 200 requests/s); EVENT_MANAGER_ACCESS_LOG
+    turns uvicorn's access log on."""
+    log = tmp_path / "api.log"
+    extra = {"EVENT_MANAGER_ACCESS_LOG": setting} if setting else {}
+    with api_process({**env, **extra}, log) as (url, _):
+        for _ in range(3):
+            httpx.post(f"{url}/graphql", json={"query": "{ __typename }"}, timeout=10)
+    lines = [line for line in log.read_text().splitlines() if "POST /graphql" in line]
+    assert len(lines) == (3 if setting else 0), lines
