@@ -103,6 +103,7 @@ class Masker:
         # As written, and as the text would read it (a secret that holds "%41" itself).
         self.decoded = sorted({canonical(form) for s in found
                                for form in (s, decode(s)[0]) if form}, key=len, reverse=True)
+        self.either = sorted({*self.secrets, *self.decoded}, key=len, reverse=True)
 
     def __bool__(self) -> bool:
         return bool(self.secrets)
@@ -112,6 +113,10 @@ class Masker:
             return text
         spans: list[tuple[int, int]] = []
         plain = canonical(text)
+        if ESCAPE.search(text) is None:  # nothing to decode: the text reads as written
+            for secret in self.either:
+                spans += _found(plain, secret)
+            return _replace(text, spans)
         for secret in self.secrets:  # as written, wherever it starts (even after a "%")
             spans += _found(plain, secret)
         decoded, starts = decode(text)
