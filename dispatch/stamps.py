@@ -144,3 +144,13 @@ class ConfigCache:
         if held is None or held.stamp != stamp or held.until <= time.monotonic():
             held = self.held[tenant] = Snapshot(stamp, time.monotonic() + self.seconds)
         return held
+
+    def peek(self, tenant: str, key: Hashable) -> Any:
+        """A part of the tenant's current snapshot as loaded so far, without reading the
+        stamp (so possibly out of date: a hint of what to read next, never an answer);
+        None when it is not loaded."""
+        held = self.held.get(tenant)
+        found = held.parts.get(key) if held is not None else None
+        if found is None or not found.done() or found.cancelled() or found.exception():
+            return None
+        return found.result()

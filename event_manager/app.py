@@ -34,7 +34,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from dispatch.live import ActivityHub, Limits
 from dispatch.queue import Dispatcher
-from dispatch.stamps import ConfigCache, ConfigStamps
+from dispatch.stamps import ConfigCache, ConfigStamps, Snapshot
 from event_manager import console, metrics
 from event_manager.config import Settings, get_settings
 from event_manager.errors import (
@@ -58,13 +58,14 @@ from event_manager.sessions import (
 )
 from event_manager.sizes import size_text
 from event_manager.websocket import LiveHandler, short
-from resolvers.context import ANYONE, Context
+from resolvers.context import ANYONE, SYSTEM_ADMIN, Context
 from resolvers.intake import Intake
 from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
 from schema.limits import MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
 from tenants.database import Database
 from tenants.keys import API_KEYS, ApiKeys, Principal, hash_key
+from tenants.registry import TENANT_CODE
 
 log = logging.getLogger("event_manager.api")
 
@@ -316,20 +317,38 @@ class EventManagerGraphQL(GraphQL):
             return decoded[1]
         return request_json(data, "request" if isinstance(data, bytes) else "GET parameter")
 
-    async def authenticate(self, authorization: Any) -> tuple[Principal | None, ApiError | None]:
+    async def authenticate(self, authorization: Any, context: Context | None = None,
+                           ) -> tuple[Principal | None, ApiError | None]:
+        """The caller's principal, or the error that refuses it. With ``context``, the
+        stamp of the tenant the key acted in last time is read in the same round trip as
+        the keys' stamp, for the request to use (``Context.prefetched``)."""
         key = bearer(authorization if isinstance(authorization, str) else None)
         if key is None:
             return None, Unauthenticated("send 'Authorization: Bearer <api key>'")
         services = self.services["app"]
+        hashed = hash_key(key)
         try:  # kept per key until a key is revoked (the API_KEYS stamp changes)
-            keys = await services.configs.snapshot(API_KEYS)
-            principal = await keys.known(hash_key(key),
-                                         lambda: ApiKeys(services.db).authenticate(key))
+            keys = await self.keys_and_tenant(hashed, context)
+            principal = await keys.known(hashed, lambda: ApiKeys(services.db).authenticate(key))
         except UNREACHABLE:
             return None, Unavailable("the database is unavailable; try again shortly")
         if principal is None:
             return None, Unauthenticated("unknown or revoked API key")
         return principal, None
+
+    async def keys_and_tenant(self, hashed: str, context: Context | None) -> Snapshot:
+        """The keys' snapshot; and, when the key is known here already, its tenant's
+        snapshot read with it (one MGET: ``ConfigStamps.current``) into ``context``."""
+        configs = self.services["app"].configs
+        known = configs.peek(API_KEYS, hashed)
+        tenant = None if context is None or not isinstance(known, Principal) else (
+            context.requested_tenant if known.role == SYSTEM_ADMIN else known.tenant)
+        if not tenant or not TENANT_CODE.match(tenant):
+            return await configs.snapshot(API_KEYS)
+        keys, config = await asyncio.gather(configs.snapshot(API_KEYS),
+                                            configs.snapshot(tenant))
+        context.prefetched(tenant, config)  # type: ignore[union-attr]
+        return keys
 
     async def process_result(self, request: Any, result: Any) -> Any:
         """Errors raised before the operation started (a syntax error found while parsing)
@@ -346,10 +365,10 @@ class EventManagerGraphQL(GraphQL):
                           parsers=services.parsers,
                           auth_error=Unauthenticated("send 'Authorization: Bearer <api key>'"))
         if isinstance(request, Request):
-            context.principal, context.auth_error = await self.authenticate(
-                request.headers.get("authorization")
-            )
             context.requested_tenant = request.headers.get("x-tenant")
+            context.principal, context.auth_error = await self.authenticate(
+                request.headers.get("authorization"), context
+            )
         return context
 
     async def verdict(self, session: Session) -> Verdict:

@@ -116,8 +116,8 @@ def result(trigger_id: str, trigger: Trigger, reason: str | None,
 
 
 async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
-              readers: list[bool] | None = None,
-              together: bool = False) -> list[TriggerResult | ApiError]:
+              readers: list[bool] | None = None, together: bool = False,
+              config: Snapshot | None = None) -> list[TriggerResult | ApiError]:
     """Run a batch of triggers with one write of rows and keys, one message and one
     publication: each trigger's result, or the error that refused it alone.
 
@@ -126,9 +126,10 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
     batch is kept and every trigger gets the first refusal. Triggers of the same event
     share one plan. ``readers[i]`` says whether trigger i's caller may read activity (what
     its replay shows). If the queue refuses the message, every row written is removed
-    again and its callers get UNAVAILABLE."""
+    again and its callers get UNAVAILABLE. ``config``: the tenant's snapshot read for
+    every call of the batch (else the request's own, ``Context.config``)."""
     metrics.TRIGGER_BATCH_SIZE.observe(len(triggers))
-    config = await ctx.configs.snapshot(store.code)
+    config = config or await ctx.config(store.code)
     if readers is None:
         readers = [may_read(ctx)] * len(triggers)
     earlier = await earlier_keys(store.log, [t.idempotency_key for t in triggers

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dispatch.stamps import ConfigCache
+from dispatch.stamps import ConfigCache, Snapshot
 from event_manager.config import Settings
 from event_manager.errors import ApiError, BadInput, FeatureDisabled, Forbidden, Unauthenticated
 from tenants.database import Database
@@ -106,7 +106,20 @@ class Context:
 
         if not TENANT_CODE.match(code):
             return await load()
-        return await (await self.configs.snapshot(code)).part("store", load)
+        return await (await self.config(code)).part("store", load)
+
+    async def config(self, code: str) -> Snapshot:
+        """The tenant's config snapshot, its stamp read once per request: after the
+        request arrived, so it holds every change acknowledged before the call was sent
+        (``dispatch.stamps``). ``prefetched`` may hold it already."""
+        held = self.memo.setdefault("configs", {})
+        if code not in held:
+            held[code] = await self.configs.snapshot(code)
+        return held[code]
+
+    def prefetched(self, code: str, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` as the tenant's for this request (its stamp read for it)."""
+        self.memo.setdefault("configs", {})[code] = snapshot
 
     async def memoized(self, name: str, load: Any) -> Any:
         """``load()``'s result, computed once per request under ``name``."""

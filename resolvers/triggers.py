@@ -101,9 +101,14 @@ class Call:
 
 async def run_calls(calls: list[Call]) -> list[TriggerResult | ApiError]:
     """Concurrent calls of one tenant as one batch, with the first one's context and
-    store; each call's result or its own error."""
-    return await run(calls[0].ctx, calls[0].store, [call.trigger for call in calls],
-                     readers=[may_read(call.ctx) for call in calls])
+    store; each call's result or its own error. The batch plans with the config snapshot
+    its calls read when they arrived if they all read the same one (a call alone always
+    did), else with one read now, after all of them arrived."""
+    first, code = calls[0].ctx, calls[0].store.code
+    read = {await call.ctx.config(code) for call in calls}
+    config = read.pop() if len(read) == 1 else await first.configs.snapshot(code)
+    return await run(first, calls[0].store, [call.trigger for call in calls],
+                     readers=[may_read(call.ctx) for call in calls], config=config)
 
 
 async def trigger_event(info: strawberry.Info, input: TriggerInput) -> TriggerResult:
