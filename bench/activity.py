@@ -16,8 +16,7 @@ nothing), each cold and then warm (median of ``REPEATS``); FerretDB's memory bef
 after the pages; a text search that matches nothing and one that matches often (answered
 within about a second, or with a note saying how far back it looked);
 ``triggerEvent``'s latency (sequential, the two tenants in turn), and the recovery
-sweep's query (through the ``open`` collection), with for comparison a query for
-unfinished rows by status.
+sweep's query (unfinished rows by status, through the activity's status index).
 """
 
 from __future__ import annotations
@@ -197,29 +196,13 @@ async def pages(stack: Stack, tenant: Tenant, trigger_id: str) -> dict[str, Any]
     return result
 
 
-def status_scan_ms(stack: Stack, code: str) -> float:
-    """The median time of a query for unfinished rows by status (what the recovery sweep
-    asked before it kept the ``open`` collection) on the tenant's rows (of up to 3
-    tries, one only when it is slow)."""
-    with stack.mongo() as client:
-        rows = stack.activity(client, code)
-        took: list[float] = []
-        while len(took) < 3 and sum(took) < SLOW_MS:
-            started = time.perf_counter()
-            rows.find({"status": {"$in": ["QUEUED", "RETRYING", "SENDING"]},
-                       "updated_at": {"$lt": datetime.now(UTC) - timedelta(seconds=60)}},
-                      {"_id": 1}).limit(1000).to_list()
-            took.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(took), 1)
-
-
 async def sweep_query_ms(stack: Stack, code: str) -> float:
     """The median of 3 runs of the recovery sweep's own query on the tenant
-    (``ActivityLog.unfinished``: the ``open`` entries, then each of their rows by _id)."""
+    (``ActivityLog.unfinished``: the rows not final, by status)."""
     client: AsyncMongoClient = AsyncMongoClient(stack.settings.mongodb_url, tz_aware=True)
     data = client[stack.settings.tenant_database]
     log = ActivityLog(*(data[f"t_{code}_{kind}"]
-                        for kind in ("activity", "idempotency", "claims", "open")))
+                        for kind in ("activity", "idempotency", "claims")))
     took: list[float] = []
     try:
         for _ in range(3):
@@ -276,8 +259,7 @@ async def measure(bench: Bench, big: Tenant, empty: Tenant,
     result["trigger_cost_ratio"] = round(shown["big"]["p50"] / shown["empty"]["p50"], 3)
     result["recovery_query_ms"] = {
         "big": await sweep_query_ms(stack, big.code),
-        "empty": await sweep_query_ms(stack, empty.code),
-        "status_scan_big": await asyncio.to_thread(status_scan_ms, stack, big.code)}
+        "empty": await sweep_query_ms(stack, empty.code)}
     if ferretdb is not None:
         result["ferretdb_peak_rss_mb"] = round(
             probes.memory_kb(ferretdb).get("VmHWM", 0) / 1024, 1)

@@ -3,9 +3,8 @@ allows for the database calls that one delivery makes, with nothing else around 
 (no broker, no rendering, no HTTP).
 
 Per delivery, as the worker makes them (``tenants/activity.py``): the claim inserted
-(with the claims of the deliveries that start at the same moment, ``GroupedInserts``),
-the outcome set and the row's ``open`` entry deleted (with those of the deliveries that
-end together, ``GroupedWrites``).
+(with the claims of the deliveries that start at the same moment, ``GroupedInserts``)
+and the outcome set (with those of the deliveries that end together, ``GroupedWrites``).
 The row itself is not read (the message carries it) nor marked SENDING (an attempt
 answered within a second is not). ``CONCURRENCY`` deliveries at once, as the worker's
 database gate allows. The rows are copies of a row the service wrote, in a scratch
@@ -25,22 +24,20 @@ from bench.stack import Stack
 from tenants.database import GroupedInserts, GroupedWrites
 
 CONCURRENCY = 16
-CALLS = 3
+CALLS = 2
 
 
 async def database_ceiling(stack: Stack, template: dict[str, Any], total: int) -> dict[str, Any]:
     client: AsyncMongoClient = AsyncMongoClient(stack.settings.mongodb_url, tz_aware=True)
     db = client[stack.settings.tenant_database]
     rows, claims = db["bench_ceiling_activity"], db["bench_ceiling_claims"]
-    open_rows = db["bench_ceiling_open"]
     grouped = GroupedInserts(claims)
-    outcomes, closed = GroupedWrites(rows), GroupedWrites(open_rows)
+    outcomes = GroupedWrites(rows)
     try:
         ids = [ObjectId() for _ in range(total)]
         for start in range(0, total, 1000):
             await rows.insert_many([{**template, "_id": i, "status": "QUEUED", "attempts": 0}
                                     for i in ids[start:start + 1000]])
-            await open_rows.insert_many([{"_id": i} for i in ids[start:start + 1000]])
 
         async def deliver(n: int) -> None:
             row_id = ids[n]
@@ -49,11 +46,10 @@ async def database_ceiling(stack: Stack, template: dict[str, Any], total: int) -
             await outcomes.update(row_id, {
                 "status": "SUCCEEDED", "attempts": 1, "http_status": 200,
                 "message": "200 OK in 1 ms", "updated_at": datetime.now(UTC)})
-            await closed.delete(row_id)
 
         elapsed, latencies = await load.closed_loop(deliver, total, CONCURRENCY)
     finally:
-        for collection in (rows, claims, open_rows):
+        for collection in (rows, claims):
             await collection.drop()
         await client.close()
     return {"deliveries_per_s": round(total / elapsed, 1),

@@ -47,7 +47,7 @@ async def main() -> None:
         client: AsyncMongoClient = AsyncMongoClient(stack.settings.mongodb_url, tz_aware=True)
         data = client[stack.settings.tenant_database]
         log = ActivityLog(*(data[f"t_{old.code}_{kind}"]
-                            for kind in ("activity", "idempotency", "claims", "open")))
+                            for kind in ("activity", "idempotency", "claims")))
         alone, beside, pruned = [], [], []
         deleted_so_far = [0]
         delete_many = log.rows.delete_many

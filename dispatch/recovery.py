@@ -6,7 +6,9 @@ takes over a second, ``dispatch.delivery.SENDING_AFTER_SECONDS``); when a messag
 or never reached the broker (QUEUED); or when a planned retry's message is lost
 (RETRYING). ``EVENT_MANAGER_RECOVERY_SECONDS`` after it was due (for an attempt under
 way: after the action's timeout ran out) such a row is queued again; the claim on each
-attempt keeps two workers from sending the same attempt.
+attempt keeps two workers from sending the same attempt. A sweep finds such rows by
+their status, through the activity's index on it (``ActivityLog.unfinished``): it reads
+the deliveries in flight, not the history.
 
 An attempt whose worker stopped is counted and the row handed back as RETRYING: the
 request may or may not have left, so the receiver may get it twice (at-least-once).
@@ -94,9 +96,6 @@ class Recovery:
     enqueue: Enqueue
     after_seconds: float
     liveness: Liveness
-    entered: set[str] = field(default_factory=set)
-    """Tenants whose unfinished rows this process has entered in ``open`` (once each:
-    rows written before ``open`` existed would otherwise never be found)."""
     requeued: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
     """(row id, attempts) → (monotonic time before which it is not queued again, the
     wait after that)."""
@@ -110,9 +109,6 @@ class Recovery:
         moment = now()
         for tenant in await TenantRegistry(self.db).list():
             store = TenantStore(self.db, tenant)
-            if store.code not in self.entered:
-                await store.log.enter_unfinished()
-                self.entered.add(store.code)
             rows = await self._stuck(store, moment, held)
             if rows:
                 log.warning("tenant %s: %d stuck deliveries queued again", store.code, len(rows))

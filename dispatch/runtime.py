@@ -214,7 +214,8 @@ class DeliveryRuntime(dramatiq.Middleware):
     async def _sweep(self, db: Database, liveness: Liveness) -> None:
         """Every half recovery period, queue stuck deliveries again; hourly, forget
         expired idempotency keys and claims. First, give every tenant's activity the
-        indexes this version reads (``TenantRegistry.index_all``)."""
+        indexes this version reads and drop the collections of earlier versions
+        (``TenantRegistry.index_all``)."""
         every = self.settings.recovery_seconds / 2
         recovery = Recovery(db, self.enqueue, self.settings.recovery_seconds, liveness)
         tidied = time.monotonic()
@@ -223,7 +224,7 @@ class DeliveryRuntime(dramatiq.Middleware):
             await asyncio.sleep(every)
             try:
                 if not indexed:  # once, for tenants made by an earlier version
-                    log.info("activity indexes: %d tenants changed",
+                    log.info("activity indexes and collections: %d tenants changed",
                              await TenantRegistry(db).index_all())
                     indexed = True
                 await recovery.sweep()

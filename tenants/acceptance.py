@@ -1,11 +1,10 @@
-"""Accepting triggers: what a batch of calls promises (their rows, the rows' ``open``
-entries and their idempotency keys) written together, each call with its own outcome.
+"""Accepting triggers: what a batch of calls promises (their rows and their idempotency
+keys) written together, each call with its own outcome.
 
 A batch (``resolvers/intake.py``) holds the concurrent calls of a tenant, up to 500. Their
-``open`` entries go to the database in one unordered insert, their rows in a second and
-their idempotency keys in a third, after the rows: a key is stored only once the rows it
-promises are, and taken back with them (``withdraw``), so a key never answers a retry
-with "accepted" and no rows.
+rows go to the database in one unordered insert and their idempotency keys in a second,
+after the rows: a key is stored only once the rows it promises are, and taken back with
+them (``withdraw``), so a key never answers a retry with "accepted" and no rows.
 
 One call's document must not fail its neighbours. When the rows' insert fails:
 
@@ -29,7 +28,7 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from tenants.activity import FINAL, IDEMPOTENCY, ActivityLog
+from tenants.activity import IDEMPOTENCY, ActivityLog
 from tenants.database import is_duplicate, is_transient, now
 
 log = logging.getLogger("event_manager.api")
@@ -131,13 +130,10 @@ async def _write_each_alone(activity: ActivityLog, parts: list[Part]) -> None:
 
 
 async def _insert(activity: ActivityLog, rows: list[dict[str, Any]]) -> dict[int, Exception]:
-    """Insert the rows (their ``open`` entries first, for those not final): the rows
-    refused one by one, by index; raises when the insert failed as a whole."""
+    """Insert the rows: those refused one by one, by index; raises when the insert
+    failed as a whole."""
     if not rows:  # a batch of replays only
         return {}
-    pending = [{"_id": row["_id"]} for row in rows if row["status"] not in FINAL]
-    if pending:
-        await activity.open.insert_many(pending, ordered=False)
     return await _refused(lambda: activity.rows.insert_many(rows, ordered=False))
 
 
@@ -200,10 +196,10 @@ def _failure(error: dict[str, Any]) -> Exception:
 
 
 async def _discard(activity: ActivityLog, parts: list[Part]) -> None:
-    """Remove what may have been written of ``parts``: their rows, the rows' ``open``
-    entries, and their keys where the key's record is still theirs (never another call's
-    record of the same key). A removal that fails is logged: recovery drops an ``open``
-    entry whose row is gone."""
+    """Remove what may have been written of ``parts``: their rows, and their keys where
+    the key's record is still theirs (never another call's record of the same key). A
+    removal that fails is logged; rows it leaves are delivered all the same (recovery
+    finds them QUEUED)."""
     ids = [row["_id"] for part in parts for row in part.rows]
     keys = [part.key for part in parts if part.key]
     try:  # the keys first: a key is never stored without its rows

@@ -294,7 +294,11 @@ PUSHDOWN_RELEASE = "-event-manager-pushdown"
 indexed fields and the ``{_id: -1}`` order from SQLite's indexes."""
 
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency",
-                      "claims", "open")
+                      "claims")
+RETIRED_COLLECTIONS = ("open",)
+"""Tenant collections of earlier versions that nothing reads or writes any more: ``open``
+held ``{_id: row id}`` of every row not final, for recovery, until recovery found those
+rows through the activity's status index. Dropped where found (``TenantRegistry``)."""
 
 
 class Database:
@@ -323,6 +327,10 @@ class Database:
         if kind not in TENANT_COLLECTIONS:
             raise ValueError(f"unknown tenant collection {kind!r}")
         return self.tenant_data[f"t_{code}_{kind}"]
+
+    def retired_names(self, code: str) -> list[str]:
+        """The names tenant ``code``'s ``RETIRED_COLLECTIONS`` had: ``["t_acme_open"]``."""
+        return [f"t_{code}_{kind}" for kind in RETIRED_COLLECTIONS]
 
     async def ensure_system_indexes(self) -> None:
         await self.tenants.create_index([("code", ASCENDING)], unique=True)

@@ -109,19 +109,32 @@ class TenantRegistry:
                 changes.append(f"-{name}")
         return changes
 
+    async def drop_retired(self, code: str) -> list[str]:
+        """Drop tenant ``code``'s collections of earlier versions (``RETIRED_COLLECTIONS``)
+        that are there; what it dropped, as ``-name``. (A process of an earlier version
+        still running writes its ``open`` entries into a new one, which the next worker
+        start drops: no reader of this version needs them.)"""
+        names = self.db.retired_names(code)
+        found = sorted(await self.db.tenant_data.list_collection_names(
+            filter={"name": {"$in": names}}))
+        for name in found:
+            await self.db.tenant_data.drop_collection(name)
+        return [f"-{name}" for name in found]
+
     async def index_all(self) -> int:
-        """``index_activity`` for every tenant, each change logged; how many tenants
-        changed. Made once when a worker starts: on a tenant with a long history each new
-        index takes a while (about 25 s per 1,000,000 rows on FerretDB/SQLite), and the
-        writes of every tenant wait meanwhile."""
+        """``index_activity`` and ``drop_retired`` for every tenant, each change logged;
+        how many tenants changed. Made once when a worker starts: on a tenant with a long
+        history each new index takes a while (about 25 s per 1,000,000 rows on
+        FerretDB/SQLite), and the writes of every tenant wait meanwhile."""
         changed = 0
         for tenant in await self.list():
             started = time.monotonic()
-            changes = await self.index_activity(tenant["code"])
+            changes = (await self.index_activity(tenant["code"])
+                       + await self.drop_retired(tenant["code"]))
             if changes:
                 changed += 1
-                log.info("activity indexes of tenant %s: %s (%.1f s)", tenant["code"],
-                         " ".join(changes), time.monotonic() - started)
+                log.info("activity indexes and collections of tenant %s: %s (%.1f s)",
+                         tenant["code"], " ".join(changes), time.monotonic() - started)
         return changed
 
     async def _bootstrap(self, code: str) -> None:

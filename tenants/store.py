@@ -37,8 +37,7 @@ class TenantStore:
         self.parameters = db.collection(self.code, "parameters")
         self.log = ActivityLog(db.collection(self.code, "activity"),
                                db.collection(self.code, "idempotency"),
-                               db.collection(self.code, "claims"),
-                               db.collection(self.code, "open"))
+                               db.collection(self.code, "claims"))
 
     async def changed(self) -> None:
         """Call after a write to what a delivery reads (actions, settings, parameters,

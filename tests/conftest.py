@@ -190,7 +190,7 @@ class TenantHandle:
     def snapshot(self) -> dict[str, list[Any]]:
         """Every document of the tenant, to prove that a refused call wrote nothing."""
         kinds = ("events", "settings", "actions", "parameters", "activity", "idempotency",
-                 "claims", "open")
+                 "claims")
         return {k: list(self.collection(k).find({}).sort("_id", 1)) for k in kinds}
 
 

@@ -20,8 +20,7 @@ def with_log(settings: Settings, test: Callable[[ActivityLog], Awaitable[Any]], 
     async def run() -> Any:
         client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
         database = client[f"{settings.database}_{label}_{uuid4().hex[:6]}"]
-        log = ActivityLog(database["activity"], database["idempotency"], database["claims"],
-                          database["open"])
+        log = ActivityLog(database["activity"], database["idempotency"], database["claims"])
         for name, keys in ACTIVITY_INDEXES.items() if indexed else ():
             await log.rows.create_index(keys, name=name)
         try:

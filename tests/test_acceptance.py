@@ -18,8 +18,8 @@ from tests.scratch_log import with_log
 
 
 def part(call: int, rows: int = 2, key: bool = True, **poison: Any) -> Part:
-    """Call ``call``'s rows (QUEUED: each with an ``open`` entry) and key ``k<call>``;
-    ``poison`` goes into its last row."""
+    """Call ``call``'s rows (QUEUED) and key ``k<call>``; ``poison`` goes into its last
+    row."""
     trigger_id = str(ObjectId())
     docs = [{"_id": ObjectId(), "trigger_id": trigger_id, "status": "QUEUED",
              "params": {"call_id": f"c{call}"}} for _ in range(rows)]
@@ -30,12 +30,13 @@ def part(call: int, rows: int = 2, key: bool = True, **poison: Any) -> Part:
 
 
 async def stored(log: ActivityLog) -> tuple[set, set, set]:
-    """Rows' call ids, ``open`` entries that have no row, and keys."""
+    """Rows' call ids, the collections written besides the rows' and the keys' (none:
+    a row is all that recovery needs to find it), and keys."""
     rows = await log.rows.find({}).to_list(None)
-    ids = {r["_id"] for r in rows}
-    orphans = {o["_id"] for o in await log.open.find({}).to_list(None)} - ids
+    others = set(await log.rows.database.list_collection_names()) - {
+        log.rows.name, log.idempotency.name}
     keys = {k["_id"] for k in await log.idempotency.find({}).to_list(None)}
-    return {r["params"]["call_id"] for r in rows}, orphans, keys
+    return {r["params"]["call_id"] for r in rows}, others, keys
 
 
 def test_a_row_the_database_refuses_fails_only_its_call(settings: Settings) -> None:
@@ -47,11 +48,11 @@ def test_a_row_the_database_refuses_fails_only_its_call(settings: Settings) -> N
         await accept(log, parts)
         return [p.outcome for p in parts], await stored(log)
 
-    outcomes, (calls, orphans, keys) = with_log(settings, test, label="accept")
+    outcomes, (calls, others, keys) = with_log(settings, test, label="accept")
     assert outcomes[:2] + outcomes[3:] == [None] * 4
     assert isinstance(outcomes[2], OperationFailure) and "$bad" in str(outcomes[2])
     assert calls == {"c0", "c1", "c3", "c4"}  # nothing of call 2: not its good row either
-    assert orphans == set()
+    assert others == set()
     assert keys == {"k0", "k1", "k3", "k4"}
 
 
@@ -63,11 +64,11 @@ def test_a_batch_failing_as_a_whole_is_written_call_by_call(settings: Settings) 
         await accept(log, parts)
         return [p.outcome for p in parts], await stored(log)
 
-    outcomes, (calls, orphans, keys) = with_log(settings, test, label="accept")
+    outcomes, (calls, others, keys) = with_log(settings, test, label="accept")
     assert [outcomes[0], *outcomes[2:]] == [None] * 3
     assert isinstance(outcomes[1], InvalidDocument)
     assert calls == {"c0", "c2", "c3"}
-    assert orphans == set()
+    assert others == set()
     assert keys == {"k0", "k2", "k3"}
 
 
@@ -81,11 +82,11 @@ def test_a_key_stored_meanwhile_by_another_call_keeps_none_of_its_rows(
         await accept(log, parts)
         return [p.outcome for p in parts], await stored(log)
 
-    outcomes, (calls, orphans, keys) = with_log(settings, test, label="accept")
+    outcomes, (calls, others, keys) = with_log(settings, test, label="accept")
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], KeyTaken) and outcomes[1].first is not None
     assert outcomes[1].first["trigger_id"] == "theirs"
-    assert calls == {"c0", "c2"} and orphans == set() and keys == {"k0", "k1", "k2"}
+    assert calls == {"c0", "c2"} and others == set() and keys == {"k0", "k1", "k2"}
 
 
 def test_a_row_refused_by_a_unique_index_fails_only_its_call(settings: Settings) -> None:
@@ -97,9 +98,9 @@ def test_a_row_refused_by_a_unique_index_fails_only_its_call(settings: Settings)
         await accept(log, parts)
         return [p.outcome for p in parts], await stored(log)
 
-    outcomes, (calls, orphans, keys) = with_log(settings, test, label="accept")
+    outcomes, (calls, others, keys) = with_log(settings, test, label="accept")
     assert outcomes[:3] == [None] * 3 and isinstance(outcomes[3], DuplicateKeyError)
-    assert calls == {"c0", "c1", "c2"} and orphans == set() and keys == {"k0", "k1", "k2"}
+    assert calls == {"c0", "c1", "c2"} and others == set() and keys == {"k0", "k1", "k2"}
 
 
 def test_withdrawn_calls_leave_nothing_and_their_keys_start_afresh(settings: Settings) -> None:
@@ -110,9 +111,9 @@ def test_withdrawn_calls_leave_nothing_and_their_keys_start_afresh(settings: Set
         await withdraw(log, parts[:2])
         return await stored(log), found, await earlier_keys(log, ["k0", "k1", "k2"])
 
-    (calls, orphans, keys), before, after = with_log(settings, test, label="accept")
+    (calls, others, keys), before, after = with_log(settings, test, label="accept")
     assert set(before) == {"k0", "k1"} and len(before["k0"].rows) == 2
-    assert calls == {"c2"} and orphans == set() and keys == {"k2"}
+    assert calls == {"c2"} and others == set() and keys == {"k2"}
     assert set(after) == {"k2"}
 
 

@@ -72,14 +72,16 @@ def test_a_new_tenant_gets_the_activity_indexes(tenant: TenantHandle) -> None:
 
 def test_older_tenants_are_indexed_once_at_start(tenant: TenantHandle, settings: Settings,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    """A tenant of an earlier version (retired indexes, new ones missing) is brought up to
-    date by ``index_all``, with a log line; a second run changes nothing."""
+    """A tenant of an earlier version (retired indexes, new ones missing, the ``open``
+    collection of its rows in flight) is brought up to date by ``index_all``, with a log
+    line; a second run changes nothing."""
     activity = tenant.collection("activity")
     activity.drop_indexes()
     activity.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
     activity.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
     activity.create_index([("trigger_id", ASCENDING)])
     assert set(RETIRED_INDEXES) <= set(activity.index_information())
+    tenant.collection("open").insert_one({"_id": row_id(now())})
 
     async def twice(db: Database) -> tuple[list[str], int]:
         registry = TenantRegistry(db)
@@ -93,6 +95,8 @@ def test_older_tenants_are_indexed_once_at_start(tenant: TenantHandle, settings:
     line = next(r.getMessage() for r in caplog.records if tenant.code in r.getMessage())
     assert all(f"+{name}" in line for name in ACTIVITY_INDEXES)
     assert all(f"-{name}" in line for name in RETIRED_INDEXES)
+    assert f"-t_{tenant.code}_open" in line
+    assert f"t_{tenant.code}_open" not in tenant.db.list_collection_names()
 
 
 def test_a_row_id_carries_its_creation_second() -> None:

@@ -16,7 +16,7 @@ from tests.conftest import TenantHandle
 def row(status: str, age: timedelta) -> dict:
     """A row as the service writes it: its ``_id`` carries its creation time. A row in
     flight was touched just now and its next step is an hour away, so that the session
-    worker's recovery (which finds it when it first sweeps the tenant) leaves it be."""
+    worker's recovery (which finds it by its status) leaves it be."""
     created = now() - age
     touched = now() + timedelta(hours=1) if status in UNFINISHED else created
     return {"_id": row_id(created), "trigger_id": str(row_id(created)), "event": "HANGUP",
