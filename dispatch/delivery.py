@@ -110,7 +110,7 @@ class Deliverer:
 
     async def _attempt(self, view: TenantView, row: dict[str, Any]) -> dict[str, Any]:
         """Render, guard and send: the row's changes, saying what happened."""
-        action, values = await asyncio.gather(view.action(row["action_id"]), view.values_for(row))
+        action, values = await view.action_and_values(row)
         if action is None:
             return failed("the action was deleted before it was sent")
         try:

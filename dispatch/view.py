@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from dispatch.render import parameter_values
@@ -90,24 +91,28 @@ class TenantView:
         self._parts = parts
         self._gates = gates
 
-    async def _part(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        return await self._parts.part(key, lambda: self._gates.call(self.code, read))
-
-    async def action(self, action_id: str | None) -> dict[str, Any] | None:
-        """The action, or None when it was deleted before it was sent."""
-        oid = object_id(action_id or "")
-        return await self._part(("action", oid), lambda: self.store.find_action(oid))
-
-    async def values_for(self, row: dict[str, Any]) -> Values:
-        """The row's values: its trigger's params, the tenant's custom parameters, and the
-        system's (the date and time in the tenant's timezone, ...)."""
-        settings, (custom, secrets) = await asyncio.gather(
-            self._part("settings", self.store.get_settings),
-            self._part("custom", self._custom_parameters))
-        return Values(parameter_values(
+    async def action_and_values(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None,
+                                                                      Values]:
+        """The row's action (None when it was deleted before it was sent), and its values:
+        its trigger's params, the tenant's custom parameters, and the system's (the date
+        and time in the tenant's timezone, ...)."""
+        action_id = object_id(row["action_id"] or "")
+        action, settings, (by_tag, secrets) = await self._read(
+            (("action", action_id), partial(self.store.find_action, action_id)),
+            ("settings", self.store.get_settings),
+            ("custom", self._custom_parameters))
+        return action, Values(parameter_values(
             tenant_code=self.code, master=self.store.master, timezone=settings["timezone"],
-            occurred_at=row["occurred_at"], params=row.get("params", {}), custom=custom,
+            occurred_at=row["occurred_at"], params=row.get("params", {}), custom=by_tag,
         ), secrets)
+
+    async def _read(self, *parts: tuple[Hashable, Callable[[], Awaitable[Any]]]) -> list[Any]:
+        """Each part: read through the gate, once per stamp (``Snapshot.part``). The reads
+        this stamp has not made yet are all started first, and go on together; parts
+        read already are taken without waiting for the event loop."""
+        loads = [self._parts.start(key, partial(self._gates.call, self.code, read))
+                 for key, read in parts]
+        return [await asyncio.shield(load) for load in loads]
 
     async def _custom_parameters(self) -> tuple[dict[str, str], list[str]]:
         """Tag → value, and the secret ones' values."""

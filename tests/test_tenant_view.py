@@ -1,7 +1,8 @@
-"""What a worker's deliveries read of their tenant (``dispatch.view``), against the real
-server: one stamp read and one view for the deliveries of a message, each part read
-only when a delivery needs it; and how a claimed row is shown SENDING
-(``Deliverer._shown_sending``), a pure unit with a fake view and publisher."""
+"""What a worker's deliveries read of their tenant (``dispatch.view``): against the real
+server, one stamp read and one view for the deliveries of a message, each part read
+only when a delivery needs it; with a fake store (pure logic), reads shared, made again
+after a failure, and not cancelled for others. And how a claimed row is shown SENDING
+(``Deliverer._shown_sending``), with a fake view and publisher."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from bson import ObjectId
 
 from dispatch import delivery
 from dispatch.delivery import Deliverer
-from dispatch.stamps import ConfigCache, ConfigStamps
-from dispatch.view import Stopping, Views
+from dispatch.stamps import ConfigCache, ConfigStamps, Snapshot
+from dispatch.view import DatabaseGates, Stopping, TenantView, Views
 from event_manager.config import Settings
 from tenants.database import Database, now
 from tests.conftest import TenantHandle
@@ -57,13 +58,13 @@ def test_a_message_whose_rows_are_not_ours_reads_no_settings_parameters_or_actio
         view = await views.for_message(tenant.code).open()
         claimed = [await view.claim(str(ObjectId()), None), await view.claim("nonsense", None)]
         unread = set(views.configs.held[tenant.code].parts)
-        await view.values_for({"occurred_at": now(), "params": {}})
+        await view.action_and_values({"action_id": None, "occurred_at": now(), "params": {}})
         return claimed, unread, set(views.configs.held[tenant.code].parts)
 
     claimed, unread, read = with_views(settings, test)
     assert claimed == [None, None]
     assert unread == {"view"}
-    assert read == {"view", "settings", "custom"}
+    assert read == {"view", ("action", None), "settings", "custom"}
 
 
 def test_a_worker_told_to_stop_claims_nothing(tenant: TenantHandle, settings: Settings) -> None:
@@ -74,6 +75,83 @@ def test_a_worker_told_to_stop_claims_nothing(tenant: TenantHandle, settings: Se
 
     with pytest.raises(Stopping):
         with_views(settings, test)
+
+
+class FakeStore:
+    """A tenant's store whose reads take a moment, counted; ``failing`` reads fail once."""
+
+    code, master = "acme", False
+
+    def __init__(self, failing: tuple[str, ...] = ()) -> None:
+        self.reads: list[str] = []
+        self.failing = set(failing)
+
+    async def _read(self, what: str, value: Any) -> Any:
+        self.reads.append(what)
+        await asyncio.sleep(0.05)
+        if what in self.failing:
+            self.failing.discard(what)
+            raise ValueError(f"{what} could not be read")
+        return value
+
+    async def find_action(self, action_id: ObjectId | None) -> dict[str, Any]:
+        return await self._read("action", {"_id": action_id, "name": "crm"})
+
+    async def get_settings(self) -> dict[str, Any]:
+        return await self._read("settings", {"timezone": "UTC"})
+
+    async def parameter_values(self) -> list[dict[str, Any]]:
+        return await self._read("custom", [{"tag": "team", "value": "support"},
+                                           {"tag": "key", "value": "s3cret", "secret": True}])
+
+
+def reading(store: FakeStore, test: Callable[[TenantView], Awaitable[Any]]) -> Any:
+    view = TenantView(store, Snapshot(None, 0.0), DatabaseGates())  # type: ignore[arg-type]
+    return asyncio.run(test(view))
+
+
+ROW = {"action_id": str(ObjectId()), "occurred_at": now(), "params": {}}
+
+
+def test_deliveries_asking_at_once_share_each_read() -> None:
+    store = FakeStore()
+
+    async def test(view: TenantView) -> list:
+        return await asyncio.gather(*(view.action_and_values(ROW) for _ in range(5)))
+
+    results = reading(store, test)
+    assert sorted(store.reads) == ["action", "custom", "settings"]
+    action, values = results[0]
+    assert action["name"] == "crm" and values.by_tag["team"] == "support"
+    assert values.secrets == ["s3cret"]
+
+
+def test_a_failed_read_is_made_again_by_the_next_delivery() -> None:
+    store = FakeStore(failing=("settings",))
+
+    async def test(view: TenantView) -> Any:
+        with pytest.raises(ValueError):
+            await view.action_and_values(ROW)
+        return await view.action_and_values(ROW)
+
+    action, values = reading(store, test)
+    assert action is not None and values.by_tag["team"] == "support"
+    assert sorted(store.reads) == ["action", "custom", "settings", "settings"]
+
+
+def test_a_cancelled_delivery_cancels_no_one_elses_read() -> None:
+    store = FakeStore()
+
+    async def test(view: TenantView) -> Any:
+        first = asyncio.ensure_future(view.action_and_values(ROW))
+        second = asyncio.ensure_future(view.action_and_values(ROW))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        return await second
+
+    action, _ = reading(store, test)
+    assert action is not None
+    assert sorted(store.reads) == ["action", "custom", "settings"]
 
 
 class FakeView:
