@@ -47,6 +47,8 @@ attempt from its claim."""
 
 @dataclass
 class Deliverer:
+    """The worker's clients, and the steps of one delivery."""
+
     views: Views
     session: aiohttp.ClientSession
     guard: OutboundGuard
@@ -88,7 +90,8 @@ class Deliverer:
         return row
 
     @contextlib.asynccontextmanager
-    async def _shown_sending(self, view: TenantView, row: dict[str, Any]) -> AsyncIterator[None]:
+    async def _shown_sending(self, view: TenantView,
+                             row: dict[str, Any]) -> AsyncIterator[None]:
         """Around an attempt: the claimed row is published SENDING at once, and written so
         only when the attempt has not ended after ``SENDING_AFTER_SECONDS``, for readers
         of the row. Its outcome is written after that write, never before."""
@@ -146,8 +149,8 @@ class Deliverer:
 
     async def _record(self, view: TenantView, row: dict[str, Any],
                       changes: dict[str, Any]) -> None:
-        """The outcome written with the attempt counted, logged, published, and its
-        retry planned."""
+        """Write the outcome (the attempt counted with it); log, count and publish it;
+        queue the retry it plans."""
         updated = await view.record(row, {**changes, "attempts": row["attempts"]})
         if updated is None:
             return

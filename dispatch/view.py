@@ -91,8 +91,8 @@ class TenantView:
         self._parts = parts
         self._gates = gates
 
-    async def action_and_values(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None,
-                                                                      Values]:
+    async def action_and_values(
+            self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, Values]:
         """The row's action (None when it was deleted before it was sent), and its values:
         its trigger's params, the tenant's custom parameters, and the system's (the date
         and time in the tenant's timezone, ...)."""
@@ -176,6 +176,8 @@ class MessageView:
         self._view: TenantView | None = None
 
     async def open(self) -> TenantView:
+        """The view; one that could not be made is made again by the next delivery to
+        ask (``Snapshot.part``), without reading the stamp again."""
         if self._view is None:
             if self._snapshot is None:
                 self._snapshot = asyncio.ensure_future(
