@@ -38,6 +38,7 @@ from dispatch.live import Publisher
 from dispatch.recovery import Liveness, Recovery, housekeep
 from dispatch.shares import Delivery, FairShares, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
+from dispatch.view import Views
 from event_manager import logs, metrics
 from event_manager.config import Settings
 from event_manager.errors import NotFound
@@ -108,9 +109,10 @@ class DeliveryRuntime(dramatiq.Middleware):
                 self.room = asyncio.Event()
                 self.room.set()
                 self.deliverer = Deliverer(
-                    db=db, session=create_session(guard, limit=self.max_in_flight), guard=guard,
+                    views=Views(db, ConfigCache(ConfigStamps.of(redis, settings))),
+                    session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
-                    enqueue=self.enqueue, configs=ConfigCache(ConfigStamps.of(redis, settings)),
+                    enqueue=self.enqueue,
                 )
                 # Made here, in the worker process: Dramatiq forks its processes.
                 self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
@@ -131,15 +133,14 @@ class DeliveryRuntime(dramatiq.Middleware):
         (``dispatch.shares``); hand back to the broker what its tenant's line has no room
         for; then wait only while the lines of the whole process are full. ``rows``: the
         rows the message carries (``dispatch.actors``), or None."""
-        if self.deliverer is None:
-            await self.open()
+        deliverer = self.deliverer or await self.open()
         assert self.room is not None
-        shared: dict[str, asyncio.Future] = {}
+        view = deliverer.views.for_message(tenant)  # its stamp read when the first starts
         known = _carried(rows)
         handed_back: list[str] = []
         for activity_id in activity_ids:
             row = known.get(activity_id)
-            delivery = Delivery(tenant, activity_id, row, shared, is_retry(row))
+            delivery = Delivery(tenant, activity_id, row, view, is_retry(row))
             self.holding[activity_id] += 1
             if not self.shares.offer(delivery):
                 self._let_go(activity_id)
@@ -158,9 +159,7 @@ class DeliveryRuntime(dramatiq.Middleware):
     def _start(self, delivery: Delivery) -> None:
         """Called by the shares for each delivery that may begin now."""
         assert self.deliverer is not None
-        task = asyncio.create_task(self._run(self.deliverer, delivery.tenant,
-                                             delivery.activity_id, delivery.shared,
-                                             delivery.row))
+        task = asyncio.create_task(self._run(self.deliverer, delivery))
         self.tasks.add(task)
         task.add_done_callback(functools.partial(self._finished, delivery))
 
@@ -171,10 +170,11 @@ class DeliveryRuntime(dramatiq.Middleware):
             else:
                 self.room.clear()
 
-    async def _run(self, deliverer: Deliverer, tenant: str, activity_id: str,
-                   shared: dict[str, asyncio.Future], known: dict[str, Any] | None) -> None:
+    async def _run(self, deliverer: Deliverer, delivery: Delivery) -> None:
+        tenant, activity_id, view = delivery.tenant, delivery.activity_id, delivery.view
+        assert view is not None  # accept gives each delivery the view of its message
         try:
-            await deliverer.deliver(tenant, activity_id, shared, known)
+            await deliverer.deliver(view, activity_id, delivery.row)
         except NotFound as gone:  # the tenant was deleted: nothing left to deliver for
             log.warning("delivery %s dropped: %s", activity_id, gone.message)
         except OUTAGE as exc:
@@ -249,7 +249,7 @@ class DeliveryRuntime(dramatiq.Middleware):
             self._sweeper.cancel()
             await asyncio.wait({self._sweeper}, timeout=5)
         if self.deliverer is not None:
-            self.deliverer.stopping = True  # unclaimed deliveries go back to the queue
+            self.deliverer.stop()  # unclaimed deliveries go back to the queue
             self.shares.release_all()  # the waiting ones too, through the same path
         if self.tasks:
             log.info("waiting for %d deliveries in flight", len(self.tasks))
@@ -272,7 +272,7 @@ class DeliveryRuntime(dramatiq.Middleware):
             await deliverer.session.close()
             deliverer.lane.close()
             await deliverer.publisher.redis.aclose()
-            await deliverer.db.close()
+            await deliverer.views.db.close()
 
 
 def _carried(rows: list[dict[str, Any]] | None) -> dict[str, dict]:

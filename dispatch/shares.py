@@ -27,8 +27,11 @@ import asyncio
 import contextlib
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dispatch.view import MessageView
 
 
 @dataclass(eq=False)
@@ -39,8 +42,8 @@ class Delivery:
     activity_id: str
     row: dict[str, Any] | None = None
     """The row as the message carries it, or None (read from the database then)."""
-    shared: dict[str, Any] = field(default_factory=dict)
-    """Common to the deliveries of one message (``Deliverer.deliver``)."""
+    view: MessageView | None = None
+    """The tenant's view, shared by the deliveries of one message (``Deliverer.deliver``)."""
     retry: bool = False
 
 
@@ -138,7 +141,7 @@ class FairShares:
 
     def release_all(self) -> None:
         """Start every waiting delivery whatever the shares (a stopping worker hands
-        them back to the queue this way: ``Deliverer.stopping``)."""
+        them back to the queue this way: ``Deliverer.stop``)."""
         for item in self.first.drain() + self.again.drain():
             self._begin(item)
 

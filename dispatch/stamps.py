@@ -106,10 +106,16 @@ class Snapshot:
         """``load()``'s result, loaded once per snapshot; a failed or cancelled load is
         tried again by the next caller. Shielded: a caller that is cancelled cancels
         the load for no one else."""
+        return await asyncio.shield(self.start(key, load))
+
+    def start(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        """The part's load, started now unless it is under way or done (``part`` awaits
+        it): a caller can start the loads of several parts before it awaits the first."""
         found = self.parts.get(key)
         if found is None or found.cancelled() or (found.done() and found.exception()):
             found = self.parts[key] = asyncio.ensure_future(load())
-        return await asyncio.shield(found)
+            found.add_done_callback(_retrieved)
+        return found
 
     async def known(self, key: Hashable, load: Callable[[], Awaitable[T | None]]) -> T | None:
         """``part``, except that a None (nothing found) is not kept: the next caller
@@ -118,6 +124,13 @@ class Snapshot:
         if value is None:
             self.parts.pop(key, None)
         return value
+
+
+def _retrieved(load: asyncio.Future[Any]) -> None:
+    """A failed load is reported to those who await it; one that no one awaits any more
+    leaves no "exception was never retrieved" behind."""
+    if not load.cancelled():
+        load.exception()
 
 
 class ConfigCache:
