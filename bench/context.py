@@ -22,6 +22,15 @@ class Sizes:
     intake_events: int = 20_000
     latency_seconds: float = 30.0
     latency_rate: float = 200.0
+    warm_up_events: int = 500
+    """Scenarios 5 and 9: triggers sent at the rate before each measured window."""
+    sweep_rates: tuple[float, ...] = (50.0, 200.0, 500.0, 1000.0)
+    sweep_seconds: float = 20.0
+    """Scenario 9: seconds measured per rate, after the warm-up."""
+    worker_processes: tuple[int, ...] = (1, 2)
+    """Scenarios 1 and 9: the worker's ``--processes``, measured in turn."""
+    idle_seconds: float = 30.0
+    """Scenario 10: seconds with no traffic."""
     rows: int = 100_000
     memory_deliveries: int = 20_000
     ceiling_requests: int = 5_000
@@ -30,8 +39,9 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(deliveries=300, window=1_000, intake_requests=200, intake_events=1_000,
-                   latency_seconds=4.0, rows=3_000, memory_deliveries=1_000,
-                   ceiling_requests=1_000, trigger_samples=8)
+                   latency_seconds=4.0, warm_up_events=20, sweep_rates=(20.0, 50.0),
+                   sweep_seconds=2.0, idle_seconds=2.0, rows=3_000,
+                   memory_deliveries=1_000, ceiling_requests=1_000, trigger_samples=8)
 
 
 def in_flight_limit() -> int:

@@ -1,4 +1,6 @@
-"""Delivery throughput (scenarios 1-3): one worker process sends to the receiver.
+"""Delivery throughput (scenarios 1-3): the worker sends to the receiver (scenario 1 at
+each ``--processes`` of ``Sizes.worker_processes``, 2 and 3 with the worker as it runs:
+one process).
 
 Triggers are fed *concurrently* with delivery: ``triggerEvents`` batches of about 100
 deliveries' worth (100 triggers at 1 action per event, 2 at 50), sent as fast as the API
@@ -8,7 +10,9 @@ The window keeps the queue short, so no row waits long enough for recovery
 first trigger sent to the last request received. (The trigger → receipt latencies of
 these scenarios are mostly the window's queue, by Little's law; scenario 5 measures
 latency.) ``rows_settled_after_s`` is when every row was SUCCEEDED: the worker records a
-delivery after its answer, so rows lag the requests.
+delivery after its answer, so rows lag the requests. ``cpu_s_per_1000`` is the CPU of
+each process of the installation (with its children) from the first trigger to the last
+request received, per 1,000 deliveries: scenario 1's is the cost of a batched burst.
 """
 
 from __future__ import annotations
@@ -136,7 +140,8 @@ async def throughput(bench: Bench, *, name: str, deliveries: int, fanout: int,
         "trigger_to_receipt_ms": load.summary_ms([us / 1000 for _, us in latencies]),
         "raw_ceiling": ceiling,
         "ratio_to_ceiling": round(rate / ceiling["requests_per_s"], 3),
-        "cpu_cores": cpu,
+        "worker_processes": stack.worker_processes, "cpu_cores": cpu,
+        "cpu_s_per_1000": meter.per_thousand(stats["unique"]),
     }
     if database:
         with stack.mongo() as client:
@@ -150,9 +155,23 @@ async def throughput(bench: Bench, *, name: str, deliveries: int, fanout: int,
 
 
 async def scenario_1(bench: Bench) -> dict[str, Any]:
-    """One worker process, fast receiver, 1 action per event."""
-    return await throughput(bench, name="s1", deliveries=bench.sizes.deliveries, fanout=1,
-                            profile=bench.profile, database=True)
+    """Fast receiver, 1 action per event, at each worker ``--processes`` in turn: the
+    first (1, as ``up`` starts it) is the result, with the profile and the database
+    ceiling; the others under ``other_worker_processes``, by their number."""
+    stack = bench.stack
+    started_with = stack.worker_processes
+    runs = []
+    try:
+        for processes in bench.sizes.worker_processes:
+            await stack.restart_worker(processes)
+            first = not runs
+            runs.append(await throughput(bench, name="s1", deliveries=bench.sizes.deliveries,
+                                         fanout=1, profile=bench.profile and first,
+                                         database=first))
+    finally:
+        await stack.restart_worker(started_with)
+    return {**runs[0], "other_worker_processes": {str(r["worker_processes"]): r
+                                                  for r in runs[1:]}}
 
 
 async def scenario_2(bench: Bench) -> dict[str, Any]:

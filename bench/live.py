@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import statistics
 import tempfile
@@ -97,17 +96,15 @@ async def drain(ws: ClientConnection, counts: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = Path(tempfile.mkdtemp(prefix="bench-live-"))
     stalled = args.stalled * args.stalled_subscriptions
-    os.environ.update({} if args.default_limits else {  # read by the API's settings
-        "EVENT_MANAGER_LIVE_CONNECTIONS_PER_KEY": str(args.connections + args.stalled + 5),
-        "EVENT_MANAGER_LIVE_CONNECTIONS_PER_TENANT": str(args.connections + args.stalled + 5),
-        "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_KEY": str(
-            args.connections * args.subscriptions + stalled + 5),
-        "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_TENANT": str(
-            args.connections * args.subscriptions + stalled + 5),
-        "EVENT_MANAGER_LIVE_SUBSCRIPTIONS_PER_CONNECTION": str(
-            max(args.subscriptions, args.stalled_subscriptions, 1)),
-    })
-    stack = Stack(logs=logs)  # its settings read the environment
+    limits = {} if args.default_limits else {
+        "live_connections_per_key": args.connections + args.stalled + 5,
+        "live_connections_per_tenant": args.connections + args.stalled + 5,
+        "live_subscriptions_per_key": args.connections * args.subscriptions + stalled + 5,
+        "live_subscriptions_per_tenant": args.connections * args.subscriptions + stalled + 5,
+        "live_subscriptions_per_connection": max(args.subscriptions,
+                                                 args.stalled_subscriptions, 1),
+    }
+    stack = Stack(logs=logs, overrides=limits)
     stack.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
     runner, hook = await receiver()
     result: dict[str, Any] = {"logs": str(logs)}

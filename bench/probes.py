@@ -3,7 +3,10 @@ who listens on a port, and how busy the whole machine is.
 
 A ``CpuMeter`` turns two readings into *cores used* per process over a window, so a
 result can say "the worker used 0.95 of a core, FerretDB 0.60, other programs 0.40":
-this machine is shared, and the share taken by others is part of the evidence.
+this machine is shared, and the share taken by others is part of the evidence. Each
+process is read with all its descendants (``tree_cpu_seconds``): a worker of
+``--processes 2`` is Dramatiq's main process and its two forked children, the API is
+uvicorn and the fork server of its Postman parsers.
 """
 
 from __future__ import annotations
@@ -25,6 +28,36 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of ``pid`` and every descendant, the ended ones included; None once
+    ``pid`` is gone.
+
+    Each live process of the tree counts its own time and that of its children that
+    ended and were waited for (``cutime``, ``cstime``: a live process is never in its
+    parent's), so a Postman parser that ran and exited within a window counts in it.
+    """
+    total = 0.0
+    for member in tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            if member == pid:
+                return None
+            continue  # ended between the walk and the read: its parent's cutime has it
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += sum(int(f) for f in fields[11:15]) / TICKS
+    return total
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, parents first."""
+    found, index = [pid], 0
+    while index < len(found):
+        found += children(found[index])
+        index += 1
+    return found
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -84,33 +117,57 @@ def machine_busy_seconds() -> tuple[float, float]:
     return (sum(values) - idle) / TICKS, sum(values) / TICKS
 
 
+INSTALLATION = ("api", "worker", "ferretdb", "redis")
+"""The processes of an installation as ``event-manager up`` runs it: what a result's
+``installation`` sums."""
+ALONE = frozenset({"bench"})
+"""Names read as one process, not a tree: the bench's children are the API, the worker
+and the receiver, each counted on its own (the receiver among *others*)."""
+
+
 @dataclass
 class CpuMeter:
-    """Cores used by each named process between ``start()`` and ``stop()``."""
+    """CPU used by each named process (with its descendants, see ``ALONE``) between
+    ``start()`` and ``stop()``."""
 
     pids: dict[str, int]
     started: float = 0.0
+    wall: float = 0.0
     before: dict[str, float | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per name over the window, once stopped (``installation`` included)."""
     machine_before: tuple[float, float] = (0.0, 0.0)
+
+    def read(self, name: str, pid: int) -> float | None:
+        return cpu_seconds(pid) if name in ALONE else tree_cpu_seconds(pid)
 
     def start(self) -> CpuMeter:
         self.started = time.monotonic()
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = {name: self.read(name, pid) for name, pid in self.pids.items()}
         self.machine_before = machine_busy_seconds()
         return self
 
     def stop(self) -> dict[str, float]:
-        """``{name: cores}``, plus ``machine`` (all programs) and ``others`` (programs
-        not named, such as other people's tests), each in cores (1.0 = one full core)."""
-        wall = max(time.monotonic() - self.started, 1e-6)
-        used: dict[str, float] = {}
+        """``{name: cores}``, plus ``installation`` (``INSTALLATION`` together),
+        ``machine`` (all programs) and ``others`` (programs not named, such as other
+        people's tests), each in cores (1.0 = one full core)."""
+        self.wall = wall = max(time.monotonic() - self.started, 1e-6)
         for name, pid in self.pids.items():
-            before, after = self.before.get(name), cpu_seconds(pid)
+            before, after = self.before.get(name), self.read(name, pid)
             if before is not None and after is not None:
-                used[name] = round((after - before) / wall, 3)
+                self.seconds[name] = after - before
         busy, _ = machine_busy_seconds()
         machine = (busy - self.machine_before[0]) / wall
+        used = {name: round(spent / wall, 3) for name, spent in self.seconds.items()}
         used["machine"] = round(machine, 3)
-        used["others"] = round(max(machine - sum(v for k, v in used.items()
-                                                 if k != "machine"), 0.0), 3)
+        used["others"] = round(max(machine - sum(self.seconds.values()) / wall, 0.0), 3)
+        self.seconds["installation"] = sum(self.seconds.get(n, 0.0) for n in INSTALLATION)
+        used["installation"] = round(self.seconds["installation"] / wall, 3)
         return used
+
+    def per_thousand(self, deliveries: int) -> dict[str, float | None]:
+        """CPU seconds per 1,000 deliveries of each process of the installation and of
+        all together (``installation``), once stopped: ``{"installation": 1.84, "api":
+        0.52, …}``; None for each when nothing was delivered."""
+        return {name: round(self.seconds.get(name, 0.0) * 1000 / deliveries, 3)
+                if deliveries else None for name in ("installation", *INSTALLATION)}

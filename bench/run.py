@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import activity, delivery, fairness, intake, latency, memory, report
+from bench import activity, delivery, fairness, idle, intake, latency, memory, report, sweep
 from bench.context import Bench, Sizes
 from bench.receiver import KEEPALIVE, Receiver
 from bench.stack import ROOT, Stack
@@ -50,8 +50,11 @@ SCENARIOS = {
     "7": ("memory after N deliveries", memory.scenario_7),
     "8": ("a light tenant's latency while another's deliveries are heavy",
           fairness.scenario_8),
+    "9": ("steady-rate sweep, one triggerEvent per request", sweep.scenario_9),
+    "10": ("idle: no traffic", idle.scenario_10),
 }
-CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "bench", "others", "machine")
+CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "installation", "bench", "others",
+               "machine")
 
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,6 +69,17 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, help="scenario 6: activity rows (default "
                         "100,000; target 1,000,000)")
     parser.add_argument("--latency-seconds", type=float, help="scenario 5: seconds per rate")
+    parser.add_argument("--warm-up-events", type=int, help="scenarios 5 and 9: triggers "
+                        "sent at the rate before each measured window (default 500)")
+    parser.add_argument("--sweep-rates", type=numbers(float),
+                        help="scenario 9: triggers/s, e.g. 50,200 (default 50,200,500,1000)")
+    parser.add_argument("--sweep-seconds", type=float,
+                        help="scenario 9: seconds measured per rate (default 20)")
+    parser.add_argument("--worker-processes", type=numbers(int),
+                        help="scenarios 1 and 9: the worker's --processes, each in turn "
+                             "(default 1,2)")
+    parser.add_argument("--idle-seconds", type=float,
+                        help="scenario 10: seconds with no traffic (default 30)")
     parser.add_argument("--intake-requests", type=int, help="scenario 4: triggerEvent calls")
     parser.add_argument("--intake-events", type=int, help="scenario 4: events in batches")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
@@ -79,9 +93,23 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
-        parser.error(f"unknown scenario {', '.join(unknown)}; choose from 1-8")
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from 1-{len(SCENARIOS)}")
     args.chosen = chosen
     return args
+
+
+def numbers(kind: type[int] | type[float]) -> Callable[[str], tuple[Any, ...]]:
+    """An option's parser for a comma-separated list of positive numbers: "1,2"."""
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            values = tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers") from None
+        if not values or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: one or more numbers above 0")
+        return values
+
+    return parse
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
@@ -90,6 +118,9 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         ("memory_deliveries", args.deliveries), ("deliveries", args.throughput_deliveries),
         ("rows", args.rows), ("latency_seconds", args.latency_seconds),
         ("intake_requests", args.intake_requests), ("intake_events", args.intake_events),
+        ("warm_up_events", args.warm_up_events), ("sweep_rates", args.sweep_rates),
+        ("sweep_seconds", args.sweep_seconds), ("worker_processes", args.worker_processes),
+        ("idle_seconds", args.idle_seconds),
     ) if value is not None}
     return replace(sizes, **changes)
 
@@ -171,6 +202,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
                     "load_average_at_end": os.getloadavg()},
         "options": {"scenarios": args.chosen, "quick": args.quick, "profile": profile,
                     "sizes": sizes.__dict__, "database": bench.stack.settings.database,
+                    "settings_changed": bench.stack.changed_settings,
                     "raw_ceiling_concurrency": bench.concurrency,
                     "logs": str(bench.stack.logs)},
         "scenarios": results, "targets": rows,
@@ -196,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Event Manager bench, {document['date']}, {m['host']} ({m['cpus']} CPUs, "
           f"load {m['load_average_at_start'][0]:.2f} at start, commit {m['commit']})\n")
     print(report.table(document["targets"]))
+    sweep_table = report.sweep_table(document["scenarios"])
+    if sweep_table:
+        print("\nScenario 9, the sweep: latency trigger sent → request received, ms; CPU s per "
+              "1,000 deliveries of each process (with its children) and of the installation "
+              "(API + worker + FerretDB + Redis):\n")
+        print(sweep_table)
     print("\nCPU used during each scenario, in cores (1.00 = one core busy; others = "
           "programs outside the bench, such as other people's tests):\n")
     print(cpu_table(document["scenarios"]))

@@ -1,6 +1,13 @@
 """The system under test: the local services, an API process and a worker process of
 the bench's own (database prefix ``bench_<random>``), and a GraphQL client.
 
+The API and the worker run as ``event-manager up`` runs them: ``event-manager serve``
+and ``event-manager worker`` with the default settings and log level, except what
+``up`` sets itself (``EVENT_MANAGER_OUTBOUND_ALLOW=127.0.0.0/8``) and what keeps the
+bench apart from others on the machine (its database prefix, and a secret key of its
+own instead of one generated into the state folder). The bench's own ``EVENT_MANAGER_*``
+variables are not passed on, but for where the services are (``SERVICE_ADDRESSES``).
+
 The services (FerretDB, Redis) are shared with whoever else uses this machine:
 ``event-manager services start`` reuses them when they already listen, and the bench
 leaves them running. What the bench made (its two databases, its queue in Redis) is
@@ -26,7 +33,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from bench import probes
-from event_manager.config import Settings, environment
+from event_manager.config import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "event_manager"]
@@ -34,6 +41,22 @@ EVENT = "HANGUP"
 ACTION_BODY = '{"seq": "{{seq}}", "sent": "{{sent}}", "caller": "{{caller_id}}"}'
 """What every bench action sends: ``seq`` and ``sent`` come from the trigger's params
 (extra params are tags too), so the receiver can spot duplicates and time arrivals."""
+
+
+SERVICE_ADDRESSES = ("mongodb_url", "broker_url", "redis_url")
+"""Settings read from the bench's environment when set there: where the services
+listen, which says nothing of how the service behaves."""
+PREFIX = env_name("")
+
+
+class UpSettings(Settings):
+    """Settings made of the values given and the defaults alone: unlike ``Settings()``,
+    the environment of whoever runs the bench is not read."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any,
+                                   **others: Any) -> tuple[Any, ...]:
+        return (init_settings,)
 
 
 class GraphQLError(RuntimeError):
@@ -78,6 +101,11 @@ class Stack:
     logs: Path
     worker_threads: int | None = None
     """``--threads`` of the worker; None keeps the command's default."""
+    worker_processes: int = 1
+    """``--processes`` of the worker (``up`` starts one)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Settings by field name that differ from the defaults beyond what ``up`` sets
+    (``{"live_send_queue": 10}``): none in ``python -m bench``'s scenarios."""
     settings: Settings = field(init=False)
     api: Process | None = None
     worker: Process | None = None
@@ -87,14 +115,29 @@ class Stack:
     started: int = 0
 
     def __post_init__(self) -> None:
-        self.settings = Settings(database=f"bench_{secrets.token_hex(3)}",
-                                 outbound_allow="127.0.0.0/8",
-                                 secret_key=Fernet.generate_key().decode())
+        addresses = {name: os.environ[env_name(name)] for name in SERVICE_ADDRESSES
+                     if os.environ.get(env_name(name))}
+        self.settings = UpSettings(**{**addresses, "database": f"bench_{secrets.token_hex(3)}",
+                                      "outbound_allow": "127.0.0.0/8",
+                                      "secret_key": Fernet.generate_key().decode(),
+                                      **self.overrides})
         self.logs.mkdir(parents=True, exist_ok=True)
 
     @property
+    def changed_settings(self) -> dict[str, str]:
+        """The variables that differ from the defaults, as the processes get them (the
+        secret key's value hidden): ``{"EVENT_MANAGER_DATABASE": "bench_1a2b3c", …}``."""
+        return {env_name(name): "<generated>" if name == "secret_key" else str(value)
+                for name, value in self.settings.model_dump(exclude_defaults=True).items()}
+
+    @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, **environment(self.settings), "PYTHONPATH": str(ROOT)}
+        """The bench's environment without its ``EVENT_MANAGER_*`` variables, with the
+        changed settings only: whatever is not set is the service's default."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+        changed = {env_name(name): str(value) for name, value
+                   in self.settings.model_dump(exclude_defaults=True).items()}
+        return {**inherited, **changed, "PYTHONPATH": str(ROOT)}
 
     # processes ------------------------------------------------------------------
 
@@ -126,13 +169,28 @@ class Stack:
             self.key = made.stdout.strip().splitlines()[-1]
 
     async def start_worker(self) -> None:
-        """One worker process (``event-manager worker``: 1 process, its default threads)."""
-        threads = [] if self.worker_threads is None else ["--threads", str(self.worker_threads)]
-        self.worker = self._spawn("worker", "worker", *threads)
-        await self._wait(self.worker, None, "delivery clients open")
+        """``event-manager worker``: ``worker_processes`` processes (``--processes``, only
+        when not 1) of the command's default threads unless ``worker_threads``; ready
+        once each process has opened its delivery clients."""
+        args = [] if self.worker_threads is None else ["--threads", str(self.worker_threads)]
+        if self.worker_processes != 1:
+            args += ["--processes", str(self.worker_processes)]
+        self.worker = self._spawn("worker", "worker", *args)
+        await self._wait(self.worker, None, "delivery clients open", times=self.worker_processes)
+
+    async def restart_worker(self, processes: int) -> None:
+        """Stop the worker (its deliveries in flight end first) and start it again with
+        ``processes`` processes; nothing is done when it already runs that many."""
+        if self.worker is not None and self.worker.popen.poll() is None \
+                and processes == self.worker_processes:
+            return
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.stop)
+        self.worker_processes = processes
+        await self.start_worker()
 
     async def _wait(self, process: Process, url: str | None, line: str = "",
-                    timeout: float = 90.0) -> None:
+                    timeout: float = 90.0, times: int = 1) -> None:
         assert self.http is not None
         deadline = time.monotonic() + timeout
         while True:
@@ -145,24 +203,27 @@ class Stack:
                             return
                 except aiohttp.ClientError:
                     pass
-            elif line in process.output():
+            elif process.output().count(line) >= times:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the {process.name} did not start in {timeout:.0f} s")
             await asyncio.sleep(0.1)
 
     def worker_pid(self) -> int:
-        """The forked worker process (where deliveries run), else the main one."""
+        """A forked worker process (where deliveries run; the last forked of several),
+        else the main one: what a profile or a memory reading looks at."""
         assert self.worker is not None
         return max(probes.children(self.worker.pid), default=self.worker.pid)
 
     def pids(self) -> dict[str, int]:
-        """The processes whose CPU time a result reports, by name."""
+        """The processes whose CPU time a result reports, by name; ``probes.CpuMeter``
+        reads each with its descendants (all of Dramatiq's processes under ``worker``),
+        but ``bench``, this process alone."""
         found = {"bench": os.getpid()}
         if self.api is not None:
             found["api"] = self.api.pid
         if self.worker is not None:
-            found["worker"] = self.worker_pid()
+            found["worker"] = self.worker.pid
         for name, url in (("ferretdb", self.settings.mongodb_url),
                           ("redis", self.settings.redis_url)):
             pid = probes.listening_pid(int(url.rsplit(":", 1)[1].split("/")[0]))

@@ -1,5 +1,5 @@
-"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4`` against the
-real services, and its result file has the expected keys and sane values.
+"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10`` against
+the real services, and its result file has the expected keys and sane values.
 
 No timing thresholds: the suite must pass on a slow or busy machine.
 """
@@ -22,10 +22,13 @@ pytestmark = pytest.mark.services
 @pytest.fixture(scope="module")
 def bench_run(mongo: Any, redis_client: Any,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    """One quick run of scenarios 1 and 4; its JSON document and its standard output."""
+    """One quick run of scenarios 1, 4, the sweep (9: 20 and 50 triggers/s for 2 s each,
+    worker processes 1 then 2) and idle (10: 2 s); its JSON document and its standard
+    output."""
     out = tmp_path_factory.mktemp("bench") / "result.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4", "--no-profile",
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10", "--no-profile",
+         "--sweep-rates", "20,50", "--sweep-seconds", "2", "--worker-processes", "1,2",
          "--output", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -39,10 +42,17 @@ def positive(value: Any) -> bool:
 def test_bench_reports_scenarios_run_and_what_was_measured(bench_run: Any) -> None:
     document, _ = bench_run
     assert set(document) >= {"date", "machine", "options", "scenarios", "targets"}
-    assert document["options"]["scenarios"] == ["1", "4"]
+    assert document["options"]["scenarios"] == ["1", "4", "9", "10"]
     assert document["options"]["database"].startswith("bench_")
-    assert set(document["scenarios"]) == {"1", "4"}
+    assert set(document["scenarios"]) == {"1", "4", "9", "10"}
     assert document["machine"]["cpus"] >= 1
+
+
+def test_bench_runs_the_service_with_default_settings_but_what_up_sets(bench_run: Any) -> None:
+    changed = bench_run[0]["options"]["settings_changed"]
+    assert set(changed) == {"EVENT_MANAGER_DATABASE", "EVENT_MANAGER_OUTBOUND_ALLOW",
+                            "EVENT_MANAGER_SECRET_KEY"}
+    assert changed["EVENT_MANAGER_OUTBOUND_ALLOW"] == "127.0.0.0/8"
 
 
 def test_bench_delivery_scenario_delivers_everything_once(bench_run: Any) -> None:
@@ -59,6 +69,19 @@ def test_bench_delivery_scenario_delivers_everything_once(bench_run: Any) -> Non
     assert first["cpu_cores"]["worker"] >= 0 and first["cpu_cores"]["machine"] > 0
 
 
+def test_bench_delivery_scenario_runs_at_each_worker_process_count(bench_run: Any) -> None:
+    first = bench_run[0]["scenarios"]["1"]
+    second = first["other_worker_processes"]["2"]
+    assert (first["worker_processes"], second["worker_processes"]) == (1, 2)
+    assert second["received"] == second["unique"] == second["expected"] > 0
+    for run in (first, second):
+        cost = run["cpu_s_per_1000"]
+        assert set(cost) == {"installation", "api", "worker", "ferretdb", "redis"}
+        assert positive(cost["installation"])
+        assert cost["installation"] == pytest.approx(
+            sum(cost[n] for n in ("api", "worker", "ferretdb", "redis")), abs=0.01)
+
+
 def test_bench_intake_scenario_measures_both_mutations(bench_run: Any) -> None:
     intake = bench_run[0]["scenarios"]["4"]
     assert "error" not in intake, intake
@@ -70,12 +93,44 @@ def test_bench_intake_scenario_measures_both_mutations(bench_run: Any) -> None:
     assert positive(intake["ceiling_healthz"]["requests_per_s"])
 
 
+def test_bench_sweep_reports_every_rate_at_each_worker_process_count(bench_run: Any) -> None:
+    sweep = bench_run[0]["scenarios"]["9"]
+    assert "error" not in sweep, sweep
+    assert [(r["worker_processes"], r["target_rate"]) for r in sweep["runs"]] == [
+        (1, 20.0), (1, 50.0), (2, 20.0), (2, 50.0)]
+    for run in sweep["runs"]:
+        assert run["errors"] == 0 and isinstance(run["kept"], bool)
+        assert run["latency_ms"]["n"] == run["measured_deliveries"] > 0
+        assert run["latency_ms"]["p50"] <= run["latency_ms"]["p95"] <= run["latency_ms"]["p99"]
+        assert run["trigger_event_ms"]["n"] > 0
+        assert run["unique"] == run["triggers"] == run["measured_deliveries"] + 20
+        assert positive(run["cpu_s_per_1000"]["installation"])
+    assert set(sweep["highest_kept_rate"]) == {"1", "2"}
+    assert all(rate in (None, 20.0, 50.0) for rate in sweep["highest_kept_rate"].values())
+
+
+def test_bench_idle_scenario_reads_the_installation_at_rest(bench_run: Any) -> None:
+    idle = bench_run[0]["scenarios"]["10"]
+    assert "error" not in idle, idle
+    assert idle["seconds"] == 2.0
+    assert idle["installation_cores"] >= 0
+    assert set(idle["cpu_s"]) == {"installation", "api", "worker", "ferretdb", "redis"}
+
+
 def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any) -> None:
     document, stdout = bench_run
     assert "| # | measure | result | target | pass |" in stdout
+    assert "| N | rate /s | kept |" in stdout and stdout.count("\n| 2 | 50 | ") == 1
     verdicts = {(t["scenario"], t["measure"]): t["pass"] for t in document["targets"]}
-    assert len(verdicts) == 21
     assert ("6", "slowest page shape (of every filter and cursor)") in verdicts
-    ran = [t for t in document["targets"] if t["scenario"] in ("1", "4")]
+    assert ("5", "CPU s per 1,000 deliveries, installation") in verdicts
+    assert ("10", "CPU with no traffic, installation") in verdicts
+    for processes in (1, 2):
+        assert ("1", "CPU s per 1,000 deliveries, batched burst, installation "
+                f"(worker --processes {processes})") in verdicts
+        assert ("9", "highest rate kept with p99 ≤ 50 ms "
+                f"(worker --processes {processes})") in verdicts
+    judged = [t for t in document["targets"] if not t.get("informational")]
+    ran = [t for t in judged if t["scenario"] in ("1", "4", "10")]
     assert ran and all(t["pass"] in (True, False) for t in ran)
-    assert all(t["pass"] is None for t in document["targets"] if t["scenario"] in "235678")
+    assert all(t["pass"] is None for t in judged if t["scenario"] in "235678")
