@@ -80,6 +80,17 @@ class Publisher:
         self.waiting: list[asyncio.Future[None]] = []
         self.sending: asyncio.Task[None] | None = None
 
+    def stage(self, tenant: str, docs: Iterable[dict[str, Any]]) -> Callable[[Any], None]:
+        """What adds the publication of ``docs`` to a pipeline of the caller's, to go in
+        its round trip (``dispatch.queue``). The rows are encoded now."""
+        channel = self.prefix + tenant
+        messages = list(_messages([encode(doc) for doc in docs]))
+
+        def add(pipe: Any) -> None:
+            for message in messages:
+                pipe.publish(channel, message)
+        return add
+
     async def publish(self, tenant: str, docs: Iterable[dict[str, Any]]) -> None:
         messages = [(self.prefix + tenant, encode(doc)) for doc in docs]
         if not messages:

@@ -23,7 +23,14 @@ from cryptography.fernet import Fernet
 
 from event_manager.config import Settings, environment
 from tenants.vault import Vault, keys_from
-from tests.support import CLI, api_process, free_port, stop, wait_until  # noqa: F401  (re-exported)
+from tests.support import (  # noqa: F401  (re-exported)
+    CLI,
+    api_process,
+    free_port,
+    redis_server,
+    stop,
+    wait_until,
+)
 
 RUN_ID = secrets.token_hex(3)
 TEST_DATABASE = f"emtest_{RUN_ID}"
@@ -85,6 +92,17 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
         service_missing(f"Redis at {settings.redis_url}")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the module's own (``tests.support.redis_server``): its URL. For tests
+    that count its commands, make it refuse writes or forget its scripts."""
+    try:
+        with redis_server(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+    except LookupError as missing:
+        service_missing(str(missing))
 
 
 def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ no fixtures, so that scripts run by hand (bench/soak.py) can use them too."""
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import socket
 import subprocess
 import sys
@@ -111,3 +112,32 @@ def api_process(env: dict[str, str], log: Path,
         yield url, process
     finally:
         stop(process)
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A Redis server of the caller's own on a free port (data and log in ``folder``, no
+    persistence): its URL once it answers; stopped on leaving. Raises ``LookupError``
+    when redis-server is not installed."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise LookupError("redis-server is not installed")
+    port = free_port()
+    with (folder / "redis.log").open("w") as out:
+        process = subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
+             "--save", "", "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _pings(port), 10, "the test's redis-server answers")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop(process, grace=10)
+
+
+def _pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
