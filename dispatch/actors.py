@@ -9,29 +9,37 @@ planned retry is the same message for one id, sent with a delay.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import dramatiq
 
 from dispatch.broker import create_broker
+from dispatch.outbox import create_outbox
 from dispatch.runtime import DeliveryRuntime
 from event_manager.config import get_settings
 from tenants.activity import portable
 
 
+def delivery_message(tenant: str, activity_ids: list[str],
+                     rows: list[dict[str, Any]] | None = None) -> dramatiq.Message:
+    """The message of ``deliver`` for these deliveries, carrying ``rows`` when given."""
+    carried = [portable(r) for r in rows] if rows is not None else None
+    return deliver.message(tenant, activity_ids, carried)
+
+
 async def enqueue(tenant: str, activity_ids: list[str], delay_seconds: float = 0.0,
                   rows: list[dict[str, Any]] | None = None) -> None:
-    """Send a delivery message, from the API or the worker (``send`` blocks on the broker,
-    so it runs in a thread)."""
-    carried = [portable(r) for r in rows] if rows is not None else None
-    await asyncio.to_thread(deliver.send_with_options, args=(tenant, activity_ids, carried),
-                            delay=int(delay_seconds * 1000) or None)
+    """Send a delivery message from the worker's event loop, without a thread for Redis
+    (``dispatch.outbox``). The API sends its own, with the rows' live publication
+    (``dispatch.queue``)."""
+    await outbox.send(delivery_message(tenant, activity_ids, rows), delay_seconds)
 
 
 settings = get_settings()
 broker = create_broker(settings)
-runtime = DeliveryRuntime(settings, enqueue)
+outbox = create_outbox(broker, settings)
+"""The worker's: its client connects on Dramatiq's event loop; the runtime closes it."""
+runtime = DeliveryRuntime(settings, enqueue, outbox)
 broker.add_middleware(runtime)
 dramatiq.set_broker(broker)
 

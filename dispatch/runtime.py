@@ -35,6 +35,7 @@ from pymongo.errors import ConnectionFailure
 from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
+from dispatch.outbox import Outbox
 from dispatch.recovery import Liveness, Recovery, housekeep
 from dispatch.shares import Delivery, FairShares, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
@@ -59,9 +60,12 @@ class DeliveryRuntime(dramatiq.Middleware):
     """Opens the worker's clients after Dramatiq's event loop starts; drains and closes
     them before it stops. Added after the AsyncIO middleware."""
 
-    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
+    def __init__(self, settings: Settings, enqueue: Enqueue, outbox: Outbox | None = None
+                 ) -> None:
         self.settings = settings
         self.enqueue = enqueue
+        self.outbox = outbox
+        """What ``enqueue`` sends through (``dispatch.actors``): its client is closed here."""
         self.max_in_flight = settings.worker_in_flight
         self.deliverer: Deliverer | None = None
         self.shares = FairShares(self._start, total=self.max_in_flight,
@@ -273,6 +277,8 @@ class DeliveryRuntime(dramatiq.Middleware):
             deliverer.lane.close()
             await deliverer.publisher.redis.aclose()
             await deliverer.views.db.close()
+        if self.outbox is not None:
+            await self.outbox.aclose()
 
 
 def _carried(rows: list[dict[str, Any]] | None) -> dict[str, dict]:

@@ -241,7 +241,7 @@ class Services:
                                       settings.live_subscriptions_per_tenant,
                                       settings.live_send_queue),
                                access_channel(settings), on_notice(self.sessions))
-        self.dispatcher = Dispatcher(self.redis, settings.live_channel_prefix)
+        self.dispatcher = Dispatcher(self.redis, settings)
         self.intake = Intake()
         self.parsers = ParserPool(settings.postman_parsers, settings.postman_parse_timeout)
         stamps = ConfigStamps.of(self.redis, settings)
@@ -261,6 +261,7 @@ class Services:
         await self.hub.stop()
         await self.hub.redis.aclose()
         await self.db.close()
+        await self.dispatcher.close()
         await self.redis.aclose()
         await asyncio.to_thread(self.parsers.stop)
 

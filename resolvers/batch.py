@@ -218,7 +218,7 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
     rows = [row for w in good.values() for row in w.part.rows]
     queued = [r for r in rows if r["status"] == "QUEUED"]
     try:
-        await ctx.dispatcher.enqueue(store.code, queued)
+        await ctx.dispatcher.enqueue(store.code, queued, publish=rows)
     except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
         log.warning("could not queue %d deliveries: %s", len(queued), exc)
         await withdraw(store.log, [w.part for w in good.values()])
@@ -226,7 +226,6 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
             outcomes[i] = Unavailable("the delivery queue is unavailable; nothing was "
                                       "recorded, send the trigger again")
         return {}
-    await ctx.dispatcher.publish(store.code, rows)
     for i, w in good.items():
         outcomes[i] = result(w.trigger_id, triggers[i], w.reason, w.part.rows)
         if w.part.key is not None:

@@ -171,11 +171,10 @@ async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
     if queued is None:
         raise BadInput("this delivery changed meanwhile; reload it", field="id")
     try:
-        await info.context.dispatcher.enqueue(store.code, [queued])
+        await info.context.dispatcher.enqueue(store.code, [queued], publish=[queued])
     except Exception as exc:
         log.warning("could not queue retry of %s: %s", row["_id"], exc)
         await store.log.record(row["_id"], {k: row[k] for k in
                                             ("status", "message", "cycle_start")})
         raise Unavailable("the delivery queue is unavailable; try again shortly") from None
-    await info.context.dispatcher.publish(store.code, [queued])
     return Activity.from_doc(queued)
