@@ -1,6 +1,8 @@
 """Live activity across processes: every new or changed row is published on Redis
-(channel ``<database>:activity:<tenant>``); each API process listens to all channels once and fans
-rows out to its WebSocket subscribers of that tenant.
+(channel ``<database>:activity:<tenant>``); each API process listens to the channels of the
+tenants its WebSocket clients watch, and fans rows out to those subscribers. A tenant
+nobody watches costs an API process nothing: at one trigger per request, reading three
+rows per delivery that no one wanted was a tenth of the API's CPU.
 
 A row is decoded once per API process and handed to every subscriber of its tenant as
 the same ``LiveRow``, whose ``memo`` lets them share what they make of it (the GraphQL
@@ -29,6 +31,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from bson import ObjectId
+from redis.asyncio.client import PubSub
 
 from event_manager.errors import BadInput
 
@@ -37,7 +40,10 @@ log = logging.getLogger("event_manager.live")
 MESSAGE_BYTES = 1024 * 1024
 """Most bytes one published message carries: rows published together go in as many
 messages as they need (a row itself is small: its snippet, message and request summary
-are cut, see dispatch.delivery)."""
+are cut, see dispatch.outcome)."""
+JOIN_WAIT = 2.0
+"""Seconds a new subscription waits for Redis to confirm its tenant's channel; past that
+(Redis away), it goes on, and gets rows once the listener is back."""
 PRIVATE_FIELDS = ("params", "next_attempt_at", "cycle_start", "occurred_at")
 
 
@@ -204,6 +210,12 @@ class ActivityHub:
         self.per_key: dict[str, int] = {}
         self.task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self.pubsub: PubSub | None = None
+        """The listener's connection while it is up."""
+        self.joined: dict[str, asyncio.Event] = {}
+        """The tenants whose channel the listener holds, each set once Redis confirmed it."""
+        self.changing = asyncio.Lock()
+        """Keeps subscribing and unsubscribing in the order they were decided."""
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._listen(), name="activity-hub")
@@ -233,12 +245,43 @@ class ActivityHub:
         held.add(subscriber)
         self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
         try:
+            await self._join(tenant)
             yield subscriber
         finally:
             held.discard(subscriber)
             self.per_key[key_id] -= 1
             if not self.per_key[key_id]:
                 del self.per_key[key_id]
+            if not held and self.subscribers.get(tenant) is held:
+                del self.subscribers[tenant]
+                await self._leave(tenant)
+
+    async def _join(self, tenant: str) -> None:
+        """Listen to the tenant's channel, and wait (up to ``JOIN_WAIT``) until Redis
+        confirms it: the subscription's rows are those published after that."""
+        async with self.changing:
+            joined = self.joined.get(tenant)
+            if joined is None:
+                joined = self.joined[tenant] = asyncio.Event()
+                await self._command("subscribe", tenant)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(joined.wait(), JOIN_WAIT)
+
+    async def _leave(self, tenant: str) -> None:
+        """Stop listening to a tenant nobody here watches any more."""
+        async with self.changing:
+            if self.subscribers.get(tenant) or self.joined.pop(tenant, None) is None:
+                return
+            await self._command("unsubscribe", tenant)
+
+    async def _command(self, command: str, tenant: str) -> None:
+        """(Un)subscribe the tenant's channel; while Redis is away the listener does it
+        when it is back (``_listen``)."""
+        if self.pubsub is not None:
+            try:
+                await getattr(self.pubsub, command)(self.prefix + tenant)
+            except (aioredis.RedisError, OSError) as exc:
+                log.debug("live activity: %s %s deferred (%s)", command, tenant, exc)
 
     @property
     def count(self) -> int:
@@ -248,34 +291,49 @@ class ActivityHub:
         """Listen for ever; reconnect after a Redis outage, a second apart."""
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.psubscribe(self.prefix + "*")
-                    if self.access_channel:
-                        await pubsub.subscribe(self.access_channel)
+                async with self.redis.pubsub() as pubsub:
+                    async with self.changing:  # the tenants watched while it was away
+                        channels = [self.prefix + t for t in self.joined]
+                        if self.access_channel:
+                            channels.append(self.access_channel)
+                        if channels:
+                            await pubsub.subscribe(*channels)
+                        self.pubsub = pubsub
                     self.listening.set()
                     if self.on_access is not None:
                         self.on_access("*")  # notices sent while not listening are lost
                     async for message in pubsub.listen():
-                        if message["type"] == "pmessage":
-                            self._fan_out(message)
-                        elif message["type"] == "message" and self.on_access is not None:
-                            data = message["data"]
-                            self.on_access(data.decode() if isinstance(data, bytes) else data)
+                        self._read(message)
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError) as exc:
                 self.listening.clear()
                 log.warning("live activity listener lost Redis (%s); reconnecting", exc)
                 await asyncio.sleep(1)
+            finally:
+                self.pubsub = None
+                for joined in self.joined.values():
+                    joined.clear()
 
-    def _fan_out(self, message: dict[str, Any]) -> None:
+    def _read(self, message: dict[str, Any]) -> None:
         channel = message["channel"]
-        tenant = (channel.decode() if isinstance(channel, bytes) else channel)
-        tenant = tenant.removeprefix(self.prefix)
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        if channel == self.access_channel:
+            if message["type"] == "message" and self.on_access is not None:
+                data = message["data"]
+                self.on_access(data.decode() if isinstance(data, bytes) else data)
+            return
+        tenant = channel.removeprefix(self.prefix)
+        if message["type"] == "subscribe" and tenant in self.joined:
+            self.joined[tenant].set()
+        elif message["type"] == "message":
+            self._fan_out(tenant, message["data"])
+
+    def _fan_out(self, tenant: str, data: bytes) -> None:
         subscribers = self.subscribers.get(tenant)
         if not subscribers:
             return
-        for doc in decode(message["data"]):
+        for doc in decode(data):
             row = LiveRow(doc)
             for subscriber in list(subscribers):
                 subscriber.offer(row)

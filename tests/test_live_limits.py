@@ -184,7 +184,7 @@ async def test_a_row_is_executed_once_for_every_subscription_of_the_same_query(
         firsts = [asyncio.ensure_future(anext(s)) for s in streams]  # type: ignore[arg-type]
         while hub.count < 4:
             await asyncio.sleep(0.01)
-        hub._fan_out({"channel": f"live:{tenant.code}", "data": f"[{encode(doc)}]"})
+        hub._fan_out(tenant.code, f"[{encode(doc)}]".encode())
         results = await asyncio.wait_for(asyncio.gather(*firsts), 10)
     finally:
         for stream in streams:
