@@ -21,6 +21,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from dispatch.broker import ResilientRedisBroker, create_broker
 from event_manager.config import Settings, environment
 from tenants.vault import Vault, keys_from
 from tests.support import (  # noqa: F401  (re-exported)
@@ -103,6 +104,24 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
     except LookupError as missing:
         service_missing(str(missing))
+
+
+@pytest.fixture
+def broker(settings: Settings, own_redis: str) -> Iterator[ResilientRedisBroker]:
+    """Our Dramatiq broker on the module's own Redis."""
+    broker = create_broker(settings.model_copy(update={"broker_url": own_redis}))
+    assert isinstance(broker, ResilientRedisBroker)
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def queue(broker: ResilientRedisBroker) -> Iterator[str]:
+    """A queue of the test's own on ``broker``."""
+    name = f"q{secrets.token_hex(4)}"
+    broker.declare_queue(name)
+    yield name
+    broker.flush(name)
 
 
 def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:

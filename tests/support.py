@@ -141,3 +141,18 @@ def _pings(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+class Pipelines:
+    """Counts the pipelines (and transactions) an asyncio Redis client sends, the client
+    itself being the real one: ``count = Pipelines(client)``, then ``count.sent``."""
+
+    def __init__(self, client: Any) -> None:
+        self.sent = 0
+        make = client.pipeline
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.sent += 1
+            return make(*args, **kwargs)
+
+        client.pipeline = counted

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import threading
 import time
@@ -36,22 +35,6 @@ from tests.support import answers, stop, wait_until
 from tests.test_delivery import hook
 
 BOUND_MS = 2000
-
-
-@pytest.fixture
-def broker(settings: Settings, own_redis: str) -> Iterator[ResilientRedisBroker]:
-    broker = create_broker(settings.model_copy(update={"broker_url": own_redis}))
-    assert isinstance(broker, ResilientRedisBroker)
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
-def queue(broker: ResilientRedisBroker) -> Iterator[str]:
-    name = f"q{secrets.token_hex(4)}"
-    broker.declare_queue(name)
-    yield name
-    broker.flush(name)
 
 
 def noop(queue: str, n: int = 0) -> dramatiq.Message:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
@@ -17,30 +15,21 @@ import redis
 import redis.asyncio as aioredis
 from dramatiq.brokers.redis import RedisBroker
 
-from dispatch.broker import ResilientRedisBroker, create_broker
+from dispatch.broker import ResilientRedisBroker
 from dispatch.live import Publisher, decode
 from dispatch.outbox import Outbox
 from event_manager.config import Settings
-from tests.support import free_port
+from tests.support import Pipelines, free_port
 
 ROWS = [{"_id": "r1", "status": "QUEUED"}, {"_id": "r2", "status": "SKIPPED"}]
 
 
 @pytest.fixture
-def broker(settings: Settings, own_redis: str) -> Iterator[ResilientRedisBroker]:
-    broker = create_broker(settings.model_copy(update={"broker_url": own_redis}))
-    assert isinstance(broker, ResilientRedisBroker)
-    broker._max_unpack_size()  # asked once per process, in a thread: not what is measured
-    yield broker
-    broker.close()
-
-
-@pytest.fixture
-def queue(broker: ResilientRedisBroker) -> Iterator[str]:
-    name = f"q{secrets.token_hex(4)}"
-    broker.declare_queue(name)
-    yield name
-    broker.flush(name)
+def broker(broker: ResilientRedisBroker) -> ResilientRedisBroker:
+    """The conftest's broker, its Lua limit asked already (asked once per process, in a
+    thread: not what is measured)."""
+    broker._max_unpack_size()
+    return broker
 
 
 def message(queue: str) -> dramatiq.Message:
@@ -82,21 +71,13 @@ def send_with_rows(url: str, broker: ResilientRedisBroker, sent: dramatiq.Messag
     outbox's transaction. Its replies, and how many pipelines went to Redis."""
     async def go() -> tuple[list[Any], int]:
         client = aioredis.from_url(url)
-        pipelines = 0
-        pipeline = client.pipeline
-
-        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-            nonlocal pipelines
-            pipelines += 1
-            return pipeline(*args, **kwargs)
-
-        client.pipeline = counted  # type: ignore[method-assign]
+        pipelines = Pipelines(client)
         try:
             replies = await Outbox(broker, client).send(
                 sent, delay, then=Publisher(client, "live:").stage("acme", ROWS))
         finally:
             await client.aclose()
-        return replies, pipelines
+        return replies, pipelines.sent
 
     return asyncio.run(go())
 

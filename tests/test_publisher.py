@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from dispatch.live import MESSAGE_BYTES, Publisher, _messages, decode, encode
 from event_manager.config import Settings
-from tests.support import free_port
+from tests.support import Pipelines, free_port
 
 
 def test_rows_published_at_once_share_round_trips_and_keep_their_order(
@@ -24,15 +24,7 @@ def test_rows_published_at_once_share_round_trips_and_keep_their_order(
         await listener.subscribe(prefix + "acme")
         await listener.get_message(timeout=1)  # the subscription's confirmation
         publisher = Publisher(client, prefix)
-        pipelines = 0
-        pipeline = client.pipeline
-
-        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-            nonlocal pipelines
-            pipelines += 1
-            return pipeline(*args, **kwargs)
-
-        client.pipeline = counted  # type: ignore[method-assign]
+        pipelines = Pipelines(client)
         await asyncio.gather(*(publisher.publish("acme", [{"seq": n}]) for n in range(60)))
         seen, messages = [], 0
         while len(seen) < 60:
@@ -42,7 +34,7 @@ def test_rows_published_at_once_share_round_trips_and_keep_their_order(
             messages += 1
         await listener.aclose()
         await client.aclose()
-        return seen, pipelines, messages
+        return seen, pipelines.sent, messages
 
     seen, pipelines, messages = asyncio.run(go())
     assert seen == list(range(60))
