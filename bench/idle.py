@@ -1,8 +1,8 @@
 """The installation at rest (scenario 10): CPU with no traffic at all.
 
 Once the stack has settled (no request reached the receiver for ``SETTLE_SECONDS``: the
-deliveries of earlier scenarios are over and the worker's consumer has slowed its polls
-of an empty queue to their longest wait), the CPU of every process of the installation
+deliveries of earlier scenarios are over and the worker's consumer waits on its queue's
+doorbell, ``dispatch/doorbell.py``), the CPU of every process of the installation
 (API, worker, FerretDB, Redis, each with its children) is read over
 ``Sizes.idle_seconds``. FerretDB and Redis are shared with the machine's other users:
 their share includes whatever those did meanwhile.

@@ -20,14 +20,20 @@ TICKS = os.sysconf("SC_CLK_TCK")
 LISTEN = "0A"
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` (all its threads), None once it is gone."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the name (state first), None once ``pid``
+    is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return stat[stat.rindex(")") + 2:].split()  # the name may hold spaces
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (all its threads), None once it is gone."""
+    fields = _stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def tree_cpu_seconds(pid: int) -> float | None:
@@ -40,13 +46,11 @@ def tree_cpu_seconds(pid: int) -> float | None:
     """
     total = 0.0
     for member in tree(pid):
-        try:
-            stat = Path(f"/proc/{member}/stat").read_text()
-        except OSError:
+        fields = _stat(member)
+        if fields is None:
             if member == pid:
                 return None
             continue  # ended between the walk and the read: its parent's cutime has it
-        fields = stat[stat.rindex(")") + 2:].split()
         total += sum(int(f) for f in fields[11:15]) / TICKS
     return total
 

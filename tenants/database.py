@@ -301,6 +301,11 @@ held ``{_id: row id}`` of every row not final, for recovery, until recovery foun
 rows through the activity's status index. Dropped where found (``TenantRegistry``)."""
 
 
+def collection_name(code: str, kind: str) -> str:
+    """The name of tenant ``code``'s collection of ``kind``: ``t_acme_actions``."""
+    return f"t_{code}_{kind}"
+
+
 class Database:
     """The shared client, created once per process and closed on shutdown."""
 
@@ -326,11 +331,11 @@ class Database:
         """``collection("acme", "actions")`` is the collection ``t_acme_actions``."""
         if kind not in TENANT_COLLECTIONS:
             raise ValueError(f"unknown tenant collection {kind!r}")
-        return self.tenant_data[f"t_{code}_{kind}"]
+        return self.tenant_data[collection_name(code, kind)]
 
     def retired_names(self, code: str) -> list[str]:
         """The names tenant ``code``'s ``RETIRED_COLLECTIONS`` had: ``["t_acme_open"]``."""
-        return [f"t_{code}_{kind}" for kind in RETIRED_COLLECTIONS]
+        return [collection_name(code, kind) for kind in RETIRED_COLLECTIONS]
 
     async def ensure_system_indexes(self) -> None:
         await self.tenants.create_index([("code", ASCENDING)], unique=True)
