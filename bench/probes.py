@@ -11,6 +11,7 @@ uvicorn and the fork server of its Postman parsers.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -119,6 +120,47 @@ def machine_busy_seconds() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values) - idle) / TICKS, sum(values) / TICKS
+
+
+WAKE_GAP = 0.02
+"""Seconds asleep before each timed run of ``wake_penalty``: a steady 50 events/s."""
+
+
+def _python_work() -> None:
+    """A fixed piece of ordinary Python (object building, dict lookups, JSON), about
+    0.1 ms on a warm core: the kind of work a request or a delivery does between waits."""
+    doc = {"event": "HANGUP", "params": {"seq": 1, "caller_id": "+38761111222"},
+           "rows": [{"_id": i, "status": "QUEUED", "attempts": 0} for i in range(8)]}
+    for _ in range(5):
+        json.loads(json.dumps(doc))
+
+
+def wake_penalty(runs: int = 200) -> dict[str, float]:
+    """What waking up costs on this machine: the CPU time of the same Python work run
+    back to back (``warm_us``) and right after a ``WAKE_GAP`` sleep (``after_sleep_us``),
+    medians of ``runs`` each, and their ratio (``factor``).
+
+    A process that serves one event at a time pays ``after_sleep_us``: caches and branch
+    predictors have gone cold while it slept (on a virtual machine, the idle core was
+    given back to the host). Bursts pay ``warm_us``. So the CPU per delivery of a steady
+    low rate is higher than a burst's by about this factor, and figures taken on two
+    machines (or on two days of one VM) compare only together with it."""
+    def timed() -> float:
+        began = time.thread_time_ns()
+        _python_work()
+        return (time.thread_time_ns() - began) / 1000
+
+    for _ in range(20):
+        _python_work()
+    warm = sorted(timed() for _ in range(runs))
+    cold = []
+    for _ in range(runs):
+        time.sleep(WAKE_GAP)
+        cold.append(timed())
+    cold.sort()
+    warm_us, cold_us = warm[runs // 2], cold[runs // 2]
+    return {"warm_us": round(warm_us, 1), "after_sleep_us": round(cold_us, 1),
+            "factor": round(cold_us / max(warm_us, 0.001), 2), "gap_ms": WAKE_GAP * 1000}
 
 
 INSTALLATION = ("api", "worker", "ferretdb", "redis")

@@ -36,6 +36,7 @@ import aiohttp
 
 from bench import activity, delivery, fairness, idle, intake, latency, memory, report, sweep
 from bench.context import Bench, Sizes
+from bench.probes import wake_penalty
 from bench.receiver import KEEPALIVE, Receiver
 from bench.stack import ROOT, Stack
 from tests.support import free_port
@@ -183,6 +184,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     profile = args.profile if args.profile is not None else not args.quick
     results: dict[str, Any] = {}
     started, load_at_start = datetime.now(UTC), os.getloadavg()
+    woken = await asyncio.to_thread(wake_penalty, 50 if args.quick else 200)
     async with system(sizes, profile) as bench:
         for number in args.chosen:
             title, scenario = SCENARIOS[number]
@@ -199,6 +201,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     document = {
         "date": started.isoformat(timespec="seconds"),
         "machine": {**machine(), "load_average_at_start": load_at_start,
+                    "wake_penalty": woken,
                     "load_average_at_end": os.getloadavg()},
         "options": {"scenarios": args.chosen, "quick": args.quick, "profile": profile,
                     "sizes": sizes.__dict__, "database": bench.stack.settings.database,
@@ -227,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     m = document["machine"]
     print(f"\n## Event Manager bench, {document['date']}, {m['host']} ({m['cpus']} CPUs, "
           f"load {m['load_average_at_start'][0]:.2f} at start, commit {m['commit']})\n")
+    w = m["wake_penalty"]
+    print(f"Waking up here: the same Python work takes {w['warm_us']:.0f} µs of CPU back to "
+          f"back and {w['after_sleep_us']:.0f} µs after {w['gap_ms']:.0f} ms asleep "
+          f"({w['factor']:.1f}×; bench/probes.py wake_penalty).\n")
     print(report.table(document["targets"]))
     sweep_table = report.sweep_table(document["scenarios"])
     if sweep_table:

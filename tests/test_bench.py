@@ -48,6 +48,16 @@ def test_bench_reports_scenarios_run_and_what_was_measured(bench_run: Any) -> No
     assert document["machine"]["cpus"] >= 1
 
 
+def test_bench_reports_what_waking_up_costs_on_this_machine(bench_run: Any) -> None:
+    """The same Python work timed back to back and after a sleep, so that figures from
+    two machines (or two days of one VM) can be compared."""
+    document, stdout = bench_run
+    woken = document["machine"]["wake_penalty"]
+    assert positive(woken["warm_us"]) and positive(woken["after_sleep_us"])
+    assert woken["factor"] == pytest.approx(woken["after_sleep_us"] / woken["warm_us"], rel=0.01)
+    assert f"{woken['after_sleep_us']:.0f} µs after 20 ms asleep" in stdout
+
+
 def test_bench_runs_the_service_with_default_settings_but_what_up_sets(bench_run: Any) -> None:
     changed = bench_run[0]["options"]["settings_changed"]
     assert set(changed) == {"EVENT_MANAGER_DATABASE", "EVENT_MANAGER_OUTBOUND_ALLOW",
