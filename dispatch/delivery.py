@@ -1,4 +1,5 @@
-"""One delivery, in plain steps: claim → render → guard → send → record.
+"""One delivery, in plain steps: claim → (expired? deleted?) → render → guard → send →
+record.
 
 Plain async code with its resources passed in, so it runs (and is tested) without a
 broker: ``dispatch.runtime`` hands it each delivery of a message, with the tenant's view
@@ -19,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from dispatch import retry
+from dispatch import policy, retry
 from dispatch.client import Response, send
 from dispatch.guard import OutboundGuard
 from dispatch.lane import RenderLane
@@ -69,8 +70,12 @@ class Deliverer:
             if row is None:
                 return
             with logs.context(trigger_id=row["trigger_id"]):
-                async with self._shown_sending(view, row):
-                    changes = await self._attempt(view, row)
+                action, values = await view.action_and_values(row)
+                if action is None:
+                    changes = failed("the action was deleted before it was sent")
+                else:  # a row whose turn came after it expired is not sent
+                    changes = (policy.expired(row, action)
+                               or await self._sent(view, row, action, values))
                 await self._record(view, row, changes)
 
     def stop(self) -> None:
@@ -111,11 +116,20 @@ class Deliverer:
             if marking:
                 await marking[0]
 
-    async def _attempt(self, view: TenantView, row: dict[str, Any]) -> dict[str, Any]:
-        """Render, guard and send: the row's changes, saying what happened."""
-        action, values = await view.action_and_values(row)
-        if action is None:
-            return failed("the action was deleted before it was sent")
+    async def _sent(self, view: TenantView, row: dict[str, Any], action: dict[str, Any],
+                    values: Values) -> dict[str, Any]:
+        """The attempt, shown SENDING while it lasts (``_shown_sending``)."""
+        async with self._shown_sending(view, row):
+            return await self._attempt(view, row, action, values)
+
+    async def _attempt(self, view: TenantView, row: dict[str, Any], action: dict[str, Any],
+                       values: Values) -> dict[str, Any]:
+        """Render, guard and send: the row's changes, saying what happened; a retry that
+        would come after the row expires ends it EXPIRED now (``dispatch.policy``)."""
+        return policy.within(await self._try(view, row, action, values), row, action)
+
+    async def _try(self, view: TenantView, row: dict[str, Any], action: dict[str, Any],
+                   values: Values) -> dict[str, Any]:
         try:
             request = await self._render(view.code, row, action, values)
         except RenderError as exc:

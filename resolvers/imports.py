@@ -40,7 +40,9 @@ MAX_NAME = 100
 YIELD_EVERY = 50
 """Actions checked between two turns of the event loop (about 7 ms of work)."""
 COPIED = ("description", "method", "url", "query", "headers", "body_type", "body_fields",
-          "raw_body", "raw_content_type", "auth", "timeout_seconds", "signing_secret", "tags")
+          "raw_body", "raw_content_type", "auth", "timeout_seconds", "signing_secret", "tags",
+          "policy")
+"""What an action imported from the master tenant takes from the master's."""
 
 
 # --- Postman ---------------------------------------------------------------------------
@@ -111,7 +113,9 @@ async def import_postman_collection(
         except BadInput as error:
             errors.append(f"{request.name}: {error.message} ({error.field})")
             continue
-        docs.append({**doc, "origin": origin})
+        # A collection says nothing of delivery policy: a new action has the defaults
+        # (none stored), one overwritten keeps its own.
+        docs.append({**{k: v for k, v in doc.items() if k != "policy"}, "origin": origin})
     result = await write(store, docs, on_conflict or ConflictPolicy.SKIP)
     result.errors = errors
     result.warnings = warnings

@@ -24,6 +24,7 @@ from typing import Any
 
 import strawberry
 
+from dispatch import policy
 from event_manager.errors import ApiError, BadInput, NotFound, Unavailable
 from resolvers.batch import Scalar, Trigger, may_read, run
 from resolvers.context import TRIGGER, WRITE, Context
@@ -156,17 +157,21 @@ async def test_event(
 
 
 async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
-    """Send a FAILED delivery again: a new attempt, with a fresh retry schedule."""
+    """Send a FAILED delivery again: a new attempt, with a fresh retry schedule, and a
+    fresh expiry counted from now (``dispatch.policy``). An EXPIRED one is refused, saying
+    why."""
     store = await info.context.tenant_store(WRITE)
     row = await store.log.get(id)
     if row is None:
         raise NotFound(f"no activity with id {id[:40]!r}", field="id")
+    if row["status"] == "EXPIRED":
+        raise BadInput(policy.refusal(row), field="id")
     if row["status"] != "FAILED" or row["action_id"] is None:
         raise BadInput(f"only FAILED deliveries can be retried; this one is {row['status']}",
                        field="id")
     queued = await store.log.record(row["_id"], {
         "status": "QUEUED", "message": f"queued again after {row['attempts']} attempts",
-        "cycle_start": row["attempts"], "next_attempt_at": None,
+        "cycle_start": row["attempts"], "cycle_at": now(), "next_attempt_at": None,
     }, expect="FAILED")
     if queued is None:
         raise BadInput("this delivery changed meanwhile; reload it", field="id")
@@ -174,7 +179,7 @@ async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
         await info.context.dispatcher.enqueue(store.code, [queued], publish=[queued])
     except Exception as exc:
         log.warning("could not queue retry of %s: %s", row["_id"], exc)
-        await store.log.record(row["_id"], {k: row[k] for k in
-                                            ("status", "message", "cycle_start")})
+        await store.log.record(row["_id"], {k: row.get(k) for k in
+                                            ("status", "message", "cycle_start", "cycle_at")})
         raise Unavailable("the delivery queue is unavailable; try again shortly") from None
     return Activity.from_doc(queued)

@@ -11,10 +11,17 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
+from dispatch import policy
 from dispatch.signing import secret_bytes
 from dispatch.template import PLACEHOLDER, TAG, tags_in
 from event_manager.errors import BadInput
-from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
+from schema.inputs import (
+    ActionInput,
+    AuthorizationInput,
+    DeliveryPolicyInput,
+    KeyValueInput,
+    ParameterInput,
+)
 from schema.types import MASK
 from tenants.catalog import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, SYSTEM_TAGS
 
@@ -208,6 +215,7 @@ def action(data: ActionInput, stored: dict[str, Any] | None = None) -> dict[str,
         "auth": authorization(data.authorization, stored.get("auth") if stored else None),
         "timeout_seconds": timeout,
         "signing_secret": signing_secret(data.signing_secret, stored),
+        "policy": delivery_policy(data.policy, stored),
     }
     doc["tags"] = action_tags(doc)
     if stored is not None:
@@ -271,6 +279,19 @@ def signing_secret(value: str | None, stored: dict[str, Any] | None) -> str | No
         raise BadInput("signingSecret must be whsec_ followed by the base64 of 24 to 64 "
                        "random bytes", field="input.signingSecret")
     return value.strip()
+
+
+def delivery_policy(data: DeliveryPolicyInput | None,
+                    stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The action's policy: ``data`` as a whole when given; else the stored one (the
+    defaults on create)."""
+    if data is None:
+        return policy.of(stored or {})
+    seconds = data.expire_after_seconds
+    if seconds is not None and not 1 <= seconds <= policy.MAX_EXPIRE_SECONDS:
+        raise BadInput(f"expireAfterSeconds must be between 1 and {policy.MAX_EXPIRE_SECONDS} "
+                       "(a week), or null for never", field="input.policy.expireAfterSeconds")
+    return {**policy.DEFAULT, "expire_after_seconds": seconds}
 
 
 def action_tags(doc: dict[str, Any]) -> list[str]:

@@ -69,6 +69,8 @@ class ActivityStatus(Enum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    EXPIRED = "EXPIRED"
+    """Not sent within its action's ``expireAfterSeconds`` of the event; never sent later."""
 
 
 @strawberry.enum

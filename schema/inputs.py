@@ -26,6 +26,11 @@ class AuthorizationInput:
 
 
 @strawberry.input
+class DeliveryPolicyInput:
+    expire_after_seconds: int | None = None
+
+
+@strawberry.input
 class ActionInput:
     name: str
     url: str
@@ -44,6 +49,8 @@ class ActionInput:
         description="Standard Webhooks signing: whsec_ + base64 of 24-64 random bytes; "
                     'null or "********" keeps the stored one, "" turns signing off',
     )
+    policy: DeliveryPolicyInput | None = strawberry.field(
+        default=None, description="null keeps the stored policy (defaults on create)")
 
 
 @strawberry.input

@@ -12,6 +12,7 @@ from typing import Any
 
 import strawberry
 
+from dispatch import policy
 from dispatch.template import is_only_placeholders
 from resolvers.fields import action_events, action_undefined_parameters, event_actions
 from schema.enums import ApiKeyLocation, AuthType, BodyType, EventType, HttpMethod, Role
@@ -67,6 +68,19 @@ class Authorization:
 
 
 @strawberry.type
+class DeliveryPolicy:
+    """How an action's deliveries are sent (``dispatch.policy``)."""
+
+    expire_after_seconds: int | None = strawberry.field(
+        description="a delivery not sent within this many seconds of its event ends EXPIRED "
+                    "and is never sent later; null: never expires")
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> DeliveryPolicy:
+        return cls(expire_after_seconds=policy.of(doc)["expire_after_seconds"])
+
+
+@strawberry.type
 class Action:
     id: strawberry.ID
     name: str
@@ -87,6 +101,7 @@ class Action:
     events: list[EventType] = strawberry.field(resolver=action_events)
     undefined_parameters: list[str] = strawberry.field(resolver=action_undefined_parameters)
     origin: str | None
+    policy: DeliveryPolicy
     created_at: datetime
     updated_at: datetime
     tags: strawberry.Private[list[str]]
@@ -110,6 +125,7 @@ class Action:
             timeout_seconds=doc["timeout_seconds"],
             signing_secret=MASK if doc.get("signing_secret") else None,
             origin=doc.get("origin"),
+            policy=DeliveryPolicy.from_doc(doc),
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             tags=doc.get("tags", []),

@@ -33,7 +33,7 @@ from tenants.database import (
     object_id,
 )
 
-FINAL = ("SUCCEEDED", "FAILED", "SKIPPED")
+FINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "EXPIRED")
 CLAIMABLE = ("QUEUED", "RETRYING")
 UNFINISHED = ("QUEUED", "RETRYING", "SENDING")
 IDEMPOTENCY = timedelta(hours=24)
@@ -117,7 +117,7 @@ def within(query: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
     return {**query, "_id": bounds} if bounds else query
 
 
-DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at")
+DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at", "cycle_at")
 SEARCH_SECONDS = 1.0
 """How long one page of a text search may read rows before it answers what it found."""
 MAX_RETENTION_DAYS = 3650
