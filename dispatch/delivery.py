@@ -173,3 +173,13 @@ class Deliverer:
         if updated["status"] == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
             await self.enqueue(view.code, [str(row["_id"])], delay, [updated])
+        elif updated.get("call_key"):
+            await self._next_in_call(view, updated)
+
+    async def _next_in_call(self, view: TenantView, ended: dict[str, Any]) -> None:
+        """A row of a PER_CALL action ended: it leaves its call's queue, and the next
+        delivery of the call, HELD until now, is queued (``dispatch.order``)."""
+        released = await view.leave_call(ended)
+        if released is not None:
+            await self.publisher.publish(view.code, [released])
+            await self.enqueue(view.code, [str(released["_id"])], 0.0, [released])

@@ -27,7 +27,11 @@ from typing import Any
 MAX_EXPIRE_SECONDS = 7 * 24 * 3600
 """The longest expiry an action may have: a week, past the longest retry schedule."""
 
-DEFAULT: dict[str, Any] = {"expire_after_seconds": None}
+ORDERS = ("ANY", "PER_CALL")
+"""``DeliveryOrder``: PER_CALL sends one action's deliveries for one call one at a time,
+in the order their triggers were accepted (``dispatch.order``)."""
+
+DEFAULT: dict[str, Any] = {"order": "ANY", "expire_after_seconds": None}
 """The policy of an action created without one (and of actions stored before policies)."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from dispatch import order
 from dispatch.delivery import Enqueue
 from tenants.activity import IDEMPOTENCY
 from tenants.catalog import MAX_TIMEOUT_SECONDS
@@ -115,6 +116,7 @@ class Recovery:
                 await self.enqueue(store.code, [str(r["_id"]) for r in rows], 0.0, None)
                 self._queued(rows)
                 total += len(rows)
+            total += await self._release_held(store, moment)
         self._forget()
         return total
 
@@ -149,6 +151,22 @@ class Recovery:
                     store, row, row["attempts"] + 1, moment):
                 stuck.append(row)  # its worker stopped during the claimed attempt
         return stuck
+
+    async def _release_held(self, store: TenantStore, moment: datetime) -> int:
+        """HELD rows that wait on nothing that will ever end (a process stopped between
+        ending a row and taking it out of its call's queue) are queued
+        (``dispatch.order.stale``); how many."""
+        before = moment - timedelta(seconds=self.after_seconds)
+        released = []
+        for row in await store.log.held(before):
+            found = await order.stale(store.calls, store.log, row, before)
+            if found is not None:
+                released.append(found)
+        if released:
+            log.warning("tenant %s: %d held deliveries released", store.code, len(released))
+            for row in released:
+                await self.enqueue(store.code, [str(row["_id"])], 0.0, [row])
+        return len(released)
 
     def _queued(self, rows: list[dict[str, Any]]) -> None:
         clock = time.monotonic()
@@ -190,11 +208,13 @@ async def _hand_back(store: TenantStore, row: dict[str, Any], attempts: int,
 
 
 async def housekeep(db: Database, retention_days: int) -> int:
-    """Forget idempotency keys and delivery claims past their 24 hours, and finished
-    activity rows older than ``retention_days``; how many documents went."""
+    """Forget idempotency keys and delivery claims past their 24 hours, finished activity
+    rows older than ``retention_days``, and calls' queues empty for an hour; how many
+    documents went."""
     total = 0
     for tenant in await TenantRegistry(db).list():
-        log_ = TenantStore(db, tenant).log
-        total += await log_.forget_before(now() - IDEMPOTENCY)
-        total += await log_.prune(now() - timedelta(days=retention_days))
+        store = TenantStore(db, tenant)
+        total += await store.log.forget_before(now() - IDEMPOTENCY)
+        total += await store.log.prune(now() - timedelta(days=retention_days))
+        total += await store.calls.forget_empty(now() - timedelta(hours=1))
     return total

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from dispatch import order
 from dispatch.render import parameter_values
 from dispatch.shares import FairGate
 from dispatch.stamps import ConfigCache, Snapshot
@@ -144,6 +145,12 @@ class TenantView:
         now, or None when it is gone."""
         return await self._gates.record(
             self.code, lambda: self.store.log.record_outcome(row, changes))
+
+    async def leave_call(self, ended: dict[str, Any]) -> dict[str, Any] | None:
+        """An ended row out of its call's queue: the row this released, or None
+        (``dispatch.order.leave``). Through the outcomes' gate: it follows one."""
+        return await self._gates.record(
+            self.code, lambda: order.leave(self.store.calls, self.store.log, ended))
 
 
 class Views:

@@ -21,6 +21,7 @@ import strawberry
 from bson.errors import InvalidDocument
 from pymongo.errors import OperationFailure
 
+from dispatch import order
 from dispatch.stamps import Snapshot
 from event_manager import metrics
 from event_manager.errors import ApiError, BadInput, Conflict, Unavailable
@@ -82,7 +83,7 @@ async def plan(store: TenantStore, config: Snapshot,
     ids = trigger.action_ids if trigger.action_ids is not None else event.get("action_ids", [])
     oids = [oid for oid in map(object_id, ids) if oid]
     found = await config.part(("actions", tuple(oids)), lambda: store.actions.find(
-        {"_id": {"$in": oids}}, {"name": 1}).to_list(None))
+        {"_id": {"$in": oids}}, {"name": 1, "policy": 1}).to_list(None))
     by_id = {str(a["_id"]): a for a in found}
     actions = [by_id[i] for i in ids if i in by_id]
     if not actions:
@@ -139,6 +140,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
     written: dict[int, Pending] = {}  # trigger index → what it writes
     first_of: dict[str, int] = {}  # idempotency key → the trigger of the batch that writes it
     created = now()  # one moment for the batch's rows
+    joined: list[dict[str, Any]] = []  # rows in their calls' queues (dispatch.order)
     for i, trigger in enumerate(triggers):
         key = trigger.idempotency_key
         if key in earlier:
@@ -157,6 +159,7 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
         else:
             rows = [new_row(trigger, trigger_id, a, "QUEUED", "queued", created)
                     for a in actions]
+            await join_calls(ctx, store, trigger, actions, rows, joined)
         record = None if key is None else {"_id": key, "trigger_id": trigger_id,
                                            "event": trigger.event, "source": trigger.source,
                                            "reason": reason}
@@ -178,6 +181,61 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
     return outcomes  # type: ignore[return-value]
 
 
+async def join_calls(ctx: Context, store: TenantStore, trigger: Trigger,
+                     actions: list[dict[str, Any]], rows: list[dict[str, Any]],
+                     joined: list[dict[str, Any]]) -> None:
+    """Put the rows of PER_CALL actions in their calls' queues, in the batch's order
+    (``dispatch.order``): each is QUEUED or HELD from then on. If the database fails
+    here, the batch's rows leave their queues again before the error goes on."""
+    for action, row in zip(actions, rows, strict=True):
+        key = order.call_key(action, trigger.params, trigger.source)
+        if key is None:
+            continue
+        try:
+            await order.join(store.calls, row, key)
+        except BaseException:
+            await leave_calls(ctx, store, joined)
+            raise
+        joined.append(row)
+
+
+async def leave_calls(ctx: Context, store: TenantStore, rows: list[dict[str, Any]]) -> None:
+    """Rows taken back leave their calls' queues; a row that this puts first in its call
+    is queued (if the queue or the database fails here, recovery does it later)."""
+    released = []
+    for row in rows:
+        if row.get("call_key"):
+            try:
+                found = await order.leave(store.calls, store.log, row)
+            except Exception as exc:
+                log.warning("row %s taken back but still in its call's queue (%s: %s); "
+                            "recovery will take it out", row["_id"], type(exc).__name__, exc)
+                continue
+            if found is not None:
+                released.append(found)
+    if released:
+        try:
+            await ctx.dispatcher.enqueue(store.code, released, publish=released)
+        except Exception as exc:
+            log.warning("could not queue %d deliveries released in their calls: %s; "
+                        "recovery will", len(released), exc)
+
+
+async def first_in_calls(store: TenantStore, rows: list[dict[str, Any]]) -> None:
+    """HELD rows just written whose call's earlier delivery ended meanwhile are QUEUED now
+    (``dispatch.order``, step 3); ``rows`` is changed in place."""
+    for index, row in enumerate(rows):
+        if row["status"] == "HELD":
+            try:
+                released = await order.first_now(store.calls, store.log, row)
+            except Exception as exc:  # it is written; it waits for recovery instead
+                log.warning("could not check the turn of %s in its call (%s: %s); recovery "
+                            "will", row["_id"], type(exc).__name__, exc)
+                continue
+            if released is not None:
+                rows[index] = released
+
+
 @dataclass
 class Pending:
     """A trigger of the batch that writes rows: its id, why nothing is sent (or None),
@@ -197,6 +255,8 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
     published, or taken back when the queue refuses them. What each key answers, by key."""
     answered: dict[str, Earlier] = {}
     logged = Logged(len(triggers))
+    await leave_calls(ctx, store, [row for w in written.values() if w.part.outcome is not None
+                                   for row in w.part.rows])
     for i, w in written.items():
         if isinstance(w.part.outcome, KeyTaken):
             first = w.part.outcome.first
@@ -213,8 +273,11 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
     refused = [o for o in outcomes if isinstance(o, ApiError)]
     if together and refused:
         await withdraw(store.log, [w.part for w in good.values()])
+        await leave_calls(ctx, store, [row for w in good.values() for row in w.part.rows])
         outcomes[:] = [refused[0]] * len(outcomes)
         return {}
+    for w in good.values():
+        await first_in_calls(store, w.part.rows)
     rows = [row for w in good.values() for row in w.part.rows]
     queued = [r for r in rows if r["status"] == "QUEUED"]
     try:
@@ -222,6 +285,7 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
     except Exception as exc:  # the broker's error types differ (Redis, RabbitMQ)
         log.warning("could not queue %d deliveries: %s", len(queued), exc)
         await withdraw(store.log, [w.part for w in good.values()])
+        await leave_calls(ctx, store, rows)
         for i in good:
             outcomes[i] = Unavailable("the delivery queue is unavailable; nothing was "
                                       "recorded, send the trigger again")

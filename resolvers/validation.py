@@ -291,7 +291,8 @@ def delivery_policy(data: DeliveryPolicyInput | None,
     if seconds is not None and not 1 <= seconds <= policy.MAX_EXPIRE_SECONDS:
         raise BadInput(f"expireAfterSeconds must be between 1 and {policy.MAX_EXPIRE_SECONDS} "
                        "(a week), or null for never", field="input.policy.expireAfterSeconds")
-    return {**policy.DEFAULT, "expire_after_seconds": seconds}
+    return {**policy.DEFAULT, "order": data.order.value if data.order else "ANY",
+            "expire_after_seconds": seconds}
 
 
 def action_tags(doc: dict[str, Any]) -> list[str]:

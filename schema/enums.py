@@ -71,6 +71,19 @@ class ActivityStatus(Enum):
     SKIPPED = "SKIPPED"
     EXPIRED = "EXPIRED"
     """Not sent within its action's ``expireAfterSeconds`` of the event; never sent later."""
+    HELD = "HELD"
+    """Waiting for the same call's earlier delivery of the same action (PER_CALL order)."""
+
+
+@strawberry.enum
+class DeliveryOrder(Enum):
+    """PER_CALL: the deliveries of one action for one call (the same ``call_id`` param) go
+    out one at a time, in the order the service accepted their triggers; a later one is
+    HELD until the one before it has ended (SUCCEEDED, FAILED or EXPIRED). Triggers
+    without call_id are not held."""
+
+    ANY = "ANY"
+    PER_CALL = "PER_CALL"
 
 
 @strawberry.enum

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from schema.enums import ApiKeyLocation, AuthType, BodyType, HttpMethod
+from schema.enums import ApiKeyLocation, AuthType, BodyType, DeliveryOrder, HttpMethod
 
 
 @strawberry.input
@@ -27,6 +27,7 @@ class AuthorizationInput:
 
 @strawberry.input
 class DeliveryPolicyInput:
+    order: DeliveryOrder | None = DeliveryOrder.ANY
     expire_after_seconds: int | None = None
 
 

@@ -15,7 +15,15 @@ import strawberry
 from dispatch import policy
 from dispatch.template import is_only_placeholders
 from resolvers.fields import action_events, action_undefined_parameters, event_actions
-from schema.enums import ApiKeyLocation, AuthType, BodyType, EventType, HttpMethod, Role
+from schema.enums import (
+    ApiKeyLocation,
+    AuthType,
+    BodyType,
+    DeliveryOrder,
+    EventType,
+    HttpMethod,
+    Role,
+)
 from tenants.catalog import EVENTS_BY_TYPE
 from tenants.store import TenantStore
 
@@ -69,15 +77,18 @@ class Authorization:
 
 @strawberry.type
 class DeliveryPolicy:
-    """How an action's deliveries are sent (``dispatch.policy``)."""
+    """How an action's deliveries are sent (``dispatch.policy``, ``dispatch.order``)."""
 
+    order: DeliveryOrder
     expire_after_seconds: int | None = strawberry.field(
         description="a delivery not sent within this many seconds of its event ends EXPIRED "
                     "and is never sent later; null: never expires")
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> DeliveryPolicy:
-        return cls(expire_after_seconds=policy.of(doc)["expire_after_seconds"])
+        found = policy.of(doc)
+        return cls(order=DeliveryOrder(found["order"]),
+                   expire_after_seconds=found["expire_after_seconds"])
 
 
 @strawberry.type

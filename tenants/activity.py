@@ -313,6 +313,13 @@ class ActivityLog:
         query = {"status": {"$in": list(UNFINISHED)}, "updated_at": {"$lt": before}}
         return await self.rows.find(query, ROW_STATE).limit(limit).to_list(None)
 
+    async def held(self, before: datetime, limit: int = 1000) -> list[dict[str, Any]]:
+        """Rows HELD (per-call order) since before ``before``, at most ``limit``: found
+        through the ``(status, _id)`` index, like ``unfinished``."""
+        query = {"status": "HELD", "updated_at": {"$lt": before}}
+        return await self.rows.find(query, {"status": 1, "event": 1, "call_key": 1}
+                                    ).limit(limit).to_list(None)
+
     async def next_claim(self, row: dict[str, Any]) -> dict[str, Any] | None:
         """The claim on the attempt after ``row["attempts"]``, if one was made: a claim
         whose row still says QUEUED or RETRYING was made by a worker that stopped (or is

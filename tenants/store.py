@@ -14,6 +14,7 @@ from pymongo import ASCENDING, ReturnDocument
 
 from event_manager.errors import NotFound
 from tenants.activity import ActivityLog
+from tenants.calls import CallQueues
 from tenants.catalog import EVENT_TYPES
 from tenants.database import Database, contains, now, object_id, unique
 
@@ -38,6 +39,8 @@ class TenantStore:
         self.log = ActivityLog(db.collection(self.code, "activity"),
                                db.collection(self.code, "idempotency"),
                                db.collection(self.code, "claims"))
+        self.calls = CallQueues(db.collection(self.code, "calls"))
+        """The queues of actions whose deliveries go in per-call order (``dispatch.order``)."""
 
     async def changed(self) -> None:
         """Call after a write to what a delivery reads (actions, settings, parameters,

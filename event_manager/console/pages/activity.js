@@ -18,7 +18,7 @@ import {
 import { openParameterDialog } from "./parameters.js";
 import { openTestDialog } from "./test.js";
 
-const STATUSES = ["QUEUED", "SENDING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED", "EXPIRED"];
+const STATUSES = ["QUEUED", "SENDING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED", "HELD", "EXPIRED"];
 const PAGE = 50;
 
 const select = (label, id, options) =>
