@@ -8,7 +8,9 @@ A delivery already costs three database writes, so health adds none to a routine
 - A FAILED delivery is written at once (the streak starts or grows). Failures that end
   while the action's previous health write is on its way are written together, as one
   ``$inc`` of their number: one write at a time per action and process, so a process
-  never races itself, and a storm of failures costs a few writes, not one each.
+  never races itself, and a storm of failures costs a few writes, not one each. A
+  delivery waits for the write that holds its end (two writes at most), never for a
+  storm to pass.
 - A SUCCEEDED delivery is written only when it ends a streak this process wrote, or when
   this process has not written a success of the action for ``SUCCESS_EVERY_SECONDS``:
   an action that keeps succeeding costs one health write a minute per process. The
@@ -63,6 +65,9 @@ class Ends:
     streak_written: bool = False
     """This process wrote a failure since its last success write."""
     writer: asyncio.Future[None] | None = None
+    """Writes what is held, one write at a time, while anything is due."""
+    written: asyncio.Future[None] | None = None
+    """Done once what is held now is written (by the writer's next write)."""
 
     def add(self, status: str, at: datetime, message: str) -> None:
         if status == "SUCCEEDED":
@@ -118,10 +123,14 @@ class HealthRecorder:
         key = (view.code, row["action_id"])
         ends = self._ends(key)
         ends.add(status, updated["updated_at"], updated["message"])
-        if ends.writer is None and ends.due(self.clock()):
+        if not ends.due(self.clock()):
+            return
+        if ends.written is None:
+            ends.written = asyncio.get_running_loop().create_future()
+        written = ends.written
+        if ends.writer is None:
             ends.writer = asyncio.ensure_future(self._write(view, row["action_id"], ends))
-        if ends.writer is not None:
-            await asyncio.shield(ends.writer)
+        await asyncio.shield(written)  # the write in progress and the next at most
 
     def _ends(self, key: tuple[str, str]) -> Ends:
         ends = self.held.get(key)
@@ -136,18 +145,27 @@ class HealthRecorder:
         return ends
 
     async def _write(self, view: TenantView, action_id: str, ends: Ends) -> None:
-        """Write what is held until nothing is due, one write at a time."""
+        """Write what is held until nothing is due, one write at a time. A write that
+        fails (after ``patiently``'s tries) loses what it held: it is logged, and the
+        next end of the action is written as usual."""
         try:
             while ends.due(self.clock()):
-                update = ends.take(self.clock())
-                health = await view.write_health(action_id, update)
-                if health.get("failing_since") is not None:
-                    await self._check(view, action_id, health)
-        except Exception as exc:
-            log.warning("could not record the health of action %s (%s: %s)", action_id,
-                        type(exc).__name__, exc)
+                written, ends.written = ends.written, None
+                try:
+                    health = await view.write_health(action_id, ends.take(self.clock()))
+                    if health.get("failing_since") is not None:
+                        await self._check(view, action_id, health)
+                except Exception as exc:
+                    log.warning("could not record the health of action %s (%s: %s)",
+                                action_id, type(exc).__name__, exc)
+                finally:
+                    if written is not None and not written.done():
+                        written.set_result(None)
         finally:
             ends.writer = None
+            if ends.written is not None and not ends.written.done():
+                ends.written.set_result(None)  # cancelled: no one waits for it
+            ends.written = None
 
     @staticmethod
     async def _check(view: TenantView, action_id: str, health: dict[str, Any]) -> None:

@@ -23,9 +23,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import OperationFailure
 
 from event_manager.errors import BadInput
+from tenants.database import is_duplicate
 
 DEFAULT_HOURS = 24
 MIN_HOURS, MAX_HOURS = 1, 8760
@@ -83,7 +84,9 @@ class HealthLog:
         meets a duplicate key, and its update is made again onto the other's document."""
         try:
             return await self._update(action_id, update)
-        except DuplicateKeyError:
+        except OperationFailure as error:
+            if not is_duplicate(error):
+                raise
             return await self._update(action_id, update)
 
     async def _update(self, action_id: ObjectId, update: dict[str, Any]) -> dict[str, Any]:
