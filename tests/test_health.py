@@ -162,14 +162,15 @@ def test_set_action_enabled_turns_an_action_off_by_hand_and_back_on(
     again = set_enabled(tenant.admin, action, False).data["setActionEnabled"]["health"]
     assert again["disabledAt"] == off["disabledAt"], "the first reason stays"
 
-    tested = tenant.admin('mutation { testEvent(event: ANSWERED_CALL) { activities '
-                          '{ status } } }').data["testEvent"]["activities"]
-    assert [r["status"] for r in tested] == ["QUEUED"], "a test still sends to it"
+    tested = tenant.admin('mutation { testEvent(event: ANSWERED_CALL) { triggerId activities '
+                          '{ status } } }').data["testEvent"]
+    assert [r["status"] for r in tested["activities"]] == ["QUEUED"], "a test still sends to it"
+    assert [r["status"] for r in settled(tenant, tested["triggerId"])] == ["FAILED"]
+    wait_until(lambda: health(tenant, action)["consecutiveFailures"] == 2, what="2 failures")
 
     on = set_enabled(tenant.admin, action, True).data["setActionEnabled"]["health"]
     assert on["state"] == "ENABLED" and on["disabledReason"] is None
-    wait_until(lambda: health(tenant, action)["consecutiveFailures"] in (0, 1),
-               what="the streak forgotten")
+    assert on["consecutiveFailures"] == 0, "the streak forgotten"
     result = trigger(tenant, "ANSWERED_CALL")
     assert result["accepted"] and [r["status"] for r in result["activities"]] == ["QUEUED"]
 
