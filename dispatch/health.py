@@ -152,9 +152,13 @@ class HealthRecorder:
             while ends.due(self.clock()):
                 written, ends.written = ends.written, None
                 try:
-                    health = await view.write_health(action_id, ends.take(self.clock()))
+                    update = ends.take(self.clock())
+                    action, settings = await view.action_and_settings(action_id)
+                    if action is None:
+                        continue  # deleted: its counters went with it
+                    health = await view.write_health(action_id, update)
                     if health.get("failing_since") is not None:
-                        await self._check(view, action_id, health)
+                        await self._check(view, action, settings, health)
                 except Exception as exc:
                     log.warning("could not record the health of action %s (%s: %s)",
                                 action_id, type(exc).__name__, exc)
@@ -168,15 +172,16 @@ class HealthRecorder:
             ends.written = None
 
     @staticmethod
-    async def _check(view: TenantView, action_id: str, health: dict[str, Any]) -> None:
-        """Disable the action if it has failed without a success for long enough."""
-        action, settings = await view.action_and_settings(action_id)
-        if action is None or action.get("disabled"):
+    async def _check(view: TenantView, action: dict[str, Any], settings: dict[str, Any],
+                     health: dict[str, Any]) -> None:
+        """Disable the action if it has failed without a success for long enough (as of
+        the view's stamp, it is enabled: the disable checks again as it writes)."""
+        if action.get("disabled"):
             return
         hours = auto_disable_hours(settings)
         at = now()
         if hours is None or not due(health, hours, at):
             return
         reason = failing_reason(health, hours)
-        if await view.disable(action_id, reason, at):
+        if await view.disable(str(action["_id"]), reason, at):
             log.warning("action %s disabled: %s", action["name"], reason)

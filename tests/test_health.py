@@ -228,6 +228,22 @@ def test_failures_ending_at_once_in_a_process_are_each_counted_once(
     assert health(tenant, action)["consecutiveFailures"] == 60
 
 
+def test_a_deleted_action_leaves_no_counters_behind(tenant: TenantHandle,
+                                                     settings: Settings) -> None:
+    """A delivery whose action was deleted before it was sent ends FAILED; its action's
+    counters were deleted with it and are not made again."""
+    gone = str(ObjectId())
+
+    async def test(views: Views, redis: Any) -> None:
+        view = await views.for_message(tenant.code).open()
+        await HealthRecorder().ended(view, {"action_id": gone}, {
+            "status": "FAILED", "updated_at": now(),
+            "message": "the action was deleted before it was sent"})
+
+    with_views(settings, test)
+    assert tenant.collection("health").count_documents({}) == 0
+
+
 # The worker's throttle, as a pure unit of logic (``dispatch.health.Ends``).
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
