@@ -23,6 +23,7 @@ import aiohttp
 from dispatch import policy, retry
 from dispatch.client import Response, send
 from dispatch.guard import OutboundGuard
+from dispatch.health import HealthRecorder
 from dispatch.lane import RenderLane
 from dispatch.live import Publisher
 from dispatch.outcome import Report, failed, observe
@@ -58,6 +59,8 @@ class Deliverer:
     enqueue: Enqueue
     lane: RenderLane = field(default_factory=RenderLane)
     """Big renders run here, beside the event loop every tenant's deliveries share."""
+    health: HealthRecorder = field(default_factory=HealthRecorder)
+    """Each delivery's end counted into its action's health (``dispatch.health``)."""
 
     async def deliver(self, message: MessageView, activity_id: str,
                       known: dict[str, Any] | None = None) -> None:
@@ -164,7 +167,7 @@ class Deliverer:
     async def _record(self, view: TenantView, row: dict[str, Any],
                       changes: dict[str, Any]) -> None:
         """Write the outcome (the attempt counted with it); log, count and publish it;
-        queue the retry it plans."""
+        queue the retry it plans, or count the end in the action's health."""
         updated = await view.record(row, {**changes, "attempts": row["attempts"]})
         if updated is None:
             return
@@ -173,8 +176,10 @@ class Deliverer:
         if updated["status"] == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
             await self.enqueue(view.code, [str(row["_id"])], delay, [updated])
-        elif updated.get("call_key"):
-            await self._next_in_call(view, updated)
+        else:
+            await self.health.ended(view, row, updated)
+            if updated.get("call_key"):
+                await self._next_in_call(view, updated)
 
     async def _next_in_call(self, view: TenantView, ended: dict[str, Any]) -> None:
         """A row of a PER_CALL action ended: it leaves its call's queue, and the next

@@ -112,8 +112,10 @@ class DeliveryRuntime(dramatiq.Middleware):
                 guard = OutboundGuard(settings.allowed_networks)
                 self.room = asyncio.Event()
                 self.room.set()
+                stamps = ConfigStamps.of(redis, settings)
+                db.on_change = stamps.touch  # an action disabled by its health
                 self.deliverer = Deliverer(
-                    views=Views(db, ConfigCache(ConfigStamps.of(redis, settings))),
+                    views=Views(db, ConfigCache(stamps)),
                     session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
                     enqueue=self.enqueue,

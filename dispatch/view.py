@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -107,6 +108,14 @@ class TenantView:
             occurred_at=row["occurred_at"], params=row.get("params", {}), custom=by_tag,
         ), secrets)
 
+    async def action_and_settings(
+            self, action_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The action (None when it is gone) and the tenant's settings, as of the stamp."""
+        oid = object_id(action_id)
+        return tuple(await self._read(  # type: ignore[return-value]
+            (("action", oid), partial(self.store.find_action, oid)),
+            ("settings", self.store.get_settings)))
+
     async def _read(self, *parts: tuple[Hashable, Callable[[], Awaitable[Any]]]) -> list[Any]:
         """Each part: read through the gate, once per stamp (``Snapshot.part``). The reads
         this stamp has not made yet are all started first, and go on together; parts
@@ -151,6 +160,20 @@ class TenantView:
         (``dispatch.order.leave``). Through the outcomes' gate: it follows one."""
         return await self._gates.record(
             self.code, lambda: order.leave(self.store.calls, self.store.log, ended))
+
+
+    async def write_health(self, action_id: str, update: dict[str, Any]) -> dict[str, Any]:
+        """The action's health counters updated (``dispatch.health``): as they are now."""
+        oid = object_id(action_id)
+        return await self._gates.record(self.code,
+                                        lambda: self.store.health.write(oid, update))
+
+    async def disable(self, action_id: str, reason: str, at: datetime) -> bool:
+        """Disable the action unless it is disabled already (``TenantStore.disable_action``,
+        which stamps the change): whether this call disabled it."""
+        oid = object_id(action_id)
+        return await self._gates.call(self.code,
+                                      lambda: self.store.disable_action(oid, reason, at))
 
 
 class Views:

@@ -8,6 +8,7 @@ from resolvers import validation
 from resolvers.context import READ, WRITE
 from schema.inputs import ActionInput
 from schema.types import Action
+from tenants.keys import ApiKeys
 
 
 async def actions(info: strawberry.Info, search: str | None = None) -> list[Action]:
@@ -37,3 +38,15 @@ async def delete_action(info: strawberry.Info, id: strawberry.ID) -> bool:
     store = await info.context.tenant_store(WRITE)
     await store.delete_action(id)
     return True
+
+
+async def set_action_enabled(info: strawberry.Info, id: strawberry.ID,
+                             enabled: bool) -> Action:
+    """Turn an action back on after an automatic disable (its failure streak forgotten),
+    or off by hand, with a reason naming the key: "disabled by acme admin"."""
+    store = await info.context.tenant_store(WRITE)
+    reason = ""
+    if not enabled:
+        key = await ApiKeys(info.context.db).get(info.context.principal.key_id)
+        reason = f"disabled by {key['label'] if key else 'an API key'}"
+    return Action.from_doc(await store.set_action_enabled(id, enabled, reason), store)

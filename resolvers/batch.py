@@ -32,6 +32,7 @@ from tenants.acceptance import Earlier, KeyTaken, Part, accept, earlier_keys, wi
 from tenants.activity import row_id
 from tenants.catalog import EVENTS_BY_TYPE
 from tenants.database import is_duplicate, is_transient, now, object_id
+from tenants.health import skip_message
 from tenants.store import TenantStore
 
 log = logging.getLogger("event_manager.api")
@@ -83,12 +84,26 @@ async def plan(store: TenantStore, config: Snapshot,
     ids = trigger.action_ids if trigger.action_ids is not None else event.get("action_ids", [])
     oids = [oid for oid in map(object_id, ids) if oid]
     found = await config.part(("actions", tuple(oids)), lambda: store.actions.find(
-        {"_id": {"$in": oids}}, {"name": 1, "policy": 1}).to_list(None))
+        {"_id": {"$in": oids}}, {"name": 1, "policy": 1, "disabled": 1}).to_list(None))
     by_id = {str(a["_id"]): a for a in found}
     actions = [by_id[i] for i in ids if i in by_id]
     if not actions:
         return [], f"no actions are attached to {name}"
+    if trigger.source == "SYSTEM" and all(a.get("disabled") for a in actions):
+        return actions, f"every action attached to {name} is disabled"
     return actions, None
+
+
+def planned_rows(trigger: Trigger, trigger_id: str, actions: list[dict[str, Any]],
+                 reason: str | None, created: datetime) -> list[dict[str, Any]]:
+    """A QUEUED row per action; a SKIPPED one naming each disabled action (``testEvent``
+    sends to those too, so that an admin can see whether the receiver is back); one
+    SKIPPED row saying why when there is no action to plan."""
+    if not actions:
+        return [new_row(trigger, trigger_id, None, "SKIPPED", reason or "", created)]
+    return [new_row(trigger, trigger_id, a, "SKIPPED", skip_message(a), created)
+            if a.get("disabled") and trigger.source == "SYSTEM" else
+            new_row(trigger, trigger_id, a, "QUEUED", "queued", created) for a in actions]
 
 
 REPLAY_MESSAGE = ("sent earlier under this idempotency key; its details need a key that "
@@ -154,11 +169,8 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
             plans[which] = await plan(store, config, trigger)
         actions, reason = plans[which]
         trigger_id = str(row_id(created))
-        if reason is not None:
-            rows = [new_row(trigger, trigger_id, None, "SKIPPED", reason, created)]
-        else:
-            rows = [new_row(trigger, trigger_id, a, "QUEUED", "queued", created)
-                    for a in actions]
+        rows = planned_rows(trigger, trigger_id, actions, reason, created)
+        if reason is None:
             await join_calls(ctx, store, trigger, actions, rows, joined)
         record = None if key is None else {"_id": key, "trigger_id": trigger_id,
                                            "event": trigger.event, "source": trigger.source,
@@ -189,7 +201,7 @@ async def join_calls(ctx: Context, store: TenantStore, trigger: Trigger,
     here, the batch's rows leave their queues again before the error goes on."""
     for action, row in zip(actions, rows, strict=True):
         key = order.call_key(action, trigger.params, trigger.source)
-        if key is None:
+        if key is None or row["status"] != "QUEUED":  # a disabled action's SKIPPED row
             continue
         try:
             await order.join(store.calls, row, key)

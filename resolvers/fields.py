@@ -1,5 +1,6 @@
 """Resolvers of fields that look beyond their own document: which events an action is
-attached to, which of its tags are undefined, which actions an event runs.
+attached to, which of its tags are undefined, how its deliveries have been ending, which
+actions an event runs.
 
 Each loads what it needs once per request and tenant, so a list of 200 actions costs
 one read of the events, not 200.
@@ -25,6 +26,14 @@ async def action_undefined_parameters(root: Any, info: strawberry.Info) -> list[
     store = root.store
     custom = await info.context.memoized(f"custom_tags:{store.code}", store.custom_tags)
     return [tag for tag in root.tags if tag not in SYSTEM_TAGS and tag not in custom]
+
+
+async def action_health(root: Any, info: strawberry.Info) -> Any:
+    from schema.types import ActionHealth  # the type module imports this one
+
+    store = root.store
+    counters = await info.context.memoized(f"health:{store.code}", store.health.by_action)
+    return ActionHealth.from_docs(root.disabled, counters.get(str(root.id), {}))
 
 
 async def event_actions(root: Any, info: strawberry.Info) -> list[Any]:

@@ -1,4 +1,5 @@
-"""The Settings tab: actions enabled for all events, and the tenant's time zone."""
+"""The Settings tab: actions enabled for all events, the tenant's time zone, and how long
+an action may fail before it is disabled (``tenants.health``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from resolvers import validation
 from resolvers.context import READ, WRITE
 from schema.inputs import SettingsInput
 from schema.types import Settings
+from tenants.health import checked_hours
 
 
 async def settings(info: strawberry.Info) -> Settings:
@@ -22,4 +24,7 @@ async def update_settings(info: strawberry.Info, input: SettingsInput) -> Settin
         changes["actions_enabled"] = input.actions_enabled
     if input.timezone is not None:
         changes["timezone"] = validation.timezone(input.timezone)
+    if input.auto_disable_after_hours is not strawberry.UNSET:
+        changes["auto_disable_after_hours"] = checked_hours(
+            input.auto_disable_after_hours, "input.autoDisableAfterHours")
     return Settings.from_doc(await store.update_settings(changes))

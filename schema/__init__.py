@@ -74,6 +74,9 @@ class Mutation:
     delete_action: bool = strawberry.field(
         resolver=action_resolvers.delete_action, description="also detaches it from every event"
     )
+    set_action_enabled: Action = strawberry.field(
+        resolver=action_resolvers.set_action_enabled,
+        description="re-enable after an automatic disable (or disable by hand)")
     create_parameter: Parameter = strawberry.field(resolver=parameter_resolvers.create_parameter)
     update_parameter: Parameter = strawberry.field(resolver=parameter_resolvers.update_parameter)
     delete_parameter: bool = strawberry.field(resolver=parameter_resolvers.delete_parameter)

@@ -17,6 +17,12 @@ class EventType(Enum):
 
 
 @strawberry.enum
+class ActionState(Enum):
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
+@strawberry.enum
 class HttpMethod(Enum):
     GET = "GET"
     POST = "POST"

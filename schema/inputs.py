@@ -64,6 +64,9 @@ class EventInput:
 class SettingsInput:
     actions_enabled: bool | None = None
     timezone: str | None = None
+    auto_disable_after_hours: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="1-8760 hours; null: never disable; left out: unchanged")
 
 
 @strawberry.input

@@ -14,8 +14,14 @@ import strawberry
 
 from dispatch import policy
 from dispatch.template import is_only_placeholders
-from resolvers.fields import action_events, action_undefined_parameters, event_actions
+from resolvers.fields import (
+    action_events,
+    action_health,
+    action_undefined_parameters,
+    event_actions,
+)
 from schema.enums import (
+    ActionState,
     ApiKeyLocation,
     AuthType,
     BodyType,
@@ -25,6 +31,7 @@ from schema.enums import (
     Role,
 )
 from tenants.catalog import EVENTS_BY_TYPE
+from tenants.health import auto_disable_hours
 from tenants.store import TenantStore
 
 MASK = "********"
@@ -92,6 +99,32 @@ class DeliveryPolicy:
 
 
 @strawberry.type
+class ActionHealth:
+    """How an action's deliveries have been ending (``tenants.health``)."""
+
+    state: ActionState
+    consecutive_failures: int = strawberry.field(
+        description="deliveries in a row that ended FAILED")
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+
+    @classmethod
+    def from_docs(cls, disabled: dict[str, Any] | None,
+                  counters: dict[str, Any]) -> ActionHealth:
+        """From the action's ``disabled`` field and its document of counters."""
+        return cls(
+            state=ActionState.DISABLED if disabled else ActionState.ENABLED,
+            consecutive_failures=counters.get("failures", 0),
+            last_success_at=counters.get("last_success_at"),
+            last_failure_at=counters.get("last_failure_at"),
+            disabled_at=disabled["at"] if disabled else None,
+            disabled_reason=disabled["reason"] if disabled else None,
+        )
+
+
+@strawberry.type
 class Action:
     id: strawberry.ID
     name: str
@@ -113,9 +146,11 @@ class Action:
     undefined_parameters: list[str] = strawberry.field(resolver=action_undefined_parameters)
     origin: str | None
     policy: DeliveryPolicy
+    health: ActionHealth = strawberry.field(resolver=action_health)
     created_at: datetime
     updated_at: datetime
     tags: strawberry.Private[list[str]]
+    disabled: strawberry.Private[dict[str, Any] | None]
     store: strawberry.Private[TenantStore]
 
     @classmethod
@@ -140,6 +175,7 @@ class Action:
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             tags=doc.get("tags", []),
+            disabled=doc.get("disabled"),
             store=store,
         )
 
@@ -175,10 +211,14 @@ class Event:
 class Settings:
     actions_enabled: bool
     timezone: str
+    auto_disable_after_hours: int | None = strawberry.field(
+        description="an action whose deliveries have all FAILED for this long is DISABLED; "
+                    "null: never. Default 24")
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Settings:
-        return cls(actions_enabled=doc["actions_enabled"], timezone=doc["timezone"])
+        return cls(actions_enabled=doc["actions_enabled"], timezone=doc["timezone"],
+                   auto_disable_after_hours=auto_disable_hours(doc))
 
 
 @strawberry.type

@@ -7,6 +7,7 @@ document is simply not found.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -17,6 +18,7 @@ from tenants.activity import ActivityLog
 from tenants.calls import CallQueues
 from tenants.catalog import EVENT_TYPES
 from tenants.database import Database, contains, now, object_id, unique
+from tenants.health import HealthLog
 
 AUTH_SECRETS = ("api_key_value", "password", "token")
 """The authorization fields stored sealed (see ``tenants/vault.py``)."""
@@ -41,6 +43,7 @@ class TenantStore:
                                db.collection(self.code, "claims"))
         self.calls = CallQueues(db.collection(self.code, "calls"))
         """The queues of actions whose deliveries go in per-call order (``dispatch.order``)."""
+        self.health = HealthLog(db.collection(self.code, "health"))
 
     async def changed(self) -> None:
         """Call after a write to what a delivery reads (actions, settings, parameters,
@@ -143,6 +146,30 @@ class TenantStore:
         await self.events.update_many({}, {"$pull": {"action_ids": str(doc["_id"])}})
         await self.actions.delete_one({"_id": doc["_id"]})
         await self.changed()
+        await self.health.forget(doc["_id"])
+
+    async def set_action_enabled(self, action_id: str, enabled: bool,
+                                 reason: str) -> dict[str, Any]:
+        """Turn the action on (its failure streak forgotten) or off by hand with
+        ``reason``; an action disabled already keeps its first reason."""
+        doc = await self.get_action(action_id)
+        if enabled:
+            await self.actions.update_one({"_id": doc["_id"]}, {"$unset": {"disabled": ""}})
+            await self.health.reset(doc["_id"])
+            await self.changed()
+        else:
+            await self.disable_action(doc["_id"], reason, now())
+        return await self.get_action(action_id)
+
+    async def disable_action(self, oid: ObjectId | None, reason: str, at: datetime) -> bool:
+        """Disable the action unless it is disabled already, and stamp the change (every
+        API process sees it at its next trigger): whether this call disabled it."""
+        changed = await self.actions.update_one(
+            {"_id": oid, "disabled": None},
+            {"$set": {"disabled": {"at": at, "reason": reason}}})
+        if changed.modified_count:
+            await self.changed()
+        return bool(changed.modified_count)
 
     async def events_by_action(self) -> dict[str, list[str]]:
         """Action id → the event types it is attached to, in the manual's order."""

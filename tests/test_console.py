@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import ROOT, SHARED, TenantHandle, wait_until
@@ -513,6 +514,30 @@ def test_action_editor_keeps_secrets_and_deletes(
     assert tenant.admin("{ actions { id } }").data["actions"] == []
 
 
+def test_actions_page_shows_each_state_and_turns_an_action_off_and_on(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    action = attach(tenant, "https://crm.example.com/hook")
+    tenant.collection("health").insert_one({"_id": ObjectId(action), "failures": 3})
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Actions", "Actions")
+    row = page.locator("#actions-table tbody tr", has_text="hook ANSWERED_CALL")
+    expect(row).to_contain_text("Enabled")
+    expect(row).to_contain_text("3 failed in a row")
+    page.get_by_role("button", name="Disable hook ANSWERED_CALL").click()
+    toast = page.get_by_role("status").filter(has_text="hook ANSWERED_CALL disabled")
+    expect(toast).to_be_visible()
+    expect(row).to_contain_text("Disabled")
+    expect(row).to_contain_text("disabled by admin")
+    snap(page, shots, "23-actions-disabled")
+    state = tenant.admin("{ actions { health { state disabledReason } } }").data["actions"]
+    assert state == [{"health": {"state": "DISABLED", "disabledReason": "disabled by admin"}}]
+    page.get_by_role("button", name="Enable hook ANSWERED_CALL").click()
+    expect(row).to_contain_text("Enabled")
+    expect(row).not_to_contain_text("failed in a row")  # the streak forgotten
+    assert tenant.admin("{ actions { health { state } } }").data["actions"] == [
+        {"health": {"state": "ENABLED"}}]
+
+
 # --- parameters, keys, tenants -------------------------------------------------------------
 
 def test_parameters_system_read_only_custom_add_edit_delete_search(
@@ -640,6 +665,7 @@ def test_viewer_key_sees_the_pages_but_no_controls_that_change_them(
     expect(page.locator("#actions-table tbody tr")).to_have_count(1)
     expect(page.get_by_role("link", name="Add Action")).to_have_count(0)
     expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^(Enable|Disable) "))).to_have_count(0)
     page.get_by_role("link", name="Edit hook ANSWERED_CALL").click()
     expect(page.get_by_label("Name", exact=True)).to_be_disabled()
     expect(page.get_by_role("button", name="Save")).to_be_disabled()

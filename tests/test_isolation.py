@@ -144,6 +144,9 @@ def attacks(v: Victim) -> list[tuple[str, str, dict[str, Any]]]:
          {"id": v.action_id, "input": {"name": unique("a-took-"), "url": "http://127.0.0.1:9/"}}),
         ("deleteAction of B", "mutation($id: ID!) { deleteAction(id: $id) }",
          {"id": v.action_id}),
+        ("setActionEnabled of B", """mutation($id: ID!) {
+            setActionEnabled(id: $id, enabled: false) { id health { state } } }""",
+         {"id": v.action_id}),
         ("updateParameter of B", """mutation($tag: String!, $input: ParameterInput!) {
             updateParameter(tag: $tag, input: $input) { tag value } }""",
          {"tag": v.tag, "input": {"tag": v.tag, "value": "overwritten"}}),

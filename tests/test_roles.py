@@ -181,6 +181,13 @@ def op_delete_action(t: TenantHandle) -> Call:
     return lambda c: c("mutation($id: ID!) { deleteAction(id: $id) }", id=action_id)
 
 
+@operation("setActionEnabled", WRITERS)
+def op_set_action_enabled(t: TenantHandle) -> Call:
+    action_id = new_action(t)
+    return lambda c: c("""mutation($id: ID!) { setActionEnabled(id: $id, enabled: false) {
+                          health { state } } }""", id=action_id)
+
+
 @operation("createParameter", WRITERS)
 def op_create_parameter(t: TenantHandle) -> Call:
     return lambda c: c(CREATE_PARAMETER, input=parameter_input())

@@ -64,7 +64,9 @@ def test_a_trigger_and_its_delivery_make_three_writes(counted: Counted, mongo: A
     row, the worker the attempt's claim and then its outcome. Earlier versions wrote five
     (also an entry in a list of the rows in flight, ``open``, and its removal at the
     end). The row is written SENDING in between only when the attempt takes over a
-    second (``dispatch.delivery.SENDING_AFTER_SECONDS``): not counted here."""
+    second (``dispatch.delivery.SENDING_AFTER_SECONDS``): not counted here. The first
+    delivery of an action also writes its health (``dispatch.health``); later successes
+    within a minute do not."""
     tenant = make_tenant(counted.system, mongo, counted.settings)
     hook(tenant, receiver, "counted")
     rows = tenant.collection("activity")
@@ -75,6 +77,7 @@ def test_a_trigger_and_its_delivery_make_three_writes(counted: Counted, mongo: A
 
     first = trigger(tenant, "HANGUP")
     wait_until(lambda: delivered(first), 30, "the first delivery")
+    wait_until(lambda: tenant.collection("health").find_one({}), 30, "the first success")
     start = counted.log.stat().st_size
     second = trigger(tenant, "HANGUP")
     wait_until(lambda: delivered(second), 30, "the second delivery")

@@ -1,4 +1,5 @@
-// Actions: the list with search, delete, and the two imports.
+// Actions: the list with search, each action's state (disabled after failing) with its
+// Enable / Disable button, delete, and the two imports.
 
 import { gql } from "../api.js";
 import { app } from "../app.js";
@@ -18,7 +19,8 @@ export async function actionList(view) {
   async function load() {
     const { actions } = await gql(
       `query($s: String) { actions(search: $s) {
-        id name description method url events undefinedParameters origin } }`,
+        id name description method url events undefinedParameters origin
+        health { state consecutiveFailures disabledAt disabledReason } } }`,
       { s: search.value.trim() || null },
     );
     clear(
@@ -63,6 +65,7 @@ export async function actionList(view) {
               : null,
             a.origin ? h("div", { class: "muted small" }, a.origin) : null,
           ),
+          h("td", {}, healthCell(a)),
           h(
             "td",
             { class: "col-tools" },
@@ -76,6 +79,7 @@ export async function actionList(view) {
               },
               icon("edit"),
             ),
+            app.canWrite ? stateButton(a) : null,
             app.canWrite ? iconButton("trash", `Delete ${a.name}`, () => remove(a), "danger-icon") : null,
           ),
         ),
@@ -85,6 +89,29 @@ export async function actionList(view) {
     empty.textContent = search.value.trim()
       ? "No action matches the search."
       : "No actions yet. Add one, or import them.";
+  }
+
+  function stateButton(action) {
+    const enable = action.health.state === "DISABLED";
+    const label = `${enable ? "Enable" : "Disable"} ${action.name}`;
+    return h(
+      "button",
+      { type: "button", class: "small", title: label, "aria-label": label, onclick: () => setEnabled(action, enable) },
+      enable ? "Enable" : "Disable",
+    );
+  }
+
+  async function setEnabled(action, enabled) {
+    try {
+      await gql("mutation($id: ID!, $on: Boolean!) { setActionEnabled(id: $id, enabled: $on) { id } }", {
+        id: action.id,
+        on: enabled,
+      });
+      toast(`${action.name} ${enabled ? "enabled" : "disabled"}.`);
+      await load();
+    } catch (error) {
+      toast(error.message, "error");
+    }
   }
 
   async function remove(action) {
@@ -147,7 +174,7 @@ export async function actionList(view) {
           h(
             "tr",
             {},
-            ["Name", "Method", "URL", "Events", "Notes"].map((t) => h("th", { scope: "col" }, t)),
+            ["Name", "Method", "URL", "Events", "Notes", "State"].map((t) => h("th", { scope: "col" }, t)),
             h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Tools")),
           ),
         ),
@@ -156,4 +183,21 @@ export async function actionList(view) {
     ),
     empty,
   );
+}
+
+// The action's state: Enabled, or Disabled with its reason (automatic after failing, or by
+// hand); and its deliveries that ended FAILED in a row, if any.
+function healthCell(action) {
+  const health = action.health;
+  const disabled = health.state === "DISABLED";
+  const failures = health.consecutiveFailures;
+  return [
+    h(
+      "span",
+      { class: `badge ${disabled ? "off" : "yes"}`, title: disabled ? health.disabledReason : "" },
+      disabled ? "Disabled" : "Enabled",
+    ),
+    disabled ? h("div", { class: "muted small clamp" }, health.disabledReason) : null,
+    failures ? h("div", { class: "muted small" }, `${failures} failed in a row`) : null,
+  ];
 }

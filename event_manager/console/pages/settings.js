@@ -1,4 +1,5 @@
-// Events → Settings: actions enabled for all events, and the tenant's time zone.
+// Events → Settings: actions enabled for all events, the tenant's time zone, and how long
+// an action may fail before it is disabled.
 
 import { gql } from "../api.js";
 import { app } from "../app.js";
@@ -13,7 +14,7 @@ function timezones() {
 }
 
 export async function settingsPage(view) {
-  const { settings } = await gql("{ settings { actionsEnabled timezone } }");
+  const { settings } = await gql("{ settings { actionsEnabled timezone autoDisableAfterHours } }");
   app.settings = settings;
   const enabled = toggle("Actions enabled for all events", settings.actionsEnabled, {
     "data-field": "input.actionsEnabled",
@@ -28,6 +29,16 @@ export async function settingsPage(view) {
     "data-field": "input.timezone",
     disabled: !app.canWrite,
     required: true,
+  });
+  const hours = h("input", {
+    type: "number",
+    min: 1,
+    max: 8760,
+    step: 1,
+    value: settings.autoDisableAfterHours ?? "",
+    placeholder: "never",
+    "data-field": "input.autoDisableAfterHours",
+    disabled: !app.canWrite,
   });
   const save = h("button", { type: "submit", class: "primary", disabled: !app.canWrite }, "Save");
   const form = h(
@@ -60,6 +71,17 @@ export async function settingsPage(view) {
         timezones().map((z) => h("option", { value: z })),
       ),
     ),
+    h(
+      "section",
+      { class: "form-section" },
+      h("h2", {}, "Failing actions"),
+      field(
+        "Disable an action after it has failed for (hours)",
+        hours,
+        "An action whose deliveries have all failed for this long is disabled, and triggers skip it " +
+          "until it is enabled again on the Actions page. 1 to 8760; empty: never.",
+      ),
+    ),
     h("div", { class: "form-footer" }, save),
   );
   form.addEventListener("submit", (e) => {
@@ -67,8 +89,14 @@ export async function settingsPage(view) {
     busy(save, async () => {
       try {
         const { updateSettings } = await gql(
-          "mutation($i: SettingsInput!) { updateSettings(input: $i) { actionsEnabled timezone } }",
-          { i: { actionsEnabled: enabled.input.checked, timezone: zone.value.trim() } },
+          "mutation($i: SettingsInput!) { updateSettings(input: $i) { actionsEnabled timezone autoDisableAfterHours } }",
+          {
+            i: {
+              actionsEnabled: enabled.input.checked,
+              timezone: zone.value.trim(),
+              autoDisableAfterHours: hours.value.trim() === "" ? null : Number(hours.value),
+            },
+          },
         );
         app.settings = updateSettings;
         toast(`Settings saved: actions ${updateSettings.actionsEnabled ? "enabled" : "disabled"} for all events.`);
