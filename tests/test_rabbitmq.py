@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -105,7 +106,10 @@ def left_running(session: int) -> list[str]:
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 60.0) -> list[str]:
-    """SIGTERM, then SIGKILL to its whole session after ``grace`` seconds; what was left."""
+    """SIGTERM, then SIGKILL to its whole session after ``grace`` seconds; what was left.
+    The session's other processes (a worker's forked children) get the rest of the grace
+    to exit after their parent did: they may still be closing their clients then."""
+    deadline = time.monotonic() + grace
     if process.poll() is None:
         process.terminate()
         try:
@@ -113,6 +117,9 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 60.0) -> list[
         except subprocess.TimeoutExpired:
             pass
     left = left_running(process.pid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = left_running(process.pid)
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(10)
