@@ -164,8 +164,7 @@ class Recovery:
                 released.append(found)
         if released:
             log.warning("tenant %s: %d held deliveries released", store.code, len(released))
-            for row in released:
-                await self.enqueue(store.code, [str(row["_id"])], 0.0, [row])
+            await self.enqueue(store.code, [str(r["_id"]) for r in released], 0.0, released)
         return len(released)
 
     def _queued(self, rows: list[dict[str, Any]]) -> None:
