@@ -30,6 +30,7 @@ from schema.activity import Activity, TriggerResult
 from schema.enums import EventType, TriggerSource
 from tenants.acceptance import Earlier, KeyTaken, Part, accept, earlier_keys, withdraw
 from tenants.activity import row_id
+from tenants.calls import MAX_WAITING, QueueFull
 from tenants.catalog import EVENTS_BY_TYPE
 from tenants.database import is_duplicate, is_transient, now, object_id
 from tenants.health import skip_message
@@ -171,7 +172,17 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
         trigger_id = str(row_id(created))
         rows = planned_rows(trigger, trigger_id, actions, reason, created)
         if reason is None:
-            await join_calls(ctx, store, trigger, actions, rows, joined)
+            try:
+                joined += await join_calls(ctx, store, trigger, actions, rows)
+            except QueueFull:
+                outcomes[i] = BadInput(
+                    f"{MAX_WAITING} deliveries of one action wait in this call already "
+                    "(the same call_id); nothing was recorded",
+                    field=f"{trigger.params_field}.call_id")
+                continue
+            except BaseException:
+                await leave_calls(ctx, store, joined)
+                raise
         record = None if key is None else {"_id": key, "trigger_id": trigger_id,
                                            "event": trigger.event, "source": trigger.source,
                                            "reason": reason}
@@ -194,11 +205,13 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
 
 
 async def join_calls(ctx: Context, store: TenantStore, trigger: Trigger,
-                     actions: list[dict[str, Any]], rows: list[dict[str, Any]],
-                     joined: list[dict[str, Any]]) -> None:
-    """Put the rows of PER_CALL actions in their calls' queues, in the batch's order
-    (``dispatch.order``): each is QUEUED or HELD from then on. If the database fails
-    here, the batch's rows leave their queues again before the error goes on."""
+                     actions: list[dict[str, Any]],
+                     rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Put the trigger's rows of PER_CALL actions in their calls' queues
+    (``dispatch.order``): each is QUEUED or HELD from then on; the rows that joined. If a
+    queue is full (``QueueFull``) or the database fails here, the trigger's rows leave
+    their queues again before the error goes on."""
+    joined: list[dict[str, Any]] = []
     for action, row in zip(actions, rows, strict=True):
         key = order.call_key(action, trigger.params, trigger.source)
         if key is None or row["status"] != "QUEUED":  # a disabled action's SKIPPED row
@@ -209,6 +222,7 @@ async def join_calls(ctx: Context, store: TenantStore, trigger: Trigger,
             await leave_calls(ctx, store, joined)
             raise
         joined.append(row)
+    return joined
 
 
 async def leave_calls(ctx: Context, store: TenantStore, rows: list[dict[str, Any]]) -> None:

@@ -20,8 +20,14 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from tenants.database import now
+
+MAX_WAITING = 1_000
+"""Deliveries of one action that may wait in one call's queue: a call has a handful of
+events; a PBX repeating one ``call_id`` endlessly is refused past this, instead of
+growing one document without bound (MongoDB's limit is 16 MB)."""
 
 MAX_PLAIN_CALL_ID = 200
 """Longer call ids are hashed in the queue's ``_id``: a key stays short whatever a PBX
@@ -54,16 +60,32 @@ def entry_made(value: str) -> datetime:
     return entry_row_id(value).generation_time
 
 
+class QueueFull(Exception):
+    """A call's queue holds ``MAX_WAITING`` deliveries already."""
+
+
 class CallQueues:
     def __init__(self, collection: AsyncCollection) -> None:
         self.collection = collection
 
     async def join(self, key: str, value: str) -> list[str]:
-        """Put ``value`` at the end of the queue: the queue as it is now (``value`` last)."""
-        doc = await self.collection.find_one_and_update(
-            {"_id": key}, {"$push": {"waiting": value}, "$set": {"updated_at": now()}},
-            upsert=True, return_document=ReturnDocument.AFTER)
-        return doc["waiting"]
+        """Put ``value`` at the end of the queue: the queue as it is now (``value`` last).
+        Raises ``QueueFull`` when ``MAX_WAITING`` entries wait in it already."""
+        full = f"waiting.{MAX_WAITING - 1}"
+        for _ in range(3):
+            try:
+                doc = await self.collection.find_one_and_update(
+                    {"_id": key, full: {"$exists": False}},
+                    {"$push": {"waiting": value}, "$set": {"updated_at": now()}},
+                    upsert=True, return_document=ReturnDocument.AFTER)
+                return doc["waiting"]
+            except DuplicateKeyError:
+                # The queue exists and is full, or two first joins raced to create it.
+                found = await self.collection.find_one({"_id": key, full: {"$exists": True}},
+                                                       {"_id": 1})
+                if found is not None:
+                    raise QueueFull(key) from None
+        raise QueueFull(key)
 
     async def leave(self, key: str, value: str) -> str | None:
         """Take ``value`` out of its queue. When it was at the head, the entry that heads

@@ -28,6 +28,7 @@ from tests.support import (  # noqa: F401  (re-exported)
     CLI,
     api_process,
     free_port,
+    last_logged_error,
     redis_server,
     stop,
     wait_until,
@@ -154,10 +155,17 @@ def api_url(api: Server) -> str:
 @dataclass
 class Reply:
     body: dict[str, Any]
+    url: str | None = None
+    """The API that answered, when known: an INTERNAL error is shown with its log."""
 
     @property
     def data(self) -> Any:
-        assert not self.body.get("errors"), self.body["errors"]
+        errors = self.body.get("errors")
+        if errors and self.url is not None and any(
+                e.get("extensions", {}).get("code") == "INTERNAL" for e in errors):
+            raise AssertionError(f"{errors}\nthe API's last logged error:\n"
+                                 f"{last_logged_error(self.url) or '(none found)'}")
+        assert not errors, errors
         return self.body["data"]
 
     @property
@@ -193,7 +201,7 @@ class Client:
         response = self.http.post(f"{self.url}/graphql", headers=headers,
                                   json={"query": query, "variables": variables})
         assert response.status_code == 200, response.text
-        return Reply(response.json())
+        return Reply(response.json(), self.url)
 
     def acting_in(self, tenant: str) -> Client:
         return Client(self.url, self.key, tenant, self.http)

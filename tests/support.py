@@ -17,6 +17,9 @@ from typing import Any
 import httpx
 
 CLI = [sys.executable, "-m", "event_manager"]
+API_LOGS: dict[str, Path] = {}
+"""The log file of each API process a test started, by URL: an INTERNAL error in a
+reply is reported with the traceback the API logged for it."""
 
 
 def free_port() -> int:
@@ -91,7 +94,7 @@ def answers(url: str) -> bool:
 
 @contextmanager
 def api_process(env: dict[str, str], log: Path,
-                timeout: float = 30.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+                timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """An ``event-manager serve`` process with ``env`` (a test's own settings) on a free
     port: its URL and process once it answers ``/healthz``; stopped on leaving. Fails
     with the log when it exits or does not answer within ``timeout`` seconds."""
@@ -100,6 +103,7 @@ def api_process(env: dict[str, str], log: Path,
         process = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    API_LOGS[url] = log
     try:
         deadline = time.monotonic() + timeout
         while not answers(url):
@@ -112,6 +116,20 @@ def api_process(env: dict[str, str], log: Path,
         yield url, process
     finally:
         stop(process)
+        API_LOGS.pop(url, None)
+
+
+def last_logged_error(url: str, limit: int = 6_000) -> str:
+    """The end of the last error the API at ``url`` logged (its traceback included), or
+    "" when no log is known or it holds none."""
+    log = API_LOGS.get(url)
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace")
+    start = max(text.rfind(" ERROR "), text.rfind("Traceback (most recent call last)"))
+    if start < 0:
+        return ""
+    return text[text.rfind("\n", 0, start) + 1:][-limit:]
 
 
 @contextmanager

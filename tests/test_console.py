@@ -493,7 +493,8 @@ def test_action_editor_keeps_secrets_and_deletes(
         "name": "Signed", "url": "https://crm.example.com/x", "bodyType": "FORM_DATA",
         "bodyFields": [{"key": "caller", "value": "{{caller_id}}"}],
         "authorization": {"type": "BASIC_AUTH", "username": "pbx", "password": "hunter2"},
-        "signingSecret": "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"}).data["createAction"]
+        "signingSecret": "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+        "policy": {"order": "PER_CALL", "expireAfterSeconds": 30}}).data["createAction"]
     sign_in(page, api_url, tenant.admin.key or "")
     page.goto(f"{api_url}/#/actions/{created['id']}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: Signed")
@@ -502,12 +503,20 @@ def test_action_editor_keeps_secrets_and_deletes(
     expect(page.get_by_label("Password")).to_have_value("")  # write-only: kept unless typed
     expect(page.get_by_role("switch", name="Sign requests (Standard Webhooks)")).to_be_checked()
     page.get_by_label("Timeout (seconds)").fill("2.5")
+    expect(page.get_by_label("Order")).to_have_value("PER_CALL")
+    expect(page.get_by_label("Expire after (seconds)")).to_have_value("30")
+    page.get_by_label("Expire after (seconds)").fill("0")
+    page.get_by_role("button", name="Save").click()  # refused, naming the field
+    expect(page.locator("form")).to_contain_text("expireAfterSeconds must be between 1 and")
+    page.get_by_label("Expire after (seconds)").fill("45")
     snap(page, shots, "19-action-editor-existing")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status").filter(has_text="Signed saved")).to_be_visible()
     stored = tenant.collection("actions").find_one({"name": "Signed"})
     assert tenant.vault.open(stored["auth"]["password"]) == "hunter2"
     assert stored["signing_secret"] and stored["timeout_seconds"] == 2.5
+    assert stored["policy"]["order"] == "PER_CALL"
+    assert stored["policy"]["expire_after_seconds"] == 45
     page.get_by_role("button", name="Delete").click()
     page.get_by_role("dialog", name="Delete action").get_by_role("button", name="Delete").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Actions")

@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 
 from dispatch import order
-from tenants.calls import queue_key
+from tenants.calls import MAX_WAITING, queue_key
 from tests.conftest import TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import ROW, enable, make_action
@@ -196,6 +196,27 @@ def test_the_activity_filter_finds_held_rows(tenant: TenantHandle, receiver: Rec
         items {{ {ROW} }} }} }}""").data["activity"]["items"]
     assert [r["triggerId"] for r in found] == [held["triggerId"]]
     settled(tenant, 2)
+
+
+def test_a_full_call_queue_refuses_the_trigger_naming_call_id(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """A PBX repeating one call_id endlessly: past MAX_WAITING deliveries waiting in one
+    call, its triggers are refused (nothing recorded), other calls go on."""
+    action = ordered_action(tenant, receiver, "full")
+    key = queue_key(action, "c1")
+    waiting = [f"{ObjectId()}:RINGING" for _ in range(MAX_WAITING)]
+    tenant.collection("calls").insert_one({"_id": key, "waiting": waiting,
+                                           "updated_at": datetime.now(UTC)})
+    reply = tenant.admin("mutation($i: TriggerInput!) { triggerEvent(input: $i) { triggerId } }",
+                         i={"event": "HANGUP", "params": {"call_id": "c1", "step": "x"}})
+    assert reply.code == "BAD_USER_INPUT" and reply.field == "input.params.call_id"
+    assert f"{MAX_WAITING} deliveries of one action wait in this call" in reply.error["message"]
+    assert tenant.collection("calls").find_one({"_id": key})["waiting"] == waiting
+    assert all_rows(tenant) == []
+    send(tenant, "RINGING", "other", call_id="c2")
+    receiver.wait_for(f"/{tenant.code}/full", timeout=30)
+    [row] = settled(tenant, 1)
+    assert row["status"] == "SUCCEEDED"
 
 
 # --- the rules alone ------------------------------------------------------------------

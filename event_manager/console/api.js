@@ -149,7 +149,8 @@ export const ACTION_FIELDS = `
   query { key value enabled } headers { key value enabled }
   bodyType bodyFields { key value enabled } rawBody rawContentType
   authorization { type apiKeyName apiKeyValue apiKeyIn username password token }
-  timeoutSeconds signingSecret events undefinedParameters origin createdAt updatedAt`;
+  timeoutSeconds signingSecret policy { order expireAfterSeconds }
+  events undefinedParameters origin createdAt updatedAt`;
 
 export const ACTIVITY_FIELDS = `
   id triggerId event source actionId actionName status message attempts httpStatus

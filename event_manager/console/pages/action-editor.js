@@ -69,6 +69,7 @@ const EMPTY = {
   authorization: { type: "NO_AUTH", apiKeyIn: "HEADER" },
   timeoutSeconds: 10,
   signingSecret: null,
+  policy: { order: "ANY", expireAfterSeconds: null },
   events: [],
   undefinedParameters: [],
 };
@@ -313,6 +314,26 @@ export async function actionEditor(view, id) {
   signing.input.addEventListener("change", showSigning);
   showSigning();
 
+  // --- Delivery policy (README: "Calls, not loose events") ---
+  const policy = action.policy;
+  const order = h(
+    "select",
+    { "data-field": "input.policy.order", disabled: ro },
+    h("option", { value: "ANY", selected: policy.order !== "PER_CALL" }, "Any order (fastest)"),
+    h("option", { value: "PER_CALL", selected: policy.order === "PER_CALL" }, "One at a time per call, in order"),
+  );
+  const expireAfter = h("input", {
+    type: "number",
+    min: 1,
+    max: 604800,
+    step: 1,
+    value: policy.expireAfterSeconds ?? "",
+    placeholder: "never",
+    "data-field": "input.policy.expireAfterSeconds",
+    disabled: ro,
+    class: "narrow",
+  });
+
   function input() {
     const type = bodyType();
     const kind = authType.value;
@@ -342,6 +363,10 @@ export async function actionEditor(view, id) {
       authorization,
       timeoutSeconds: timeout.value === "" ? 10 : Number(timeout.value),
       signingSecret,
+      policy: {
+        order: order.value,
+        expireAfterSeconds: expireAfter.value === "" ? null : Number(expireAfter.value),
+      },
     };
   }
 
@@ -372,6 +397,23 @@ export async function actionEditor(view, id) {
     ),
     section("Headers", headers.el),
     section("Delivery", field("Timeout (seconds)", timeout, "From 0.1 to 60."), signing.wrapper, secretRow),
+    section(
+      "Delivery policy",
+      h(
+        "div",
+        { class: "grid-2" },
+        field(
+          "Order",
+          order,
+          "One at a time per call: the deliveries of one call_id wait (HELD) for the one before to end.",
+        ),
+        field(
+          "Expire after (seconds)",
+          expireAfter,
+          "Not sent within this time of the event: EXPIRED, never sent later. Empty: never.",
+        ),
+      ),
+    ),
     h(
       "datalist",
       { id: "content-types" },
