@@ -155,6 +155,14 @@ def targets(results: dict[str, Any]) -> list[Row]:
     rows.append(_row("10", "CPU with no traffic, installation", idle,
                      f"{idle} cores ({per_process(_get(s, '10', 'cpu_cores') or {})})",
                      "≤ 0.02 cores", lambda v: v <= 0.02))
+    ratio = _get(s, "12", "ratio_p99")
+    quiet = _get(s, "12", "quiet", "latency_ms", "p99")
+    loaded = _get(s, "12", "retries", "latency_ms", "p99")
+    failing = _get(s, "12", "failing_deliveries")
+    rows.append(_row("12", f"healthy action's p99 while {failing or 'the'} retries of a hanging "
+                     "one (same tenant) are due", ratio,
+                     f"{loaded} ms vs {quiet} ms alone (×{ratio})", "≤ 1.5 × alone",
+                     lambda v: v <= 1.5))
     return rows
 
 

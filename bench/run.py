@@ -34,7 +34,18 @@ from typing import Any
 
 import aiohttp
 
-from bench import activity, delivery, fairness, idle, intake, latency, memory, report, sweep
+from bench import (
+    activity,
+    delivery,
+    fairness,
+    first_attempts,
+    idle,
+    intake,
+    latency,
+    memory,
+    report,
+    sweep,
+)
 from bench.context import Bench, Sizes
 from bench.probes import wake_penalty
 from bench.receiver import KEEPALIVE, Receiver
@@ -53,6 +64,8 @@ SCENARIOS = {
           fairness.scenario_8),
     "9": ("steady-rate sweep, one triggerEvent per request", sweep.scenario_9),
     "10": ("idle: no traffic", idle.scenario_10),
+    "12": ("first attempts first: a healthy action while a hanging one's retries are due",
+           first_attempts.scenario_12),
 }
 CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "installation", "bench", "others",
                "machine")
@@ -94,7 +107,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
-        parser.error(f"unknown scenario {', '.join(unknown)}; choose from 1-{len(SCENARIOS)}")
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     args.chosen = chosen
     return args
 

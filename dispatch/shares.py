@@ -165,27 +165,26 @@ class FairShares:
 class FairGate:
     """``asyncio.Semaphore(size)`` whose waiters are let in by tenant in turn, not in
     the order they came: when 400 deliveries of one tenant end at once and queue their
-    400 outcome writes, another tenant's one write goes in next, not 401st.
+    400 outcome writes, another tenant's one write goes in next, not 401st. Waiters for
+    retries (``later=True``) are let in only when no other waits: when a thousand
+    retries of a dead endpoint come due together, a first attempt's claim (of the same
+    tenant too) goes in next, not behind them.
 
     ``async with gate.slot("acme"): ...``
     """
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self.lines: dict[str, deque[asyncio.Future[None]]] = {}
-        self.turns: deque[str] = deque()
+        self.first = _Waiters()
+        self.later = _Waiters()
 
     @contextlib.asynccontextmanager
-    async def slot(self, tenant: str) -> AsyncIterator[None]:
-        if self.free > 0 and not self.turns:
+    async def slot(self, tenant: str, later: bool = False) -> AsyncIterator[None]:
+        if self.free > 0 and not self.first.turns and not self.later.turns:
             self.free -= 1
         else:
             entry: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            line = self.lines.get(tenant)
-            if line is None:
-                line = self.lines[tenant] = deque()
-                self.turns.append(tenant)
-            line.append(entry)
+            (self.later if later else self.first).push(tenant, entry)
             try:
                 await entry
             except asyncio.CancelledError:
@@ -198,7 +197,30 @@ class FairGate:
             self._release()
 
     def _release(self) -> None:
-        """Hand the slot to the next tenant's first waiter still waiting, else free it."""
+        """Hand the slot to the next waiter still waiting (first attempts' before
+        retries', tenants in turn), else free it."""
+        if not (self.first.admit() or self.later.admit()):
+            self.free += 1
+
+
+class _Waiters:
+    """``FairGate``'s waiters of one class: a FIFO line per tenant, and whose turn is
+    next."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, deque[asyncio.Future[None]]] = {}
+        self.turns: deque[str] = deque()
+
+    def push(self, tenant: str, entry: asyncio.Future[None]) -> None:
+        line = self.lines.get(tenant)
+        if line is None:
+            line = self.lines[tenant] = deque()
+            self.turns.append(tenant)
+        line.append(entry)
+
+    def admit(self) -> bool:
+        """Let the next tenant's first waiter in; False when none waits (a cancelled
+        waiter is skipped)."""
         while self.turns:
             tenant = self.turns.popleft()
             line = self.lines[tenant]
@@ -207,7 +229,7 @@ class FairGate:
                 self.turns.append(tenant)
             else:
                 del self.lines[tenant]
-            if not entry.done():  # a cancelled waiter is skipped
+            if not entry.done():
                 entry.set_result(None)
-                return
-        self.free += 1
+                return True
+        return False

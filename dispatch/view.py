@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from dispatch import order
 from dispatch.render import parameter_values
-from dispatch.shares import FairGate
+from dispatch.shares import FairGate, is_retry
 from dispatch.stamps import ConfigCache, Snapshot
 from tenants.database import Database, object_id, patiently
 from tenants.registry import TenantRegistry
@@ -62,8 +62,10 @@ class DatabaseGates:
         async with self.calls.slot(tenant):
             return await patiently(call)
 
-    async def claim(self, tenant: str, call: Callable[[], Awaitable[T]]) -> T:
-        async with self.calls.slot(tenant):
+    async def claim(self, tenant: str, call: Callable[[], Awaitable[T]],
+                    retry: bool = False) -> T:
+        """A claim through the calls' gate; a retry's goes after any first attempt's."""
+        async with self.calls.slot(tenant, later=retry):
             if self.stopping:
                 raise Stopping
             return await patiently(call)
@@ -137,7 +139,8 @@ class TenantView:
         row_id = object_id(activity_id)
         if row_id is None:
             return None
-        return await self._gates.claim(self.code, lambda: self.store.log.claim(row_id, known))
+        return await self._gates.claim(self.code, lambda: self.store.log.claim(row_id, known),
+                                       retry=is_retry(known))
 
     async def mark_sending(self, row: dict[str, Any]) -> None:
         """Only for readers of the row (recovery knows the attempt by its claim), so a

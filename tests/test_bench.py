@@ -1,4 +1,4 @@
-"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10`` against
+"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10,12`` against
 the real services, and its result file has the expected keys and sane values.
 
 No timing thresholds: the suite must pass on a slow or busy machine.
@@ -27,7 +27,7 @@ def bench_run(mongo: Any, redis_client: Any,
     output."""
     out = tmp_path_factory.mktemp("bench") / "result.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10", "--no-profile",
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10,12", "--no-profile",
          "--sweep-rates", "20,50", "--sweep-seconds", "2", "--worker-processes", "1,2",
          "--output", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -42,9 +42,9 @@ def positive(value: Any) -> bool:
 def test_bench_reports_scenarios_run_and_what_was_measured(bench_run: Any) -> None:
     document, _ = bench_run
     assert set(document) >= {"date", "machine", "options", "scenarios", "targets"}
-    assert document["options"]["scenarios"] == ["1", "4", "9", "10"]
+    assert document["options"]["scenarios"] == ["1", "4", "9", "10", "12"]
     assert document["options"]["database"].startswith("bench_")
-    assert set(document["scenarios"]) == {"1", "4", "9", "10"}
+    assert set(document["scenarios"]) == {"1", "4", "9", "10", "12"}
     assert document["machine"]["cpus"] >= 1
 
 
@@ -127,6 +127,19 @@ def test_bench_idle_scenario_reads_the_installation_at_rest(bench_run: Any) -> N
     assert set(idle["cpu_s"]) == {"installation", "api", "worker", "ferretdb", "redis"}
 
 
+def test_bench_first_attempts_scenario_times_the_healthy_action_alone_and_during_retries(
+        bench_run: Any) -> None:
+    first = bench_run[0]["scenarios"]["12"]
+    assert "error" not in first, first
+    assert first["failing_deliveries"] == 100
+    for phase in ("quiet", "first", "retries"):
+        assert first[phase]["received"] == first[phase]["triggers"] > 0, first[phase]
+        assert positive(first[phase]["latency_ms"]["p99"])
+    assert first["retrying_when_measured"] >= 95  # the hanging action's attempts had failed
+    assert first["ratio_p99"] == pytest.approx(
+        first["retries"]["latency_ms"]["p99"] / first["quiet"]["latency_ms"]["p99"], abs=0.01)
+
+
 def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any) -> None:
     document, stdout = bench_run
     assert "| # | measure | result | target | pass |" in stdout
@@ -141,6 +154,8 @@ def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any)
         assert ("9", "highest rate kept with p99 ≤ 50 ms "
                 f"(worker --processes {processes})") in verdicts
     judged = [t for t in document["targets"] if not t.get("informational")]
-    ran = [t for t in judged if t["scenario"] in ("1", "4", "10")]
+    assert ("12", "healthy action's p99 while 100 retries of a hanging one (same tenant) "
+            "are due") in verdicts
+    ran = [t for t in judged if t["scenario"] in ("1", "4", "10", "12")]
     assert ran and all(t["pass"] in (True, False) for t in ran)
     assert all(t["pass"] is None for t in judged if t["scenario"] in "235678")

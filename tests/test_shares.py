@@ -148,6 +148,34 @@ def test_a_gate_lets_waiting_tenants_in_in_turn() -> None:
     assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
 
 
+def test_a_gate_lets_first_attempts_in_before_retries_of_the_same_tenant() -> None:
+    """A thousand retries of a dead endpoint come due together and queue their claims:
+    a first attempt's claim, of the same tenant, goes in next, not behind them."""
+    async def scenario() -> list[str]:
+        gate, order = FairGate(1), []
+        held = asyncio.Event()
+
+        async def enter(name: str, later: bool) -> None:
+            async with gate.slot("a", later=later):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        async def holder() -> None:
+            async with gate.slot("a"):
+                held.set()
+                await asyncio.sleep(0.01)
+
+        first = asyncio.create_task(holder())
+        await held.wait()
+        retries = [asyncio.create_task(enter(f"r{n}", True)) for n in range(3)]
+        await asyncio.sleep(0)
+        fresh = asyncio.create_task(enter("first", False))
+        await asyncio.gather(first, fresh, *retries)
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "r0", "r1", "r2"]
+
+
 def test_a_cancelled_waiter_leaves_the_gate_to_the_next() -> None:
     async def scenario() -> list[str]:
         gate, order = FairGate(1), []

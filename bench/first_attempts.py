@@ -1,0 +1,90 @@
+"""First attempts first (scenario 12): a healthy action's latency while thousands of
+retries of a hanging action are due, both in the same tenant (issue 16).
+
+Tenant T's HANGUP sends H (a fast receiver; its requests are timed from the ``sent``
+stamp to their arrival); T's RINGING sends F, whose receiver hangs past F's timeout
+(``HANG_TIMEOUT`` s), so every attempt of F fails and is retried (the default
+schedule: 5 s, 30 s, 120 s, …). In turn:
+
+1. ``quiet``: H alone at ``fairness.RATE_B`` triggers/s for ``QUIET_SECONDS``.
+2. ``first``: ``Sizes.failing`` RINGING triggers at once, then H for ``FIRST_SECONDS``
+   while F's first attempts hang (for information: first attempts against first
+   attempts).
+3. Wait until F's first attempts have all failed (rows RETRYING or later): F's retries
+   now come due by the thousand.
+4. ``retries``: H for ``Sizes.first_seconds`` while those retries are due and hang.
+
+``ratio_p99`` = ``retries`` p99 / ``quiet`` p99; the issue's goal is ≤ 1.5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.context import Bench
+from bench.fairness import RATE_B, TRIGGER_EVENTS, ratio, stream
+
+QUIET_SECONDS = 20.0
+FIRST_SECONDS = 6.0
+HANG_TIMEOUT = 2.0
+HANG_MS = 60_000
+
+
+async def scenario_12(bench: Bench) -> dict[str, Any]:
+    stack, receiver, sizes = bench.stack, bench.receiver, bench.sizes
+    code = bench.code("s12")
+    tenant = await stack.make_tenant(code, [receiver.url(f"/{code}/h")])
+    made = await stack.gql(
+        "mutation($i: ActionInput!) { createAction(input: $i) { id } }", tenant=code,
+        i={"name": "hangs", "url": receiver.url(f"/{code}/f", HANG_MS),
+           "timeoutSeconds": HANG_TIMEOUT})
+    failing = made["createAction"]["id"]
+    await stack.gql("mutation($ids: [ID!]) { updateEvent(type: RINGING, input: {active: true, "
+                    "actionIds: $ids}) { type } }", tenant=code, ids=[failing])
+
+    quiet = await stream(stack, bench, tenant, min(QUIET_SECONDS, sizes.first_seconds), 0)
+    started = time.monotonic()
+    for first in range(0, sizes.failing, 100):
+        await stack.gql(TRIGGER_EVENTS, key=tenant.key, i=[
+            {"event": "RINGING", "params": {"seq": -1 - i}}
+            for i in range(first, min(sizes.failing, first + 100))])
+    during_first = await stream(stack, bench, tenant, FIRST_SECONDS, 1_000_000)
+    retrying = await wait_for_retries(bench, code, failing, sizes.failing)
+    waited = time.monotonic() - started
+    during_retries = await stream(stack, bench, tenant, sizes.first_seconds, 2_000_000)
+    due = await count(bench, code, {"action_id": failing, "attempts": {"$gte": 2}})
+    return {
+        "rate": RATE_B, "failing_deliveries": sizes.failing, "hang_timeout_s": HANG_TIMEOUT,
+        "quiet": quiet, "first": during_first, "retries": during_retries,
+        "retrying_when_measured": retrying, "seconds_to_retrying": round(waited, 1),
+        "retried_by_end": due,
+        "ratio_p50": ratio(during_retries, quiet, "p50"),
+        "ratio_p99": ratio(during_retries, quiet, "p99"),
+        "first_ratio_p99": ratio(during_first, quiet, "p99"),
+    }
+
+
+async def count(bench: Bench, code: str, query: dict[str, Any]) -> int:
+    def counted() -> int:
+        client = bench.stack.mongo()
+        try:
+            return bench.stack.activity(client, code).count_documents(query)
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(counted)
+
+
+async def wait_for_retries(bench: Bench, code: str, action_id: str, total: int,
+                           timeout: float = 300.0) -> int:
+    """F's rows that failed an attempt at least once, once they are nearly all (or at
+    ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        failed = await count(bench, code, {"action_id": action_id, "$or": [
+            {"status": "RETRYING"}, {"attempts": {"$gte": 2}}]})
+        if failed >= total * 0.95 or time.monotonic() > deadline:
+            return failed
+        await asyncio.sleep(0.5)
