@@ -4,7 +4,9 @@
 when the sender has them at hand, the rows themselves as they were when it was sent
 (``tenants.activity.portable``), so that the worker need not read them; the database row
 stays the record, and each attempt's claim keeps an old copy from being sent twice. A
-planned retry is the same message for one id, sent with a delay.
+planned retry is the same message for one id, sent with a delay, as ``deliver_later``:
+retries (and deliveries a worker hands back for want of room) wait on a queue of their
+own, so that a thousand of them due at once never stand before a first attempt.
 """
 
 from __future__ import annotations
@@ -21,19 +23,25 @@ from tenants.activity import portable
 
 
 def delivery_message(tenant: str, activity_ids: list[str],
-                     rows: list[dict[str, Any]] | None = None) -> dramatiq.Message:
-    """The message of ``deliver`` for these deliveries, carrying ``rows`` when given."""
+                     rows: list[dict[str, Any]] | None = None,
+                     later: bool = False) -> dramatiq.Message:
+    """The message of ``deliver`` (or, ``later``, of ``deliver_later``) for these
+    deliveries, carrying ``rows`` when given."""
     carried = [portable(r) for r in rows] if rows is not None else None
-    return deliver.message(tenant, activity_ids, carried)
+    return (deliver_later if later else deliver).message(tenant, activity_ids, carried)
 
 
 async def enqueue(tenant: str, activity_ids: list[str], delay_seconds: float = 0.0,
-                  rows: list[dict[str, Any]] | None = None) -> None:
+                  rows: list[dict[str, Any]] | None = None, later: bool = False) -> None:
     """Send a delivery message from the worker's event loop, without a thread for Redis
     (``dispatch.outbox``). The API sends its own, with the rows' live publication
     (``dispatch.queue``)."""
-    await outbox.send(delivery_message(tenant, activity_ids, rows), delay_seconds)
+    await outbox.send(delivery_message(tenant, activity_ids, rows, later), delay_seconds)
 
+
+LATER_PRIORITY = 10
+"""Dramatiq runs a worker's fetched messages lowest priority number first (0 by
+default): first attempts before retries."""
 
 settings = get_settings()
 broker = create_broker(settings)
@@ -48,4 +56,13 @@ dramatiq.set_broker(broker)
                 max_backoff=60_000)
 async def deliver(tenant: str, activity_ids: list[str],
                   rows: list[dict[str, Any]] | None = None) -> None:
+    await runtime.accept(tenant, activity_ids, rows)
+
+
+@dramatiq.actor(queue_name=settings.later_queue_name, max_retries=10, min_backoff=1000,
+                max_backoff=60_000, priority=LATER_PRIORITY)
+async def deliver_later(tenant: str, activity_ids: list[str],
+                        rows: list[dict[str, Any]] | None = None) -> None:
+    """``deliver`` for retries and deliveries handed back: on a queue of its own, and
+    taken after ``deliver``'s messages among those a worker has fetched."""
     await runtime.accept(tenant, activity_ids, rows)

@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -35,9 +35,14 @@ from event_manager.config import Settings
 
 log = logging.getLogger("event_manager.delivery")
 
-Enqueue = Callable[[str, list[str], float, list[dict[str, Any]] | None], Awaitable[None]]
-"""``enqueue(tenant, activity_ids, delay_seconds, rows)``: one delivery message; ``rows``
-(or None) are the rows as they are now, carried so that the worker need not read them."""
+class Enqueue(Protocol):
+    """``enqueue(tenant, activity_ids, delay_seconds, rows, later=False)``: one delivery
+    message; ``rows`` (or None) are the rows as they are now, carried so that the worker
+    need not read them. ``later``: on the queue that workers serve after the first
+    attempts' (``Settings.later_queue_name``), for retries and deliveries handed back."""
+
+    def __call__(self, tenant: str, activity_ids: list[str], delay_seconds: float,
+                 rows: list[dict[str, Any]] | None, later: bool = False) -> Awaitable[None]: ...
 
 
 SENDING_AFTER_SECONDS = 1.0
@@ -175,7 +180,7 @@ class Deliverer:
         await self.publisher.publish(view.code, [updated])
         if updated["status"] == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
-            await self.enqueue(view.code, [str(row["_id"])], delay, [updated])
+            await self.enqueue(view.code, [str(row["_id"])], delay, [updated], later=True)
         else:
             await self.health.ended(view, row, updated)
             if updated.get("call_key"):

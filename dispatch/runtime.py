@@ -70,6 +70,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         self.deliverer: Deliverer | None = None
         self.shares = FairShares(self._start, total=self.max_in_flight,
                                  per_tenant=settings.tenant_in_flight,
+                                 per_action=settings.action_in_flight,
                                  retries=settings.retry_in_flight)
         self.room: asyncio.Event | None = None
         """Set while the process's lines have room: ``accept`` waits for it."""
@@ -136,7 +137,7 @@ class DeliveryRuntime(dramatiq.Middleware):
     async def accept(self, tenant: str, activity_ids: list[str],
                      rows: list[dict[str, Any]] | None = None) -> None:
         """Start each delivery, or queue it behind its tenant's share
-        (``dispatch.shares``); hand back to the broker what its tenant's line has no room
+        (``dispatch.shares``); hand back to the broker what its action's line has no room
         for; then wait only while the lines of the whole process are full. ``rows``: the
         rows the message carries (``dispatch.actors``), or None."""
         deliverer = self.deliverer or await self.open()
@@ -154,7 +155,8 @@ class DeliveryRuntime(dramatiq.Middleware):
         if handed_back:
             carried = [known[i] for i in handed_back if i in known]
             try:
-                await self.enqueue(tenant, handed_back, HAND_BACK_SECONDS, carried or None)
+                await self.enqueue(tenant, handed_back, HAND_BACK_SECONDS, carried or None,
+                                   later=True)
             except OUTAGE as exc:  # their rows are QUEUED and held by no one: recovered
                 log.warning("%d deliveries of tenant %s not handed back (%s: %s); recovery "
                             "will queue them again", len(handed_back), tenant,

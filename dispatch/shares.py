@@ -1,4 +1,5 @@
-"""Fair shares of a worker process's delivery slots between tenants.
+"""Fair shares of a worker process's delivery slots between tenants, and between the
+actions of a tenant.
 
 A worker process has ``total`` deliveries in flight at most (``worker_in_flight``,
 1,000). Taken first come, first served, one tenant with 1,000 deliveries to an endpoint
@@ -7,12 +8,15 @@ would wait that long. ``FairShares`` hands the slots out instead:
 
 - a tenant has at most ``per_tenant`` deliveries in flight (``tenant_in_flight``, 400:
   2,000/s to an endpoint answering in 200 ms): the rest of the slots stay free for the
-  others; its next deliveries wait in a line of its own, in the order they came;
+  others; one action of the tenant has at most ``per_action`` of them
+  (``action_in_flight``, 300), so a dead endpoint leaves room for the tenant's healthy
+  ones. Deliveries beyond wait, each action's in a line of its own, in the order they
+  came;
 - a slot that frees goes to the waiting tenant with the fewest in flight (in turn on a
-  tie), and to a first attempt before any retry; retries hold at most ``retries`` slots
-  at once (``retry_in_flight``, 500), so a failing tenant's retries never take the
-  place of first attempts;
-- a tenant's line holds at most ``per_tenant`` deliveries: ``offer`` refuses more, and
+  tie), within it to the action with the fewest in flight, and to a first attempt
+  before any retry; retries hold at most ``retries`` slots at once (``retry_in_flight``,
+  500), so a failing tenant's retries never take the place of first attempts;
+- an action's line holds at most ``per_action`` deliveries: ``offer`` refuses more, and
   the caller hands them back to the broker for a moment (``dispatch.runtime``) instead of
   making the broker's threads wait, which would hold up every tenant's messages.
 
@@ -46,6 +50,16 @@ class Delivery:
     """The tenant's view, shared by the deliveries of one message (``Deliverer.deliver``)."""
     retry: bool = False
 
+    @property
+    def action(self) -> str | None:
+        """The action it is for, when the message says (recovery's messages do not: their
+        deliveries share one line)."""
+        return str(self.row.get("action_id")) if self.row is not None else None
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.tenant, self.action
+
 
 def is_retry(row: dict[str, Any] | None) -> bool:
     """A planned retry carries its row RETRYING; a first attempt's is QUEUED. A row the
@@ -53,49 +67,96 @@ def is_retry(row: dict[str, Any] | None) -> bool:
     return row is not None and row.get("status") == "RETRYING"
 
 
-class _Lines:
-    """Waiting deliveries, a FIFO line per tenant, and whose turn is next."""
+Key = tuple[str, str | None]
+"""(tenant, action)."""
+
+
+class _TenantLines:
+    """One tenant's waiting deliveries: a FIFO line per action, and whose turn is next."""
 
     def __init__(self) -> None:
-        self.lines: dict[str, deque[Delivery]] = {}
+        self.lines: dict[str | None, deque[Delivery]] = {}
+        self.turns: deque[str | None] = deque()
+
+    def push(self, item: Delivery) -> None:
+        line = self.lines.get(item.action)
+        if line is None:
+            line = self.lines[item.action] = deque()
+            self.turns.append(item.action)
+        line.append(item)
+
+    def pick(self, tenant: str, may_start: Callable[[Key], bool],
+             running: Counter[Key]) -> list[str | None]:
+        """The action whose first delivery starts next, as a list of one: of those
+        allowed to start, the one with the fewest in flight (the earliest in turn on a
+        tie); an empty list when none may start."""
+        chosen: list[str | None] = []
+        for action in self.turns:
+            key = (tenant, action)
+            if may_start(key) and (not chosen or running[key] < running[(tenant, chosen[0])]):
+                chosen = [action]
+        return chosen
+
+    def pop(self, action: str | None) -> Delivery:
+        line = self.lines[action]
+        item = line.popleft()
+        self.turns.remove(action)
+        if line:
+            self.turns.append(action)
+        else:
+            del self.lines[action]
+        return item
+
+
+class _Lines:
+    """Waiting deliveries, per tenant and action, and whose turn is next."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, _TenantLines] = {}
         self.turns: deque[str] = deque()
         self.count = 0
 
-    def length(self, tenant: str) -> int:
-        line = self.lines.get(tenant)
+    def length(self, key: Key) -> int:
+        lines = self.tenants.get(key[0])
+        line = lines.lines.get(key[1]) if lines else None
         return len(line) if line else 0
 
     def push(self, item: Delivery) -> None:
-        line = self.lines.get(item.tenant)
-        if line is None:
-            line = self.lines[item.tenant] = deque()
+        lines = self.tenants.get(item.tenant)
+        if lines is None:
+            lines = self.tenants[item.tenant] = _TenantLines()
             self.turns.append(item.tenant)
-        line.append(item)
+        lines.push(item)
         self.count += 1
 
-    def pop(self, running: Counter[str], cap: int) -> Delivery | None:
-        """The first delivery of the tenant with the fewest in flight, of those below
-        ``cap`` (the earliest in turn on a tie); that tenant goes to the back of the
-        turns."""
-        chosen = None
+    def pop(self, may_start: Callable[[Key], bool], running: Counter[str],
+            running_actions: Counter[Key]) -> Delivery | None:
+        """The next delivery of the tenant with the fewest in flight, of those with one
+        allowed to start (the earliest in turn on a tie), of its action with the fewest
+        in flight; that tenant and action go to the back of their turns."""
+        chosen: Key | None = None
         for tenant in self.turns:
-            if running[tenant] < cap and (chosen is None or running[tenant] < running[chosen]):
-                chosen = tenant
+            if chosen is not None and running[tenant] >= running[chosen[0]]:
+                continue
+            for action in self.tenants[tenant].pick(tenant, may_start, running_actions):
+                chosen = (tenant, action)
         if chosen is None:
             return None
-        line = self.lines[chosen]
-        item = line.popleft()
+        tenant, action = chosen
+        lines = self.tenants[tenant]
+        item = lines.pop(action)
         self.count -= 1
-        self.turns.remove(chosen)
-        if line:
-            self.turns.append(chosen)
+        self.turns.remove(tenant)
+        if lines.lines:
+            self.turns.append(tenant)
         else:
-            del self.lines[chosen]
+            del self.tenants[tenant]
         return item
 
     def drain(self) -> list[Delivery]:
-        items = [item for line in self.lines.values() for item in line]
-        self.lines.clear()
+        items = [item for lines in self.tenants.values() for line in lines.lines.values()
+                 for item in line]
+        self.tenants.clear()
         self.turns.clear()
         self.count = 0
         return items
@@ -103,13 +164,16 @@ class _Lines:
 
 class FairShares:
     def __init__(self, start: Callable[[Delivery], None], *, total: int, per_tenant: int,
-                 retries: int) -> None:
+                 retries: int, per_action: int | None = None) -> None:
         self.start = start
         self.total = total
         self.per_tenant = min(per_tenant, total)
+        self.per_action = min(per_action or self.per_tenant, self.per_tenant)
         self.retries = min(retries, total)
         self.running: Counter[str] = Counter()
         """Deliveries in flight, by tenant."""
+        self.running_actions: Counter[Key] = Counter()
+        """Deliveries in flight, by tenant and action."""
         self.running_total = 0
         self.running_retries = 0
         self.first = _Lines()
@@ -121,10 +185,10 @@ class FairShares:
         return self.first.count + self.again.count
 
     def offer(self, item: Delivery) -> bool:
-        """Start ``item`` now or put it in its tenant's line; False when that line is
+        """Start ``item`` now or put it in its action's line; False when that line is
         full (the caller hands it back to the broker)."""
         lines = self.again if item.retry else self.first
-        if lines.length(item.tenant) >= self.per_tenant:
+        if lines.length(item.key) >= self.per_action:
             return False
         lines.push(item)
         self._pump()
@@ -134,6 +198,9 @@ class FairShares:
         self.running[item.tenant] -= 1
         if self.running[item.tenant] <= 0:
             del self.running[item.tenant]
+        self.running_actions[item.key] -= 1
+        if self.running_actions[item.key] <= 0:
+            del self.running_actions[item.key]
         self.running_total -= 1
         if item.retry:
             self.running_retries -= 1
@@ -145,17 +212,22 @@ class FairShares:
         for item in self.first.drain() + self.again.drain():
             self._begin(item)
 
+    def _may_start(self, key: Key) -> bool:
+        return (self.running[key[0]] < self.per_tenant
+                and self.running_actions[key] < self.per_action)
+
     def _pump(self) -> None:
         while self.running_total < self.total:
-            item = self.first.pop(self.running, self.per_tenant)
+            item = self.first.pop(self._may_start, self.running, self.running_actions)
             if item is None and self.running_retries < self.retries:
-                item = self.again.pop(self.running, self.per_tenant)
+                item = self.again.pop(self._may_start, self.running, self.running_actions)
             if item is None:
                 return
             self._begin(item)
 
     def _begin(self, item: Delivery) -> None:
         self.running[item.tenant] += 1
+        self.running_actions[item.key] += 1
         self.running_total += 1
         if item.retry:
             self.running_retries += 1
@@ -163,14 +235,15 @@ class FairShares:
 
 
 class FairGate:
-    """``asyncio.Semaphore(size)`` whose waiters are let in by tenant in turn, not in
-    the order they came: when 400 deliveries of one tenant end at once and queue their
-    400 outcome writes, another tenant's one write goes in next, not 401st. Waiters for
-    retries (``later=True``) are let in only when no other waits: when a thousand
-    retries of a dead endpoint come due together, a first attempt's claim (of the same
-    tenant too) goes in next, not behind them.
+    """``asyncio.Semaphore(size)`` whose waiters are let in by tenant in turn, and within
+    a tenant by action in turn, not in the order they came: when 400 deliveries of one
+    tenant end at once and queue their 400 outcome writes, another tenant's one write
+    goes in next, not 401st; when 300 deliveries to one dead endpoint queue their claims,
+    the tenant's next delivery to a healthy one goes in next. Waiters for retries
+    (``later=True``) are let in only when no other waits: when a thousand retries come
+    due together, a first attempt's claim goes in next, not behind them.
 
-    ``async with gate.slot("acme"): ...``
+    ``async with gate.slot("acme", action_id): ...``
     """
 
     def __init__(self, size: int) -> None:
@@ -179,12 +252,13 @@ class FairGate:
         self.later = _Waiters()
 
     @contextlib.asynccontextmanager
-    async def slot(self, tenant: str, later: bool = False) -> AsyncIterator[None]:
+    async def slot(self, tenant: str, action: str | None = None,
+                   later: bool = False) -> AsyncIterator[None]:
         if self.free > 0 and not self.first.turns and not self.later.turns:
             self.free -= 1
         else:
             entry: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            (self.later if later else self.first).push(tenant, entry)
+            (self.later if later else self.first).push(tenant, action, entry)
             try:
                 await entry
             except asyncio.CancelledError:
@@ -198,37 +272,49 @@ class FairGate:
 
     def _release(self) -> None:
         """Hand the slot to the next waiter still waiting (first attempts' before
-        retries', tenants in turn), else free it."""
+        retries', tenants in turn, then actions), else free it."""
         if not (self.first.admit() or self.later.admit()):
             self.free += 1
 
 
 class _Waiters:
-    """``FairGate``'s waiters of one class: a FIFO line per tenant, and whose turn is
-    next."""
+    """``FairGate``'s waiters of one class: per tenant, a FIFO line per action; tenants
+    take turns, and the actions of each tenant."""
 
     def __init__(self) -> None:
-        self.lines: dict[str, deque[asyncio.Future[None]]] = {}
+        self.tenants: dict[str, dict[str | None, deque[asyncio.Future[None]]]] = {}
         self.turns: deque[str] = deque()
+        self.action_turns: dict[str, deque[str | None]] = {}
 
-    def push(self, tenant: str, entry: asyncio.Future[None]) -> None:
-        line = self.lines.get(tenant)
-        if line is None:
-            line = self.lines[tenant] = deque()
+    def push(self, tenant: str, action: str | None, entry: asyncio.Future[None]) -> None:
+        lines = self.tenants.get(tenant)
+        if lines is None:
+            lines = self.tenants[tenant] = {}
+            self.action_turns[tenant] = deque()
             self.turns.append(tenant)
+        line = lines.get(action)
+        if line is None:
+            line = lines[action] = deque()
+            self.action_turns[tenant].append(action)
         line.append(entry)
 
     def admit(self) -> bool:
-        """Let the next tenant's first waiter in; False when none waits (a cancelled
-        waiter is skipped)."""
+        """Let the next waiter in; False when none waits (a cancelled waiter is
+        skipped)."""
         while self.turns:
             tenant = self.turns.popleft()
-            line = self.lines[tenant]
+            lines, actions = self.tenants[tenant], self.action_turns[tenant]
+            action = actions.popleft()
+            line = lines[action]
             entry = line.popleft()
             if line:
+                actions.append(action)
+            else:
+                del lines[action]
+            if lines:
                 self.turns.append(tenant)
             else:
-                del self.lines[tenant]
+                del self.tenants[tenant], self.action_turns[tenant]
             if not entry.done():
                 entry.set_result(None)
                 return True

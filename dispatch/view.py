@@ -63,9 +63,10 @@ class DatabaseGates:
             return await patiently(call)
 
     async def claim(self, tenant: str, call: Callable[[], Awaitable[T]],
-                    retry: bool = False) -> T:
-        """A claim through the calls' gate; a retry's goes after any first attempt's."""
-        async with self.calls.slot(tenant, later=retry):
+                    action: str | None = None, retry: bool = False) -> T:
+        """A claim through the calls' gate, the actions of a tenant in turn; a retry's
+        goes after any first attempt's."""
+        async with self.calls.slot(tenant, action, later=retry):
             if self.stopping:
                 raise Stopping
             return await patiently(call)
@@ -139,8 +140,9 @@ class TenantView:
         row_id = object_id(activity_id)
         if row_id is None:
             return None
-        return await self._gates.claim(self.code, lambda: self.store.log.claim(row_id, known),
-                                       retry=is_retry(known))
+        return await self._gates.claim(
+            self.code, lambda: self.store.log.claim(row_id, known),
+            str(known["action_id"]) if known else None, retry=is_retry(known))
 
     async def mark_sending(self, row: dict[str, Any]) -> None:
         """Only for readers of the row (recovery knows the attempt by its claim), so a

@@ -136,7 +136,7 @@ def worker(
     check_broker(config.broker_url)
     os.execv(sys.executable, [
         sys.executable, "-m", "dramatiq", "dispatch.actors", "--processes", str(processes),
-        "--threads", str(threads), "--queues", config.queue_name,
+        "--threads", str(threads), "--queues", config.queue_name, config.later_queue_name,
     ])
 
 

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         "always find free slots: the tenant's next deliveries wait their turn in the process "
         "(as many again at most; beyond, they go back to the queue for a second)",
     )
+    action_in_flight: int = Field(
+        300, ge=1, description="of a tenant's, one action's at most, so that an endpoint "
+        "that hangs or fails leaves room for the tenant's other actions (beyond, its "
+        "deliveries wait their turn as the tenant's do)",
+    )
     retry_in_flight: int = Field(
         500, ge=1, description="of those, retries at most; a free slot goes to a waiting "
         "first attempt before any retry",
@@ -257,6 +262,13 @@ class Settings(BaseSettings):
     def queue_name(self) -> str:
         """Deliveries of services sharing a database share a queue; others never meet."""
         return f"{self.database}.deliveries"
+
+    @property
+    def later_queue_name(self) -> str:
+        """Retries, and deliveries handed back for want of room, wait in a queue of
+        their own, which workers serve after ``queue_name``: a thousand retries due at
+        once never stand before a new trigger's first attempt."""
+        return f"{self.database}.deliveries-later"
 
     @property
     def live_channel_prefix(self) -> str:

@@ -58,7 +58,8 @@ class QueueDepth(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily("event_manager_queue_depth",
                                    "Delivery messages waiting in the broker", labels=["queue"])
-        for name in (self.queue, f"{self.queue}.DQ"):
+        for name in (self.queue, f"{self.queue}.DQ", f"{self.queue}-later",
+                     f"{self.queue}-later.DQ"):
             try:
                 family.add_metric([name], self.redis.llen(f"dramatiq:{name}"))
             except Exception as exc:  # a scrape must not fail because Redis is down

@@ -79,6 +79,7 @@ FERRETDB_FILES = {
     "update_batch_backends.go": Path("internal/backends/update_batch.go"),
     "update_batch_sqlite.go": Path("internal/backends/sqlite/update_batch.go"),
     "update_batch_fsql.go": Path("internal/util/fsql/tx_prepare.go"),
+    "update_lock.go": Path("internal/handler/msg_update_lock.go"),
 }
 """Our own source files, added to FerretDB's (each file's comment says what it does):
 filters on indexed fields and on ``_id``, and the ``{_id: -1}`` order of a find with a
@@ -150,12 +151,30 @@ FERRETDB_SCHEMA_LAST_PATCHES = (
      "\t\tbuf.Write(b)\n\t\tbuf.WriteByte(',')\n\t}\n\n"
      "\tbuf.WriteString(`\"$s\":`)\n\tbuf.Write(schema)\n\tbuf.WriteByte('}')\n"),
 )
+FERRETDB_ATOMIC_PATCHES = (
+    (Path("internal/handler/msg_update.go"),
+     "\tmatched, modified, upserted, err := h.updateDocument(connCtx, params)\n",
+     "\tunlock := lockCollection(params.DB, params.Collection)\n"
+     "\tmatched, modified, upserted, err := h.updateDocument(connCtx, params)\n"
+     "\tunlock()\n"),
+    (Path("internal/handler/msg_findandmodify.go"),
+     "\tres, err := h.findAndModifyDocument(connCtx, params)\n",
+     "\tunlock := lockCollection(params.DB, params.Collection)\n"
+     "\tres, err := h.findAndModifyDocument(connCtx, params)\n"
+     "\tunlock()\n"),
+)
+"""Each ``update`` and ``findAndModify`` command alone among those on its collection
+(update_lock.go): FerretDB reads and writes a document in separate steps, and two
+connections updating one document at once lost one of the updates, where MongoDB makes
+each single-document update atomic (a call's queue lost an entry: a delivery of a
+PER_CALL action went out before the one ahead of it)."""
 FERRETDB_RELEASE = FERRETDB_VERSION + PUSHDOWN_RELEASE
 """The version our build reports (``buildInfo``'s ``ferretdbVersion``): the suffix tells
 ``tenants.database.Database`` that filters on indexed fields are answered from indexes."""
 FERRETDB_PATCHES = (FERRETDB_ID_PATCH, FERRETDB_UPDATE_PATCH, _debug_builds_only("Track"),
                     _debug_builds_only("Untrack"), *FERRETDB_PUSHDOWN_PATCHES,
-                    *FERRETDB_BATCH_PATCHES, *FERRETDB_SCHEMA_LAST_PATCHES)
+                    *FERRETDB_BATCH_PATCHES, *FERRETDB_SCHEMA_LAST_PATCHES,
+                    *FERRETDB_ATOMIC_PATCHES)
 
 
 def _build_stamp() -> str:

@@ -210,6 +210,8 @@ class OrderReport:
     """Deliveries that ended SUCCEEDED without arriving, or never ended."""
     repeats: dict[str, int]
     """Order → deliveries that arrived 2xx more than once (at-least-once, after kills)."""
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    """Order → a few calls out of order: the call id, then each arrival as step:status."""
 
     @property
     def settled(self) -> bool:
@@ -223,6 +225,7 @@ class OrderReport:
               f"2xx: {self.repeats[order]}" for order in ORDERS),
             f"lost:              {len(self.lost)}" + (f" (e.g. {self.lost[:3]})"
                                                        if self.lost else ""),
+            *(f"PER_CALL out of order, e.g. {e}" for e in self.examples.get("PER_CALL", [])),
         ])
 
 
@@ -243,17 +246,21 @@ def report(db: pymongo.database.Database, tenant: str, actions: dict[str, str],
                int(row["params"]["step"]))
         if row["status"] not in ENDED or (row["status"] == "SUCCEEDED" and not arrived[key]):
             lost.append(f"{row['_id']} {row['status']} {key}")
-    out_of_order = {}
+    out_of_order, examples = {}, {}
     for order in ORDERS:
         seen: dict[str, list[int]] = defaultdict(list)
         for a in arrivals:
             if a.order == order and a.call in whole:
                 seen[a.call].append(a.step)
-        out_of_order[order] = sum(1 for steps in seen.values()
-                                  if any(b < a for a, b in zip(steps, steps[1:], strict=False)))
+        disordered = [call for call, steps in seen.items()
+                      if any(b < a for a, b in zip(steps, steps[1:], strict=False))]
+        out_of_order[order] = len(disordered)
+        examples[order] = [f"{call}: " + " ".join(f"{a.step}:{a.status}" for a in arrivals
+                                                   if a.order == order and a.call == call)
+                           for call in disordered[:5]]
     repeats = {order: sum(1 for (o, _, _), n in arrived.items() if o == order and n > 1)
                for order in ORDERS}
-    return OrderReport(len(whole), len(rows), statuses, out_of_order, lost, repeats)
+    return OrderReport(len(whole), len(rows), statuses, out_of_order, lost, repeats, examples)
 
 
 def settle(check: Callable[[], OrderReport], timeout: float,

@@ -139,6 +139,29 @@ def test_429_retry_after_is_honoured(tenant: TenantHandle, receiver: Receiver) -
     assert second.at - first.at >= 1.9
 
 
+def test_a_retry_waits_on_the_later_queue_not_before_first_attempts(
+        tenant: TenantHandle, receiver: Receiver, settings: Any, redis_client: Any) -> None:
+    """A planned retry is a ``deliver_later`` message on the queue workers serve after
+    the first attempts' (``Settings.later_queue_name``): a thousand retries due at once
+    never stand before a new trigger's first attempt."""
+    path = f"/{tenant.code}/later"
+    receiver.script(path, Reply(503, headers={"Retry-After": "3"}))
+    hook(tenant, receiver, "later")
+    trigger_id = trigger(tenant, "HANGUP")["triggerId"]
+    row = wait_until(lambda: next((r for r in rows(tenant, trigger_id)
+                                   if r["status"] == "RETRYING"), None))
+
+    def waiting_in(queue: str) -> list[dict[str, Any]]:
+        found = redis_client.hvals(f"dramatiq:{queue}.DQ.msgs")
+        return [m for m in map(json.loads, found) if row["id"] in m["args"][1]]
+
+    [message] = wait_until(lambda: waiting_in(settings.later_queue_name), timeout=3)
+    assert message["actor_name"] == "deliver_later"
+    assert waiting_in(settings.queue_name) == []
+    [ended] = settled(tenant, trigger_id)
+    assert (ended["status"], ended["attempts"]) == ("SUCCEEDED", 2)
+
+
 def test_404_fails_at_once(tenant: TenantHandle, receiver: Receiver) -> None:
     receiver.script(f"/{tenant.code}/gone", Reply(404, body="no such hook"))
     hook(tenant, receiver, "gone")

@@ -13,13 +13,17 @@ from dispatch.shares import Delivery, FairGate, FairShares, is_retry
 class Slots:
     """FairShares with a record of what it started, and a way to end a delivery."""
 
-    def __init__(self, total: int = 4, per_tenant: int = 2, retries: int = 1) -> None:
+    def __init__(self, total: int = 4, per_tenant: int = 2, retries: int = 1,
+                 per_action: int | None = None) -> None:
         self.started: list[Delivery] = []
         self.shares = FairShares(self.started.append, total=total, per_tenant=per_tenant,
-                                 retries=retries)
+                                 retries=retries, per_action=per_action)
 
-    def offer(self, tenant: str, name: str, retry: bool = False) -> bool:
-        return self.shares.offer(Delivery(tenant, name, retry=retry))
+    def offer(self, tenant: str, name: str, retry: bool = False,
+              action: str | None = None) -> bool:
+        row = None if action is None else {"action_id": action,
+                                           "status": "RETRYING" if retry else "QUEUED"}
+        return self.shares.offer(Delivery(tenant, name, row, retry=retry))
 
     def names(self) -> list[str]:
         return [d.activity_id for d in self.started]
@@ -35,6 +39,31 @@ def test_a_tenant_over_its_share_waits_while_another_starts_at_once() -> None:
     slots.offer("b", "b1")
     assert slots.names() == ["a1", "a2", "b1"]
     assert slots.shares.waiting == 2
+
+
+def test_a_hanging_action_leaves_room_for_the_tenants_other_actions() -> None:
+    """A dead endpoint's burst takes at most ``per_action`` of its tenant's slots; the
+    tenant's healthy action starts at once, ahead of the burst's waiting deliveries."""
+    slots = Slots(total=10, per_tenant=4, per_action=3)
+    for n in range(6):
+        slots.offer("a", f"dead{n}", action="dead")
+    assert slots.names() == ["dead0", "dead1", "dead2"]
+    slots.offer("a", "healthy1", action="healthy")
+    assert slots.names()[-1] == "healthy1"
+    slots.offer("a", "healthy2", action="healthy")  # the tenant's share is full: it waits
+    slots.finish("dead0")  # the free slot goes to the action with fewer in flight
+    assert slots.names()[-1] == "healthy2"
+    slots.finish("healthy1")
+    assert slots.names()[-1] == "dead3"
+
+
+def test_an_actions_full_line_refuses_it_but_not_the_tenants_other_actions() -> None:
+    slots = Slots(total=10, per_tenant=2, per_action=2)
+    accepted = [slots.offer("a", f"dead{n}", action="dead") for n in range(5)]
+    assert accepted == [True, True, True, True, False]  # 2 in flight, 2 waiting
+    assert slots.offer("a", "healthy1", action="healthy")
+    slots.finish("dead0")
+    assert slots.names()[-1] == "healthy1"
 
 
 def test_a_tenants_waiting_deliveries_start_in_the_order_they_came() -> None:
@@ -156,7 +185,7 @@ def test_a_gate_lets_first_attempts_in_before_retries_of_the_same_tenant() -> No
         held = asyncio.Event()
 
         async def enter(name: str, later: bool) -> None:
-            async with gate.slot("a", later=later):
+            async with gate.slot("a", "dead" if later else "healthy", later=later):
                 order.append(name)
                 await asyncio.sleep(0)
 
@@ -174,6 +203,33 @@ def test_a_gate_lets_first_attempts_in_before_retries_of_the_same_tenant() -> No
         return order
 
     assert asyncio.run(scenario()) == ["first", "r0", "r1", "r2"]
+
+
+def test_a_gate_lets_a_tenants_actions_in_in_turn() -> None:
+    """300 claims of deliveries to one dead endpoint wait: the tenant's claim for a
+    healthy action goes in next."""
+    async def scenario() -> list[str]:
+        gate, order = FairGate(1), []
+        held = asyncio.Event()
+
+        async def enter(action: str, name: str) -> None:
+            async with gate.slot("a", action):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        async def holder() -> None:
+            async with gate.slot("a"):
+                held.set()
+                await asyncio.sleep(0.01)
+
+        first = asyncio.create_task(holder())
+        await held.wait()
+        waiting = [asyncio.create_task(enter(a, n)) for a, n in
+                   (("dead", "d1"), ("dead", "d2"), ("dead", "d3"), ("healthy", "h1"))]
+        await asyncio.gather(first, *waiting)
+        return order
+
+    assert asyncio.run(scenario()) == ["d1", "h1", "d2", "d3"]
 
 
 def test_a_cancelled_waiter_leaves_the_gate_to_the_next() -> None:
