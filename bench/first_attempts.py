@@ -23,8 +23,10 @@ import asyncio
 import time
 from typing import Any
 
+from bench import load
 from bench.context import Bench
 from bench.fairness import RATE_B, TRIGGER_EVENTS, ratio, stream
+from bench.probes import CpuMeter
 
 QUIET_SECONDS = 20.0
 FIRST_SECONDS = 6.0
@@ -44,7 +46,9 @@ async def scenario_12(bench: Bench) -> dict[str, Any]:
     await stack.gql("mutation($ids: [ID!]) { updateEvent(type: RINGING, input: {active: true, "
                     "actionIds: $ids}) { type } }", tenant=code, ids=[failing])
 
+    meter = CpuMeter(stack.pids()).start()
     quiet = await stream(stack, bench, tenant, min(QUIET_SECONDS, sizes.first_seconds), 0)
+    quiet_cpu = meter.stop()
     started = time.monotonic()
     for first in range(0, sizes.failing, 100):
         await stack.gql(TRIGGER_EVENTS, key=tenant.key, i=[
@@ -53,13 +57,18 @@ async def scenario_12(bench: Bench) -> dict[str, Any]:
     during_first = await stream(stack, bench, tenant, FIRST_SECONDS, 1_000_000)
     retrying = await wait_for_retries(bench, code, failing, sizes.failing)
     waited = time.monotonic() - started
+    meter = CpuMeter(stack.pids()).start()
     during_retries = await stream(stack, bench, tenant, sizes.first_seconds, 2_000_000)
+    retries_cpu = meter.stop()
     due = await count(bench, code, {"action_id": failing, "attempts": {"$gte": 2}})
+    to_claim = await claim_delays(bench, code, tenant.action_ids[0], 2_000_000)
     return {
         "rate": RATE_B, "failing_deliveries": sizes.failing, "hang_timeout_s": HANG_TIMEOUT,
         "quiet": quiet, "first": during_first, "retries": during_retries,
         "retrying_when_measured": retrying, "seconds_to_retrying": round(waited, 1),
         "retried_by_end": due,
+        "retries_accepted_to_claim_ms": to_claim,
+        "quiet_cpu_cores": quiet_cpu, "cpu_cores": retries_cpu,
         "ratio_p50": ratio(during_retries, quiet, "p50"),
         "ratio_p99": ratio(during_retries, quiet, "p99"),
         "first_ratio_p99": ratio(during_first, quiet, "p99"),
@@ -75,6 +84,28 @@ async def count(bench: Bench, code: str, query: dict[str, Any]) -> int:
             client.close()
 
     return await asyncio.to_thread(counted)
+
+
+async def claim_delays(bench: Bench, code: str, action_id: str,
+                       first_seq: int) -> dict[str, float | None]:
+    """Where the healthy action's time went: from its row's acceptance by the API to its
+    claim by a worker (broker, worker's shares, database gate), for the triggers from
+    ``first_seq`` on."""
+    def delays() -> list[float]:
+        client = bench.stack.mongo()
+        try:
+            rows = bench.stack.activity(client, code)
+            claims = rows.database[f"t_{code}_claims"]
+            found = {str(r["_id"]): r["created_at"] for r in rows.find(
+                {"action_id": action_id, "params.seq": {"$gte": first_seq}},
+                {"created_at": 1})}
+            at = {c["_id"].split(":")[0]: c["at"] for c in claims.find(
+                {"_id": {"$in": [f"{i}:1" for i in found]}})}
+            return [(at[i] - found[i]).total_seconds() * 1000 for i in found if i in at]
+        finally:
+            client.close()
+
+    return load.summary_ms(await asyncio.to_thread(delays))
 
 
 async def wait_for_retries(bench: Bench, code: str, action_id: str, total: int,
