@@ -33,7 +33,9 @@ An action without a limit never touches Redis here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -138,14 +140,17 @@ class Pace:
         self.redis = redis
         self.prefix = prefix
         self._sha: str | None = None
+        self._lines: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        """Per action: the lock its reservations take in turn, and how many want it."""
 
     async def reserve(self, tenant: str, action_id: str, limit: Limit, held: int | None,
                       within: float | None) -> Turn:
         """The delivery's turn: ``held`` (a turn it reserved before) while a pause has not
         voided it, else the next one free. ``within``: seconds left before it expires."""
-        reply = await self._run(tenant, action_id, limit, "reserve",
-                                -1 if held is None else held,
-                                -1 if within is None else max(0, int(within * 1_000_000)))
+        async with self._in_line(f"{tenant}:{action_id}"):
+            reply = await self._run(tenant, action_id, limit, "reserve",
+                                    -1 if held is None else held,
+                                    -1 if within is None else max(0, int(within * 1_000_000)))
         if reply[0] < 0:
             return Turn(int(reply[2]), (int(reply[2]) - int(reply[1])) / 1e6, late=True)
         return Turn(int(reply[0]), max(0.0, (int(reply[0]) - int(reply[1])) / 1e6))
@@ -158,6 +163,21 @@ class Pace:
     async def pause(self, tenant: str, action_id: str, limit: Limit, seconds: float) -> None:
         """No request of the action for ``seconds`` (a 429's Retry-After), then its pace."""
         await self._run(tenant, action_id, limit, "pause", int(seconds * 1_000_000))
+
+    @contextlib.asynccontextmanager
+    async def _in_line(self, key: str) -> AsyncIterator[None]:
+        """One reservation of an action at a time in this process, in the order they were
+        asked for: sent at once, on the pool's several connections, they would reach
+        Redis in any order (40 at once came in reverse), and the turns with them."""
+        lock, wanting = self._lines.setdefault(key, (asyncio.Lock(), [0]))
+        wanting[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            wanting[0] -= 1
+            if not wanting[0]:
+                del self._lines[key]
 
     async def _run(self, tenant: str, action_id: str, limit: Limit, command: str,
                    *args: int) -> list[Any]:
