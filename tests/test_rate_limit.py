@@ -38,6 +38,7 @@ from tests.conftest import CLI, Client, TenantHandle, free_port, make_tenant, ru
 from tests.receiver import Receiver, Reply
 from tests.support import answers, stop
 from tests.test_delivery import ROW
+from tests.test_imports import IMPORT, MASTER_IMPORT, collection, request
 
 RATE = 5
 BURST = 5
@@ -251,6 +252,20 @@ def test_the_limit_is_stored_and_shown(place: TenantHandle, receiver: Receiver) 
     plain = action(place, receiver, "plain")
     assert place.admin(query, id=plain).data["action"]["policy"] == {
         "order": "ANY", "maxRequestsPerSecond": None}
+
+
+def test_a_master_action_is_copied_with_its_limit_and_postman_sets_none(
+        paced: Installation, place: TenantHandle, mongo: Any) -> None:
+    master = make_tenant(paced.system, mongo, paced.settings, master=True)
+    made = master.admin("mutation($i: ActionInput!) { createAction(input: $i) { id } }", i={
+        "name": "crm", "url": "http://127.0.0.1:1/crm",
+        "policy": {"maxRequestsPerSecond": 10}}).data["createAction"]["id"]
+    place.admin(MASTER_IMPORT, ids=[made], p="SKIP").data
+    imported = place.admin(IMPORT, c=collection(request("crm2")), refs=None, p="SKIP").data
+    assert imported["importPostmanCollection"]["imported"]
+    shown = {a["name"]: a["policy"]["maxRequestsPerSecond"] for a in place.admin(
+        "{ actions { name policy { maxRequestsPerSecond } } }").data["actions"]}
+    assert shown == {"crm": 10.0, "crm2": None}
 
 
 # The reservations themselves, against the real Redis (``dispatch.pace.SCRIPT``).
