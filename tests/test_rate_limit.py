@@ -32,7 +32,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from dispatch.pace import Limit, Pace
+from dispatch.pace import MAX_WAITS, Limit, Pace, throttled
 from event_manager.config import Settings, environment
 from tests.conftest import CLI, Client, TenantHandle, free_port, make_tenant, run_cli, wait_until
 from tests.receiver import Receiver, Reply
@@ -234,6 +234,44 @@ def test_a_delivery_whose_turn_comes_after_it_expires_ends_expired(
     assert len(receiver.received(path)) == len(sent)
     times = [r.at for r in receiver.received(path)]
     assert most_in_window(times, 1) <= 2  # burst 1, plus 1 a second
+
+
+def test_a_calls_deliveries_keep_their_order_while_they_wait_for_the_limit(
+        place: TenantHandle, receiver: Receiver) -> None:
+    """PER_CALL and 1 request/s: the call's next delivery stays HELD while the one before
+    waits for its turn, then takes its own; other calls' deliveries take turns between."""
+    path = f"/{place.code}/calls"
+    made = action(place, receiver, "calls", event="RINGING", path="?seq={{seq}}",
+                  maxRequestsPerSecond=1, order="PER_CALL")
+    for event in ("ANSWERED_CALL", "HANGUP"):
+        place.admin("mutation($t: EventType!, $ids: [ID!]) { updateEvent(type: $t, input: "
+                    "{active: true, actionIds: $ids}) { type } }", t=event, ids=[made]).data
+    steps = [("RINGING", "c0"), ("RINGING", "c1"), ("ANSWERED_CALL", "c1"),
+             ("HANGUP", "c1"), ("RINGING", "c2")]
+    found = place.admin(f"""mutation($i: [TriggerInput!]!) {{ triggerEvents(inputs: $i) {{
+        activities {{ {ROW} }} }} }}""", i=[
+        {"event": event, "params": {"seq": f"{call}-{event}", "call_id": call}}
+        for event, call in steps]).data["triggerEvents"]
+    assert [t["activities"][0]["status"] for t in found] == [
+        "QUEUED", "QUEUED", "HELD", "HELD", "QUEUED"]
+    arrived = receiver.wait_for(path, count=5, timeout=60)
+    order = [r.query.removeprefix("seq=") for r in arrived]
+    assert [s for s in order if s.startswith("c1")] == [
+        "c1-RINGING", "c1-ANSWERED_CALL", "c1-HANGUP"]
+    assert most_in_window([r.at for r in arrived], 1) <= 2  # a burst of 1, then 1 a second
+    wait_until(lambda: (rows := all_rows(place)) and len(rows) == 5 and all(
+        r["status"] == "SUCCEEDED" for r in rows), 60, "every row SUCCEEDED")
+
+
+def test_429s_not_counted_are_bounded_per_delivery() -> None:
+    """After ``MAX_WAITS`` of them, a 429 counts as an attempt like a 503."""
+    row = {"attempts": 3, "cycle_start": 0, "waits": 0}
+    changes = {"http_status": 429, "status": "RETRYING", "message": "429 Too Many Requests"}
+    seconds, waited = throttled(row, changes, "2") or (None, {})
+    assert (seconds, waited["waits"], waited["cycle_start"]) == (2.0, 1, 1)
+    assert throttled(row, changes, None) is None  # no Retry-After: the retry schedule
+    assert throttled({**row, "waits": MAX_WAITS}, changes, "2") is None
+    assert throttled(row, {**changes, "http_status": 503}, "2") is None
 
 
 @pytest.mark.parametrize("value", [0, -1, 0.001, 10_001, 1e12])
