@@ -58,6 +58,9 @@ MAX_WAITS = 50
 """429s with Retry-After of one delivery not counted as attempts; later ones count."""
 IDLE_SECONDS = 60
 """An action's hash outlives its last turn by this much, then Redis drops it."""
+REDIS_SECONDS = 5.0
+"""A Redis that does not answer a turn within this long fails the delivery's step (as an
+outage: recovery queues it again), rather than holding the action's line here."""
 
 SCRIPT = """
 local t = redis.call('TIME')
@@ -121,16 +124,19 @@ def limit_of(action: dict[str, Any] | None) -> Limit | None:
 
 @dataclass(frozen=True)
 class Turn:
-    """A reservation: ``at`` on the Redis clock (µs), ``wait`` seconds from now;
-    ``late`` when it would come after the delivery's deadline (and was not taken)."""
+    """A reservation: ``at`` on the Redis clock (µs), ``wait`` seconds from when it was
+    made, ``when`` on this machine's clock; ``late`` when it would come after the
+    delivery's deadline (and was not taken)."""
 
     at: int
     wait: float
+    when: datetime
     late: bool = False
 
-    @property
-    def when(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.wait)
+    @classmethod
+    def of(cls, at: int, redis_now: int, late: bool = False) -> Turn:
+        wait = max(0.0, (at - redis_now) / 1e6)
+        return cls(at, wait, datetime.now(UTC) + timedelta(seconds=wait), late)
 
 
 class Pace:
@@ -152,8 +158,8 @@ class Pace:
                                     -1 if held is None else held,
                                     -1 if within is None else max(0, int(within * 1_000_000)))
         if reply[0] < 0:
-            return Turn(int(reply[2]), (int(reply[2]) - int(reply[1])) / 1e6, late=True)
-        return Turn(int(reply[0]), max(0.0, (int(reply[0]) - int(reply[1])) / 1e6))
+            return Turn.of(int(reply[2]), int(reply[1]), late=True)
+        return Turn.of(int(reply[0]), int(reply[1]))
 
     async def sending(self, tenant: str, action_id: str, limit: Limit) -> float:
         """Take a send slot now: how many seconds to wait before sending (0 on time)."""
@@ -184,13 +190,14 @@ class Pace:
         key = f"{self.prefix}{tenant}:{action_id}"
         argv = [command, limit.interval, limit.tolerance, *args, *[0] * (2 - len(args)),
                 IDLE_SECONDS]
-        if self._sha is None:
-            self._sha = await self.redis.script_load(SCRIPT)
-        try:
-            return await self.redis.evalsha(self._sha, 1, key, *argv)
-        except NoScriptError:  # Redis restarted
-            self._sha = await self.redis.script_load(SCRIPT)
-            return await self.redis.evalsha(self._sha, 1, key, *argv)
+        async with asyncio.timeout(REDIS_SECONDS):
+            if self._sha is None:
+                self._sha = await self.redis.script_load(SCRIPT)
+            try:
+                return await self.redis.evalsha(self._sha, 1, key, *argv)
+            except NoScriptError:  # Redis restarted
+                self._sha = await self.redis.script_load(SCRIPT)
+                return await self.redis.evalsha(self._sha, 1, key, *argv)
 
 
 @dataclass(frozen=True)
@@ -232,7 +239,7 @@ async def take_turn(pace: Pace | None, view: TenantView, activity_id: str,
     waiting = await view.wait(row, wait_changes(row, limit, turn))
     if waiting is not None:  # else it moved on meanwhile: sent, or taken back
         await publisher.publish(view.code, [waiting])
-        await enqueue(view.code, [activity_id], turn.wait, [waiting])
+        await enqueue(view.code, [activity_id], retry.seconds_until(turn.when), [waiting])
     return None
 
 
