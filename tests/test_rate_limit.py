@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -51,6 +52,27 @@ COUNT = 40
 class Installation:
     settings: Settings
     system: Client
+    env: dict[str, str]
+    logs: Path
+    worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        """``worker --processes 2``, in a process group of its own (``kill_worker``)."""
+        log = self.logs / "worker.log"
+        with log.open("a") as out:
+            self.worker = subprocess.Popen(
+                [*CLI, "worker", "--processes", "2", "--threads", "2"], env=self.env,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        ready = log.read_text().count("ready for action") + 2
+        wait_until(lambda: log.read_text().count("ready for action") >= ready, 60,
+                   "both worker processes are ready")
+
+    def kill_worker(self) -> None:
+        """SIGKILL to the worker and the processes it forked: nothing is handed back."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(10)
+        self.worker = None
 
 
 def _spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -61,7 +83,7 @@ def _spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes
 @pytest.fixture(scope="module")
 def paced(settings: Settings, mongo: Any, redis_client: redis.Redis,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
-    """API and two worker processes of their own, 4 delivery slots each."""
+    """API and two worker processes of their own."""
     own = settings.model_copy(update={
         "database": f"{settings.database}_pace", "worker_in_flight": 64,
         "tenant_in_flight": 64, "retry_in_flight": 8, "worker_metrics_port": 0})
@@ -69,17 +91,18 @@ def paced(settings: Settings, mongo: Any, redis_client: redis.Redis,
     logs = tmp_path_factory.mktemp("pace")
     port = free_port()
     api = _spawn(env, logs / "api.log", "serve", "--port", str(port))
-    worker = _spawn(env, logs / "worker.log", "worker", "--processes", "2", "--threads", "2")
+    url = f"http://127.0.0.1:{port}"
+    place = Installation(own, Client(url, None), env, logs)
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(url), 30, "the API answers")
-        wait_until(lambda: (logs / "worker.log").read_text().count("ready for action") >= 2,
-                   60, "both worker processes are ready")
+        place.start_worker()
         key = run_cli(env, "create-key", "--role", "SYSTEM_ADMIN", "--label", "pace")
-        yield Installation(own, Client(url, key.stdout.strip().splitlines()[-1]))
+        place.system = Client(url, key.stdout.strip().splitlines()[-1])
+        yield place
     finally:
-        for process in (worker, api):
-            stop(process)
+        if place.worker is not None:
+            stop(place.worker)
+        stop(api)
         for name in (own.system_database, own.tenant_database):
             mongo.drop_database(name)
         leftovers = [*redis_client.scan_iter(f"*{own.queue_name}*"),
@@ -194,6 +217,31 @@ def held_by_workers(client: redis.Redis, settings: Settings) -> set[str]:
     """The deliveries the worker processes say they hold (``dispatch.recovery.Liveness``)."""
     keys = list(client.scan_iter(f"{settings.database}:holding:*"))
     return {i for value in client.mget(keys) if value for i in json.loads(value)} if keys else set()
+
+
+def test_deliveries_waiting_when_every_worker_is_killed_are_sent_within_the_limit(
+        paced: Installation, place: TenantHandle, receiver: Receiver) -> None:
+    """Both worker processes are killed while deliveries wait (their delayed messages,
+    held in the killed processes, are lost): once workers run again, recovery sends every
+    one (a waiting row is due at its turn), each once, still within the limit."""
+    path = f"/{place.code}/kill"
+    action(place, receiver, "kill", maxRequestsPerSecond=RATE)
+    trigger_all(place, "HANGUP", range(30))
+    receiver.wait_for(path, count=10, timeout=60)
+    paced.kill_worker()
+    try:
+        assert len(receiver.received(path)) < 30  # some were still waiting
+    finally:
+        paced.start_worker()
+    arrived = receiver.wait_for(path, count=30, timeout=120)
+    wait_until(lambda: (rows := all_rows(place)) and all(
+        r["status"] == "SUCCEEDED" for r in rows), 120, "every row SUCCEEDED")
+    arrived = receiver.received(path)
+    assert sorted(set(seqs(receiver, path))) == list(range(30))
+    assert len(arrived) <= 31  # only an attempt under way at the kill may go twice
+    times = [r.at for r in arrived]
+    for width in (1, 2, 3):
+        assert most_in_window(times, width) <= BURST + RATE * width, width
 
 
 def test_a_429_with_retry_after_slows_that_action_only(place: TenantHandle,
