@@ -1,5 +1,5 @@
-"""One delivery, in plain steps: claim → (expired? deleted?) → render → guard → send →
-record.
+"""One delivery, in plain steps: turn (under its action's rate limit: ``dispatch.pace``)
+→ claim → (expired? deleted?) → render → guard → send → record.
 
 Plain async code with its resources passed in, so it runs (and is tested) without a
 broker: ``dispatch.runtime`` hands it each delivery of a message, with the tenant's view
@@ -27,6 +27,7 @@ from dispatch.health import HealthRecorder
 from dispatch.lane import RenderLane
 from dispatch.live import Publisher
 from dispatch.outcome import Report, failed, observe
+from dispatch.pace import Pace, limit_of, take_turn, throttled
 from dispatch.render import RenderedRequest, RenderError, render_request
 from dispatch.signing import signature_headers
 from dispatch.view import MessageView, Stopping, TenantView, Values, Views
@@ -66,6 +67,8 @@ class Deliverer:
     """Big renders run here, beside the event loop every tenant's deliveries share."""
     health: HealthRecorder = field(default_factory=HealthRecorder)
     """Each delivery's end counted into its action's health (``dispatch.health``)."""
+    pace: Pace | None = None
+    """The actions' rate limits, shared by every worker process (``dispatch.pace``)."""
 
     async def deliver(self, message: MessageView, activity_id: str,
                       known: dict[str, Any] | None = None) -> None:
@@ -74,7 +77,11 @@ class Deliverer:
         (``ActivityLog.claim``)."""
         with logs.context(tenant=message.tenant, activity_id=activity_id):
             view = await message.open()
-            row = await self._claim(view, activity_id, known)
+            ready = await take_turn(self.pace, view, activity_id, known, self.publisher,
+                                    self.enqueue)
+            if ready is None:  # it waits for its turn under the receiver's limit
+                return
+            row = await self._claim(view, activity_id, ready.row)
             if row is None:
                 return
             with logs.context(trigger_id=row["trigger_id"]):
@@ -82,7 +89,7 @@ class Deliverer:
                 if action is None:
                     changes = failed("the action was deleted before it was sent")
                 else:  # a row whose turn came after it expired is not sent
-                    changes = (policy.expired(row, action)
+                    changes = (policy.expired(row, action) or ready.ends
                                or await self._sent(view, row, action, values))
                 await self._record(view, row, changes)
 
@@ -143,12 +150,20 @@ class Deliverer:
         except RenderError as exc:
             return failed(f"cannot build the request: {exc}")
         report = Report(request, action, row, self.settings.retries)
+        pace, limit = self.pace, limit_of(action)
+        if pace is not None and limit is not None:  # its send slot (``dispatch.pace``)
+            await asyncio.sleep(await pace.sending(view.code, row["action_id"], limit))
         try:
             self.guard.check_url(request.url)
             response = await self._send(request, action["timeout_seconds"])
         except Exception as exc:  # the report classifies it; anything unknown fails, logged
             return report.unanswered(exc)
-        return report.answered(response)
+        changes = report.answered(response)
+        if pace is not None and limit is not None and (
+                paused := throttled(row, changes, response.retry_after)):
+            await pace.pause(view.code, row["action_id"], limit, paused[0])
+            return paused[1]
+        return changes
 
     async def _render(self, tenant: str, row: dict[str, Any], action: dict[str, Any],
                       values: Values) -> RenderedRequest:

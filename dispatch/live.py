@@ -44,7 +44,8 @@ are cut, see dispatch.outcome)."""
 JOIN_WAIT = 2.0
 """Seconds a new subscription waits for Redis to confirm its tenant's channel; past that
 (Redis away), it goes on, and gets rows once the listener is back."""
-PRIVATE_FIELDS = ("params", "next_attempt_at", "cycle_start", "cycle_at", "occurred_at")
+PRIVATE_FIELDS = ("params", "next_attempt_at", "cycle_start", "cycle_at", "occurred_at",
+                  "turn", "waits")
 
 
 def _plain(value: Any) -> Any:

@@ -31,7 +31,12 @@ ORDERS = ("ANY", "PER_CALL")
 """``DeliveryOrder``: PER_CALL sends one action's deliveries for one call one at a time,
 in the order their triggers were accepted (``dispatch.order``)."""
 
-DEFAULT: dict[str, Any] = {"order": "ANY", "expire_after_seconds": None}
+MIN_RATE, MAX_RATE = 0.01, 10_000.0
+"""The receiver's limit an action may have (``max_requests_per_second``, ``dispatch.pace``):
+one request every 100 s at least, 10,000 a second at most."""
+
+DEFAULT: dict[str, Any] = {"order": "ANY", "expire_after_seconds": None,
+                           "max_requests_per_second": None}
 """The policy of an action created without one (and of actions stored before policies)."""
 
 

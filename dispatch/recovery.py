@@ -139,7 +139,9 @@ class Recovery:
                         store, row, row["attempts"], moment):
                     stuck.append(row)
                 continue
-            due = row["updated_at"] if row["status"] == "QUEUED" else row.get("next_attempt_at")
+            # a QUEUED row waiting for its turn under a rate limit is due at its turn
+            due = row.get("next_attempt_at") or (
+                row["updated_at"] if row["status"] == "QUEUED" else None)
             if due is not None and due >= moment - grace:
                 continue
             if self.requeued.get(_key(row), (0.0,))[0] > time.monotonic():

@@ -36,6 +36,7 @@ from dispatch.delivery import Deliverer, Enqueue
 from dispatch.guard import OutboundGuard, create_session
 from dispatch.live import Publisher
 from dispatch.outbox import Outbox
+from dispatch.pace import Pace
 from dispatch.recovery import Liveness, Recovery, housekeep
 from dispatch.shares import Delivery, FairShares, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
@@ -119,7 +120,7 @@ class DeliveryRuntime(dramatiq.Middleware):
                     views=Views(db, ConfigCache(stamps)),
                     session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
-                    enqueue=self.enqueue,
+                    enqueue=self.enqueue, pace=Pace(redis, f"{settings.database}:pace:"),
                 )
                 # Made here, in the worker process: Dramatiq forks its processes.
                 self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"

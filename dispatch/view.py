@@ -144,6 +144,17 @@ class TenantView:
             self.code, lambda: self.store.log.claim(row_id, known),
             str(known["action_id"]) if known else None, retry=is_retry(known))
 
+    async def row(self, activity_id: str) -> dict[str, Any] | None:
+        """The row as it is now (for a message that carries none), or None."""
+        return await self._gates.call(self.code, lambda: self.store.log.get(activity_id))
+
+    async def wait(self, row: dict[str, Any],
+                   changes: dict[str, Any]) -> dict[str, Any] | None:
+        """A row that waits for its turn under its action's rate limit (``dispatch.pace``),
+        written so unless its status moved on: the row as it is now, or None."""
+        return await self._gates.call(self.code, lambda: self.store.log.record(
+            row["_id"], changes, expect=row["status"]))
+
     async def mark_sending(self, row: dict[str, Any]) -> None:
         """Only for readers of the row (recovery knows the attempt by its claim), so a
         database error here is logged and the attempt under way goes on."""

@@ -291,8 +291,13 @@ def delivery_policy(data: DeliveryPolicyInput | None,
     if seconds is not None and not 1 <= seconds <= policy.MAX_EXPIRE_SECONDS:
         raise BadInput(f"expireAfterSeconds must be between 1 and {policy.MAX_EXPIRE_SECONDS} "
                        "(a week), or null for never", field="input.policy.expireAfterSeconds")
+    rate = data.max_requests_per_second
+    if rate is not None and not policy.MIN_RATE <= rate <= policy.MAX_RATE:
+        raise BadInput(f"maxRequestsPerSecond must be between {policy.MIN_RATE:g} (one request "
+                       f"every 100 s) and {policy.MAX_RATE:,.0f}, or null for no limit",
+                       field="input.policy.maxRequestsPerSecond")
     return {**policy.DEFAULT, "order": data.order.value if data.order else "ANY",
-            "expire_after_seconds": seconds}
+            "expire_after_seconds": seconds, "max_requests_per_second": rate}
 
 
 def action_tags(doc: dict[str, Any]) -> list[str]:

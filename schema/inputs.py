@@ -29,6 +29,7 @@ class AuthorizationInput:
 class DeliveryPolicyInput:
     order: DeliveryOrder | None = DeliveryOrder.ANY
     expire_after_seconds: int | None = None
+    max_requests_per_second: float | None = None
 
 
 @strawberry.input

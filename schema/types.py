@@ -90,12 +90,16 @@ class DeliveryPolicy:
     expire_after_seconds: int | None = strawberry.field(
         description="a delivery not sent within this many seconds of its event ends EXPIRED "
                     "and is never sent later; null: never expires")
+    max_requests_per_second: float | None = strawberry.field(
+        description="the receiver's own limit; deliveries wait for it, they do not fail. "
+                    "null: none")
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> DeliveryPolicy:
         found = policy.of(doc)
         return cls(order=DeliveryOrder(found["order"]),
-                   expire_after_seconds=found["expire_after_seconds"])
+                   expire_after_seconds=found["expire_after_seconds"],
+                   max_requests_per_second=found["max_requests_per_second"])
 
 
 @strawberry.type
