@@ -45,6 +45,7 @@ from redis.exceptions import NoScriptError
 
 from dispatch import policy, retry
 from dispatch.live import Publisher
+from dispatch.shares import is_retry
 from tenants.activity import CLAIMABLE, EARLY
 from tenants.database import now
 
@@ -239,7 +240,8 @@ async def take_turn(pace: Pace | None, view: TenantView, activity_id: str,
     waiting = await view.wait(row, wait_changes(row, limit, turn))
     if waiting is not None:  # else it moved on meanwhile: sent, or taken back
         await publisher.publish(view.code, [waiting])
-        await enqueue(view.code, [activity_id], retry.seconds_until(turn.when), [waiting])
+        await enqueue(view.code, [activity_id], retry.seconds_until(turn.when), [waiting],
+                      later=is_retry(row))
     return None
 
 

@@ -509,6 +509,7 @@ def test_action_editor_keeps_secrets_and_deletes(
     page.get_by_role("button", name="Save").click()  # refused, naming the field
     expect(page.locator("form")).to_contain_text("expireAfterSeconds must be between 1 and")
     page.get_by_label("Expire after (seconds)").fill("45")
+    page.get_by_label("Receiver's limit (requests/s)").fill("10")
     snap(page, shots, "19-action-editor-existing")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status").filter(has_text="Signed saved")).to_be_visible()
@@ -517,6 +518,7 @@ def test_action_editor_keeps_secrets_and_deletes(
     assert stored["signing_secret"] and stored["timeout_seconds"] == 2.5
     assert stored["policy"]["order"] == "PER_CALL"
     assert stored["policy"]["expire_after_seconds"] == 45
+    assert stored["policy"]["max_requests_per_second"] == 10
     page.get_by_role("button", name="Delete").click()
     page.get_by_role("dialog", name="Delete action").get_by_role("button", name="Delete").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Actions")

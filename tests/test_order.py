@@ -156,7 +156,9 @@ def test_a_held_delivery_whose_predecessor_was_left_behind_is_released_by_recove
     receiver.wait_for(path, timeout=30)
     [row] = settled(tenant, 1)
     assert row["status"] == "SUCCEEDED"
-    assert tenant.collection("calls").find_one({"_id": key})["waiting"] == []
+    # The worker leaves the queue just after writing the outcome.
+    wait_until(lambda: tenant.collection("calls").find_one({"_id": key})["waiting"] == [],
+               timeout=30, what="the call's queue emptied")
 
 
 def test_a_held_delivery_whose_predecessor_ended_unannounced_is_released(
@@ -168,6 +170,8 @@ def test_a_held_delivery_whose_predecessor_ended_unannounced_is_released(
     send(tenant, "RINGING", "1")
     [first] = settled(tenant, 1)
     key = queue_key(action, "c1")
+    wait_until(lambda: tenant.collection("calls").find_one({"_id": key})["waiting"] == [],
+               timeout=30, what="the worker left the call's queue")
     tenant.collection("calls").update_one(  # as if the worker had stopped before leaving
         {"_id": key}, {"$push": {"waiting": f"{first['id']}:RINGING"}})
     assert send(tenant, "ANSWERED_CALL", "2")["activities"][0]["status"] == "HELD"

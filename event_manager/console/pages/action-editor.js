@@ -69,7 +69,7 @@ const EMPTY = {
   authorization: { type: "NO_AUTH", apiKeyIn: "HEADER" },
   timeoutSeconds: 10,
   signingSecret: null,
-  policy: { order: "ANY", expireAfterSeconds: null },
+  policy: { order: "ANY", expireAfterSeconds: null, maxRequestsPerSecond: null },
   events: [],
   undefinedParameters: [],
 };
@@ -333,6 +333,17 @@ export async function actionEditor(view, id) {
     disabled: ro,
     class: "narrow",
   });
+  const maxRate = h("input", {
+    type: "number",
+    min: 0.01,
+    max: 10000,
+    step: "any",
+    value: policy.maxRequestsPerSecond ?? "",
+    placeholder: "no limit",
+    "data-field": "input.policy.maxRequestsPerSecond",
+    disabled: ro,
+    class: "narrow",
+  });
 
   function input() {
     const type = bodyType();
@@ -366,6 +377,7 @@ export async function actionEditor(view, id) {
       policy: {
         order: order.value,
         expireAfterSeconds: expireAfter.value === "" ? null : Number(expireAfter.value),
+        maxRequestsPerSecond: maxRate.value === "" ? null : Number(maxRate.value),
       },
     };
   }
@@ -411,6 +423,11 @@ export async function actionEditor(view, id) {
           "Expire after (seconds)",
           expireAfter,
           "Not sent within this time of the event: EXPIRED, never sent later. Empty: never.",
+        ),
+        field(
+          "Receiver's limit (requests/s)",
+          maxRate,
+          "Deliveries beyond it wait their turn (QUEUED), they do not fail. Empty: no limit.",
         ),
       ),
     ),
