@@ -29,6 +29,7 @@ from dispatch.live import Publisher
 from dispatch.outcome import Report, failed, observe
 from dispatch.pace import Pace, limit_of, take_turn, throttled
 from dispatch.render import RenderedRequest, RenderError, render_request
+from dispatch.retry_batches import RetryBatches
 from dispatch.signing import signature_headers
 from dispatch.view import MessageView, Stopping, TenantView, Values, Views
 from event_manager import logs, metrics
@@ -69,6 +70,11 @@ class Deliverer:
     """Each delivery's end counted into its action's health (``dispatch.health``)."""
     pace: Pace | None = None
     """The actions' rate limits, shared by every worker process (``dispatch.pace``)."""
+    retries: RetryBatches = field(init=False)
+    """Planned retries due together go as one message (``dispatch.retry_batches``)."""
+
+    def __post_init__(self) -> None:
+        self.retries = RetryBatches(self.enqueue)
 
     async def deliver(self, message: MessageView, activity_id: str,
                       known: dict[str, Any] | None = None) -> None:
@@ -195,7 +201,7 @@ class Deliverer:
         await self.publisher.publish(view.code, [updated])
         if updated["status"] == "RETRYING":
             delay = retry.seconds_until(updated["next_attempt_at"])
-            await self.enqueue(view.code, [str(row["_id"])], delay, [updated], later=True)
+            await self.retries.plan(view.code, str(row["_id"]), delay, updated)
         else:
             await self.health.ended(view, row, updated)
             if updated.get("call_key"):

@@ -50,7 +50,11 @@ from tenants.registry import TenantRegistry
 
 HOUSEKEEPING_SECONDS = 3600.0
 HAND_BACK_SECONDS = 1.0
-"""A delivery whose tenant's line here is full goes back to the broker for this long."""
+"""A delivery whose action's line here is full goes back to the broker for this long."""
+RETRY_HAND_BACK_SECONDS = 5.0
+"""A retry's, for this long: a thousand retries of a dead endpoint due at once would
+otherwise come and go every second, each time costing the worker and the broker a
+message, while first attempts wait for the same CPU."""
 OUTAGE = (ConnectionFailure, BrokerConnectionError, aioredis.RedisError, OSError)
 """MongoDB or Redis not answering: expected now and then, worth one line, no traceback."""
 
@@ -145,22 +149,24 @@ class DeliveryRuntime(dramatiq.Middleware):
         assert self.room is not None
         view = deliverer.views.for_message(tenant)  # its stamp read when the first starts
         known = _carried(rows)
-        handed_back: list[str] = []
+        handed_back: dict[bool, list[str]] = {False: [], True: []}  # by is_retry
         for activity_id in activity_ids:
             row = known.get(activity_id)
             delivery = Delivery(tenant, activity_id, row, view, is_retry(row))
             self.holding[activity_id] += 1
             if not self.shares.offer(delivery):
                 self._let_go(activity_id)
-                handed_back.append(activity_id)
-        if handed_back:
-            carried = [known[i] for i in handed_back if i in known]
+                handed_back[delivery.retry].append(activity_id)
+        for retries, ids in handed_back.items():
+            if not ids:
+                continue
+            carried = [known[i] for i in ids if i in known]
+            delay = RETRY_HAND_BACK_SECONDS if retries else HAND_BACK_SECONDS
             try:
-                await self.enqueue(tenant, handed_back, HAND_BACK_SECONDS, carried or None,
-                                   later=True)
+                await self.enqueue(tenant, ids, delay, carried or None, later=True)
             except OUTAGE as exc:  # their rows are QUEUED and held by no one: recovered
                 log.warning("%d deliveries of tenant %s not handed back (%s: %s); recovery "
-                            "will queue them again", len(handed_back), tenant,
+                            "will queue them again", len(ids), tenant,
                             type(exc).__name__, exc)
         self._check_room()
         await self.room.wait()
