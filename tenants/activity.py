@@ -32,6 +32,7 @@ from tenants.database import (
     now,
     object_id,
 )
+from tenants.stats import TenantStats, ended_now
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "EXPIRED")
 CLAIMABLE = ("QUEUED", "RETRYING")
@@ -162,8 +163,9 @@ def decode_cursor(cursor: str) -> ObjectId | None:
 
 class ActivityLog:
     def __init__(self, rows: AsyncCollection, idempotency: AsyncCollection,
-                 claims: AsyncCollection) -> None:
+                 claims: AsyncCollection, stats: TenantStats | None = None) -> None:
         self.rows = rows
+        self.stats = stats
         self.idempotency = idempotency
         self.claims = claims
         self._claims = GroupedInserts(claims)  # the claims of many deliveries at once
@@ -251,7 +253,22 @@ class ActivityLog:
         changes = {**changes, "updated_at": now()}
         if not await self._outcomes.update(row["_id"], changes):
             return None
+        self.ended([{**row, **changes}])
         return {**row, **changes}
+
+    def ended(self, rows: list[dict[str, Any]]) -> None:
+        """Count the rows among ``rows`` that are final (SUCCEEDED, FAILED, SKIPPED,
+        EXPIRED) into the tenant's counters (``tenants.stats``). Every write of a final
+        status calls it once the write is made: an attempt's outcome (``record_outcome``),
+        the SKIPPED rows of a trigger once it is accepted (``resolvers.batch``)."""
+        if self.stats is not None:
+            self.stats.count(ended_now(rows))
+
+    def reopened(self, row: dict[str, Any]) -> None:
+        """Take back the count of ``row``'s end: it was final and is not any more
+        (``retryActivity`` queues a FAILED row again; it is counted when it ends again)."""
+        if self.stats is not None:
+            self.stats.count(ended_now([row], sign=-1))
 
     async def page(self, query: dict[str, Any], first: int,
                    after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:

@@ -24,7 +24,6 @@ from tests.conftest import SHARED, Client
 PENDING: dict[str, set[str]] = {
     "issue 16: calls, not loose events": {
         "DeliveryPolicy.maxRequestsPerSecond", "DeliveryPolicyInput.maxRequestsPerSecond",
-        "ActivityBucket", "ActionStats", "ActivityStats", "Query.activityStats",
     },
 }
 PENDING_NAMES = set().union(*PENDING.values())
