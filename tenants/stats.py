@@ -32,7 +32,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -41,7 +41,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
-from tenants.database import is_duplicate, patiently
+from tenants.database import is_duplicate, now, patiently
 
 log = logging.getLogger("event_manager.stats")
 
@@ -265,12 +265,6 @@ class TenantStats:
     async def clear(self) -> int:
         return (await self.collection.delete_many({})).deleted_count
 
-    async def write(self, writer: bytes, ends: list[tuple[End, int]]) -> None:
-        """Write ``ends`` as ``writer`` at once (for ``recount-stats``)."""
-        for hour, update in increments(ends).items():
-            await self.collection.update_one({"_id": hour_id(hour, writer)}, update,
-                                              upsert=True)
-
 
 async def once(collection: AsyncCollection, doc_id: ObjectId,
                update: dict[str, dict[str, Any]], number: int) -> None:
@@ -355,3 +349,51 @@ class StatsRecorder:
 def ended_now(rows: Iterable[dict[str, Any]], sign: int = 1) -> list[tuple[End, int]]:
     """The ends of the final rows among ``rows``."""
     return [(end, sign) for row in rows if (end := end_of(row)) is not None]
+
+
+RECOUNT_BATCH = 10_000
+
+
+async def recount(rows: AsyncCollection, stats: TenantStats,
+                  progress: Callable[[int], None] = lambda counted: None) -> int:
+    """Count a tenant's counters again from its activity rows (after an upgrade, or to
+    repair counts lost with a process): the counters are cleared, and every row that
+    ended before that moment is counted, as a writer of its own; ``progress`` is told
+    the rows counted so far every ``RECOUNT_BATCH`` rows. The rows that end meanwhile are
+    counted by the processes that end them; one that ended in the half second before the
+    clearing, not yet written by its process, is counted twice. How many rows counted."""
+    moment = now()
+    await stats.clear()
+    hours: dict[datetime, dict[str, dict[str, int]]] = {}
+    counted = 0
+    batch: list[tuple[End, int]] = []
+    query = {"status": {"$in": list(COUNTED)}, "updated_at": {"$lt": moment}}
+    fields = {"status": 1, "created_at": 1, "updated_at": 1, "attempts": 1, "action_id": 1}
+    async for row in rows.find(query, fields, batch_size=RECOUNT_BATCH):
+        end = end_of(row)
+        if end is not None:
+            batch.append((end, 1))
+        if len(batch) == RECOUNT_BATCH:
+            counted += len(batch)
+            merge(hours, increments(batch))
+            batch = []
+            progress(counted)
+    counted += len(batch)
+    merge(hours, increments(batch))
+    writer = writer_bytes()
+    for hour, update in sorted(hours.items()):
+        await stats.collection.update_one({"_id": hour_id(hour, writer)}, update, upsert=True)
+    progress(counted)
+    return counted
+
+
+def merge(into: dict[datetime, dict[str, dict[str, int]]],
+          more: dict[datetime, dict[str, dict[str, int]]]) -> None:
+    """Add the updates ``more`` to ``into`` (``increments``' shape)."""
+    for hour, update in more.items():
+        target = into.setdefault(hour, {"$inc": {}, "$max": {}})
+        inc, top = target["$inc"], target["$max"]
+        for key, value in update.get("$inc", {}).items():
+            inc[key] = inc.get(key, 0) + value
+        for key, value in update.get("$max", {}).items():
+            top[key] = max(top.get(key, 0), value)
