@@ -286,10 +286,6 @@ class Pending:
     collection: AsyncCollection
     ends: list[tuple[End, int]] = field(default_factory=list)
     writer: asyncio.Future[None] | None = None
-    written: int = 0
-    """How many updates this process made of the tenant's documents: each update sets
-    its number (``n``) and is made only over a smaller one, so an update tried again
-    after its reply was lost is not counted twice."""
 
 
 class StatsRecorder:
@@ -304,6 +300,10 @@ class StatsRecorder:
         self.writer = writer_bytes()
         self.delay = delay
         self.pending: dict[str, Pending] = {}
+        self.written = 0
+        """How many updates this process made: each update sets its number (``n``) and is
+        made only over a smaller one, so an update tried again after its reply was lost
+        is not counted twice."""
 
     def add(self, code: str, collection: AsyncCollection, ends: list[tuple[End, int]]) -> None:
         pending = self.pending.get(code)
@@ -329,10 +329,10 @@ class StatsRecorder:
     async def _write_now(self, code: str, pending: Pending) -> None:
         ends, pending.ends = pending.ends, []
         for hour, update in increments(ends).items():
-            pending.written += 1
+            self.written += 1
             try:
                 await patiently(partial(once, pending.collection, hour_id(hour, self.writer),
-                                        update, pending.written))
+                                        update, self.written))
             except Exception as exc:
                 log.warning("tenant %s: could not count %d ends of the hour %s (%s: %s)",
                             code, len(ends), hour.isoformat(), type(exc).__name__, exc)
