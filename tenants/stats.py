@@ -28,6 +28,7 @@ per writing process, however many rows ended in them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -197,6 +198,54 @@ class Tally:
         return datetime.fromtimestamp(self.last // 8 / 1000, UTC) if self.last else None
 
 
+SECTIONS = ("t", "a", "p")
+FOLD_AFTER = timedelta(minutes=10)
+"""An hour is folded once it ended this long ago: its writers wrote its last ends
+within seconds of its end (a FAILED row queued again by ``retryActivity`` takes its end
+back in a document of its own, written once)."""
+FOLDED_WRITER = b"\xff" * 8
+
+
+def folded_id(hour: datetime) -> ObjectId:
+    return hour_id(hour, FOLDED_WRITER)
+
+
+def split(hour: datetime, docs: list[dict[str, Any]]
+          ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """An hour's documents: its folded one (or None), and its writers' documents that
+    the folded one does not hold yet."""
+    folded = next((d for d in docs if d["_id"] == folded_id(hour)), None)
+    held = {(str(o["id"]), o["n"]) for o in folded["of"]} if folded is not None else set()
+    live = [{section: {} for section in SECTIONS} | d for d in docs
+            if d["_id"] != folded_id(hour) and (str(d["_id"]), d.get("n")) not in held]
+    return folded, live
+
+
+class Folded(dict):  # type: ignore[type-arg]
+    """A folded document's sections, each decoded when first read (``p`` is read for
+    the window's first and last hours only)."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        super().__init__()
+        self.doc = doc
+
+    def __missing__(self, section: str) -> dict[str, Any]:
+        decoded = self[section] = json.loads(self.doc[section])
+        return decoded
+
+
+def add_nested(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add counters (nested as the documents nest them) into ``into``: sums, but the
+    maximum of ``l`` (the latest end)."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            add_nested(into.setdefault(key, {}), value)
+        elif key == "l":
+            into[key] = max(into.get(key, 0), value)
+        else:
+            into[key] = into.get(key, 0) + value
+
+
 @dataclass
 class Window:
     """What a window's counters add up to: a tally per bucket (from ``since``, each
@@ -224,38 +273,87 @@ class TenantStats:
             self.recorder.add(self.code, self.collection, ends)
 
     async def window(self, since: datetime, until: datetime, minutes: int) -> Window:
-        """The counters of [since, until), both on ``SLICE_MINUTES`` boundaries."""
+        """The counters of [since, until), both on ``SLICE_MINUTES`` boundaries. Hours
+        that ended ``FOLD_AFTER`` ago and still have documents of writers are folded
+        (``fold``) once they are read."""
         buckets = [Tally() for _ in range(math.ceil((until - since) / timedelta(minutes=minutes)))]
         actions: dict[str, Tally] = defaultdict(Tally)
+        start, stop, step = since.timestamp(), until.timestamp(), minutes * 60
         first, last = hour_of(since), hour_of(until - timedelta(microseconds=1))
-        edges = {first, last}
-        inner = (first + timedelta(hours=1), last)  # the hours wholly in the window
-        docs = []
-        if inner[0] < inner[1]:
-            docs += await self._read(inner[0], inner[1], {"t": 1, "a": 1})
-        for hour in sorted(edges):
-            docs += await self._read(hour, hour + timedelta(hours=1), {"t": 1, "p": 1})
-        step = minutes * 60
-        start = since.timestamp()
+        docs = await self._read(first, first + timedelta(hours=1))
+        if last > first:
+            docs += await self._read(first + timedelta(hours=1), last, {"p": 0})
+            docs += await self._read(last, last + timedelta(hours=1))
+        by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
         for doc in docs:
-            hour = doc["_id"].generation_time.timestamp()
-            for slice_, part in doc.get("t", {}).items():
-                at = hour + int(slice_) * SLICE_MINUTES * 60
-                if start <= at < until.timestamp():
-                    buckets[int((at - start) // step)].add(part)
-            for action_id, part in doc.get("a", {}).items():
-                actions[action_id].add(part)
-            for slice_, parts in doc.get("p", {}).items():
-                at = hour + int(slice_) * SLICE_MINUTES * 60
-                if start <= at < until.timestamp():
-                    for action_id, part in parts.items():
-                        actions[action_id].add(part)
+            by_hour[doc["_id"].generation_time].append(doc)
+        foldable = now() - timedelta(hours=1) - FOLD_AFTER
+        for hour, found in sorted(by_hour.items()):
+            folded, live = split(hour, found)
+            parts = [*live] if folded is None else [Folded(folded), *live]
+            whole = start <= hour.timestamp() and hour.timestamp() + 3600 <= stop
+            at = hour.timestamp()
+            for part in parts:
+                for slice_, tally in part["t"].items():
+                    moment = at + int(slice_) * SLICE_MINUTES * 60
+                    if start <= moment < stop:
+                        buckets[int((moment - start) // step)].add(tally)
+                if whole:
+                    for action_id, tally in part["a"].items():
+                        actions[action_id].add(tally)
+                    continue
+                for slice_, tallies in part["p"].items():
+                    if start <= at + int(slice_) * SLICE_MINUTES * 60 < stop:
+                        for action_id, tally in tallies.items():
+                            actions[action_id].add(tally)
+            if live and hour < foldable:
+                await self.fold(hour, *split(hour, await self._read(
+                    hour, hour + timedelta(hours=1))))
         return Window(since, until, minutes, buckets, dict(actions))
 
     async def _read(self, start: datetime, end: datetime,
-                    fields: dict[str, int]) -> list[dict[str, Any]]:
+                    fields: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """The documents of the hours from ``start`` to ``end`` (the window's inner
+        hours without ``p``: their actions are read from ``a``)."""
         query = {"_id": {"$gte": hour_bound(start), "$lt": hour_bound(end)}}
         return await patiently(lambda: self.collection.find(query, fields).to_list(None))
+
+    async def fold(self, hour: datetime, folded: dict[str, Any] | None,
+                   live: list[dict[str, Any]]) -> bool:
+        """Fold an hour that is over: its writers' documents (``live``) added into the
+        hour's folded document (``folded``, or a new one), which names them (``of``: each
+        ``_id`` with its update number ``n``) so that readers skip them until they are
+        deleted. The folded document keeps each section as one JSON string: a server
+        reads and sends a few strings much faster than thousands of fields. Written only
+        over the version read (``gen``): of two processes folding at once, one does.
+        Whether this call folded."""
+        merged: dict[str, Any] = {"t": {}, "a": {}, "p": {}}
+        of: list[dict[str, Any]] = []
+        generation = 0
+        if folded is not None:
+            for section in SECTIONS:
+                add_nested(merged[section], json.loads(folded[section]))
+            of, generation = folded["of"], folded["gen"]
+        for doc in live:
+            for section in SECTIONS:
+                add_nested(merged[section], doc.get(section, {}))
+            of.append({"id": doc["_id"], "n": doc.get("n")})
+        new = {"_id": folded_id(hour), "gen": generation + 1, "of": of,
+               **{section: json.dumps(merged[section], separators=(",", ":"))
+                  for section in SECTIONS}}
+        try:
+            if folded is None:
+                await self.collection.insert_one(new)
+            elif not (await self.collection.replace_one(
+                    {"_id": new["_id"], "gen": generation}, new)).matched_count:
+                return False
+        except Exception as exc:
+            if is_duplicate(exc):
+                return False
+            raise
+        for doc in live:
+            await self.collection.delete_one({"_id": doc["_id"], "n": doc.get("n")})
+        return True
 
     async def prune(self, before: datetime) -> int:
         """Drop the hours that ended before ``before``."""
@@ -330,8 +428,10 @@ class StatsRecorder:
         ends, pending.ends = pending.ends, []
         for hour, update in increments(ends).items():
             self.written += 1
+            writer = self.writer if hour > now() - timedelta(hours=1) - FOLD_AFTER / 2 \
+                else writer_bytes()  # an hour that may be folded: a document of its own
             try:
-                await patiently(partial(once, pending.collection, hour_id(hour, self.writer),
+                await patiently(partial(once, pending.collection, hour_id(hour, writer),
                                         update, self.written))
             except Exception as exc:
                 log.warning("tenant %s: could not count %d ends of the hour %s (%s: %s)",
@@ -358,13 +458,14 @@ async def recount(rows: AsyncCollection, stats: TenantStats,
                   progress: Callable[[int], None] = lambda counted: None) -> int:
     """Count a tenant's counters again from its activity rows (after an upgrade, or to
     repair counts lost with a process): the counters are cleared, and every row that
-    ended before that moment is counted, as a writer of its own; ``progress`` is told
-    the rows counted so far every ``RECOUNT_BATCH`` rows. The rows that end meanwhile are
-    counted by the processes that end them; one that ended in the half second before the
-    clearing, not yet written by its process, is counted twice. How many rows counted."""
+    ended before that moment is counted into each hour's folded document; ``progress``
+    is told the rows counted so far every ``RECOUNT_BATCH`` rows. The rows that end
+    meanwhile are counted by the processes that end them; one that ended in the half
+    second before the clearing, not yet written by its process, is counted twice. How
+    many rows counted."""
     moment = now()
     await stats.clear()
-    hours: dict[datetime, dict[str, dict[str, int]]] = {}
+    hours: dict[datetime, dict[str, Any]] = {}
     counted = 0
     batch: list[tuple[End, int]] = []
     query = {"status": {"$in": list(COUNTED)}, "updated_at": {"$lt": moment}}
@@ -375,25 +476,30 @@ async def recount(rows: AsyncCollection, stats: TenantStats,
             batch.append((end, 1))
         if len(batch) == RECOUNT_BATCH:
             counted += len(batch)
-            merge(hours, increments(batch))
+            add_updates(hours, increments(batch))
             batch = []
             progress(counted)
     counted += len(batch)
-    merge(hours, increments(batch))
-    writer = writer_bytes()
-    for hour, update in sorted(hours.items()):
-        await stats.collection.update_one({"_id": hour_id(hour, writer)}, update, upsert=True)
+    add_updates(hours, increments(batch))
+    for hour, sections in sorted(hours.items()):
+        await stats.collection.insert_one({
+            "_id": folded_id(hour), "gen": 1, "of": [],
+            **{section: json.dumps(sections.get(section, {}), separators=(",", ":"))
+               for section in SECTIONS}})
     progress(counted)
     return counted
 
 
-def merge(into: dict[datetime, dict[str, dict[str, int]]],
-          more: dict[datetime, dict[str, dict[str, int]]]) -> None:
-    """Add the updates ``more`` to ``into`` (``increments``' shape)."""
-    for hour, update in more.items():
-        target = into.setdefault(hour, {"$inc": {}, "$max": {}})
-        inc, top = target["$inc"], target["$max"]
-        for key, value in update.get("$inc", {}).items():
-            inc[key] = inc.get(key, 0) + value
-        for key, value in update.get("$max", {}).items():
-            top[key] = max(top.get(key, 0), value)
+def add_updates(hours: dict[datetime, dict[str, Any]],
+                updates: dict[datetime, dict[str, dict[str, int]]]) -> None:
+    """Add ``increments``' updates to nested counters by hour, as documents nest them."""
+    for hour, update in updates.items():
+        into = hours.setdefault(hour, {})
+        for op, fields in update.items():
+            for path, value in fields.items():
+                *parents, key = path.split(".")
+                node = into
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[key] = max(node.get(key, 0), value) if op == "$max" else \
+                    node.get(key, 0) + value
