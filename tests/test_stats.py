@@ -3,13 +3,14 @@ per bucket and per action. Real API, worker and receiver."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tenants.stats import latency_bin, percentile
+from tenants.stats import folded_id, hour_id, latency_bin, percentile
 from tests.conftest import TenantHandle, run_cli, wait_until
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import attach, enable, make_action
@@ -250,3 +251,31 @@ def test_out_of_bounds_arguments_are_refused_naming_the_field(
                                    "m": 5, **arguments})
     assert (reply.code, reply.field) == ("BAD_USER_INPUT", field)
     assert says in reply.error["message"]
+
+
+def test_an_hour_that_is_over_is_folded_into_one_document_and_counts_the_same(
+        tenant: TenantHandle) -> None:
+    """Three writers' documents of an hour three hours ago (as three processes write
+    them) are read, then folded into the hour's one document: the same answer before
+    and after, and the writers' documents are gone."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    for n in range(3):
+        tenant.collection("stats").insert_one({
+            "_id": hour_id(hour, os.urandom(8)), "n": n + 1,
+            "t": {"1": {"s": 2, "r": 1, "h": {"30": 2}}, "11": {"f": 1, "h": {"40": 1}}},
+            "a": {"a" * 24: {"s": 2, "f": 1, "r": 1, "h": {"30": 2, "40": 1}, "l": 8 * 1000 + 1}},
+            "p": {"1": {"a" * 24: {"s": 2, "r": 1, "h": {"30": 2}, "l": 8 * 1000 + 1}},
+                  "11": {"a" * 24: {"f": 1, "h": {"40": 1}, "l": 8 * 999 + 2}}}})
+    since = hour - timedelta(minutes=30)
+    before = stats(tenant, since, hour + timedelta(hours=2))
+    assert [d["_id"] for d in tenant.collection("stats").find({})] == [folded_id(hour)]
+    after = stats(tenant, since, hour + timedelta(hours=2))
+    assert before == after
+    buckets = {b["start"]: b for b in after["buckets"] if b["succeeded"] or b["failed"]}
+    assert {start: (b["succeeded"], b["failed"], b["retried"]) for start, b in
+            buckets.items()} == {(hour + timedelta(minutes=5)).isoformat(): (6, 0, 3),
+                                 (hour + timedelta(minutes=55)).isoformat(): (0, 3, 0)}
+    [action] = after["actions"]
+    assert (action["succeeded"], action["failed"], action["lastStatus"]) == (6, 3, "SUCCEEDED")
+    edge = stats(tenant, hour + timedelta(minutes=30), hour + timedelta(hours=2))
+    assert [(a["succeeded"], a["failed"]) for a in edge["actions"]] == [(0, 3)]
