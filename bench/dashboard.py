@@ -7,16 +7,19 @@ The rows are written straight into the tenant's activity collection with
 actions, with 1 to 3 attempts and a latency (acceptance → end) drawn log-normally
 around 150 ms. ``event-manager recount-stats`` then counts them (timed, as an upgrade
 would), and the real API answers ``activityStats(since: 24 h ago)`` at bucketMinutes 5
-and 60, ``QUERIES`` times each (p50 and p95). The counters that recount writes are one
-writer's; a service writes one set per process that ends rows (its API and each worker
-process), so the same queries are timed again with the counters copied as ``WRITERS``
-writers' (the figures tripled, the time is what counts).
+and 60, ``QUERIES`` times each after a first one (p50 and p95; the first is given
+apart). Recount writes each hour folded; a service writes one document per hour and
+process that ends rows (its API and each worker process) until the hour is over and
+folded, so the same queries are timed again with the counters written as ``WRITERS``
+writers' documents (the figures tripled): the first query folds the hours that are
+over, and each later one reads them folded, as a service does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import math
 import os
 import random
@@ -26,10 +29,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
+
 from bench import load
 from bench.context import Bench
 from bench.stack import CLI, ROOT, Stack, Tenant
 from tenants.activity import row_id
+from tenants.stats import SECTIONS
 
 BATCH = 5_000
 ACTIONS = 20
@@ -93,17 +99,20 @@ def recount(stack: Stack, code: str) -> float:
 
 
 def copy_as_writers(stack: Stack, code: str, writers: int) -> int:
-    """Each counters' document copied ``writers - 1`` times as other writers' (the same
-    hour, other 8 bytes): the documents a service of ``writers`` processes keeps."""
-    from bson import ObjectId
+    """Each hour's folded counters written again as ``writers`` processes' documents (the
+    same hour, other 8 bytes, the sections as fields, as a process writes them), and
+    the folded ones removed: what a service of ``writers`` processes has before its
+    hours are folded. The first query folds the hours that are over again."""
     with stack.mongo() as client:
         stats = client[stack.settings.tenant_database][f"t_{code}_stats"]
         docs = list(stats.find({}))
-        copies = [{**doc, "_id": ObjectId(doc["_id"].binary[:4] + os.urandom(8))}
-                  for doc in docs for _ in range(writers - 1)]
+        copies = [{"_id": ObjectId(doc["_id"].binary[:4] + os.urandom(8)), "n": 1,
+                   **{section: json.loads(doc[section]) for section in SECTIONS}}
+                  for doc in docs for _ in range(writers)]
+        stats.delete_many({})
         if copies:
             stats.insert_many(copies)
-        return len(docs) + len(copies)
+        return len(copies)
 
 
 async def timed_queries(stack: Stack, tenant: Tenant, end: datetime,
@@ -113,15 +122,16 @@ async def timed_queries(stack: Stack, tenant: Tenant, end: datetime,
     since = (end - timedelta(hours=24)).isoformat()
     took: list[float] = []
     answer: dict[str, Any] = {}
-    for _ in range(QUERIES):
+    for _ in range(QUERIES + 1):
         started = time.perf_counter()
         answer = (await stack.gql(STATS, key=tenant.admin_key, s=since, m=minutes))[
             "activityStats"]
         took.append((time.perf_counter() - started) * 1000)
     counted = sum(b[k] for b in answer["buckets"] for k in ("succeeded", "failed",
                                                             "skipped", "expired"))
-    summary = load.summary_ms(took)
-    return {"latency_ms": summary, "buckets": len(answer["buckets"]),
+    summary = load.summary_ms(took[1:])
+    return {"latency_ms": summary, "first_ms": round(took[0], 1),
+            "buckets": len(answer["buckets"]),
             "actions": len(answer["actions"]), "rows_counted": counted,
             "met": summary["p50"] < TARGET_MS}
 
