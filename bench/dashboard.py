@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import math
 import os
 import random
@@ -35,7 +34,7 @@ from bench import load
 from bench.context import Bench
 from bench.stack import CLI, ROOT, Stack, Tenant
 from tenants.activity import row_id
-from tenants.stats import SECTIONS
+from tenants.stats import SECTIONS, unpack
 
 BATCH = 5_000
 ACTIONS = 20
@@ -107,7 +106,7 @@ def copy_as_writers(stack: Stack, code: str, writers: int) -> int:
         stats = client[stack.settings.tenant_database][f"t_{code}_stats"]
         docs = list(stats.find({}))
         copies = [{"_id": ObjectId(doc["_id"].binary[:4] + os.urandom(8)), "n": 1,
-                   **{section: json.loads(doc[section]) for section in SECTIONS}}
+                   **{section: unpack(doc[section]) for section in SECTIONS}}
                   for doc in docs for _ in range(writers)]
         stats.delete_many({})
         if copies:

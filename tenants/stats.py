@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from bson import ObjectId
+from bson import Binary, ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tenants.database import is_duplicate, now, patiently
@@ -222,7 +223,7 @@ def split(hour: datetime, docs: list[dict[str, Any]]
 
 
 class Folded(dict):  # type: ignore[type-arg]
-    """A folded document's sections, each decoded when first read (``p`` is read for
+    """A folded document's sections, each unpacked when first read (``p`` is read for
     the window's first and last hours only)."""
 
     def __init__(self, doc: dict[str, Any]) -> None:
@@ -230,8 +231,19 @@ class Folded(dict):  # type: ignore[type-arg]
         self.doc = doc
 
     def __missing__(self, section: str) -> dict[str, Any]:
-        decoded = self[section] = json.loads(self.doc[section])
+        decoded = self[section] = unpack(self.doc[section])
         return decoded
+
+
+def pack(section: dict[str, Any]) -> Binary:
+    """A folded section: its counters as JSON, compressed (the keys repeat: a tenth of
+    the size), so that the server reads one short value instead of thousands of fields."""
+    return Binary(zlib.compress(json.dumps(section, separators=(",", ":")).encode(), 1))
+
+
+def unpack(value: bytes | str) -> dict[str, Any]:
+    """``pack``'s section read back (plain JSON text is read too)."""
+    return json.loads(value if isinstance(value, str) else zlib.decompress(value))
 
 
 def add_nested(into: dict[str, Any], more: dict[str, Any]) -> None:
@@ -323,8 +335,9 @@ class TenantStats:
         """Fold an hour that is over: its writers' documents (``live``) added into the
         hour's folded document (``folded``, or a new one), which names them (``of``: each
         ``_id`` with its update number ``n``) so that readers skip them until they are
-        deleted. The folded document keeps each section as one JSON string: a server
-        reads and sends a few strings much faster than thousands of fields. Written only
+        deleted. The folded document keeps each section as one compressed JSON value
+        (``pack``): a server reads and sends a few short values much faster than
+        thousands of fields. Written only
         over the version read (``gen``): of two processes folding at once, one does.
         Whether this call folded."""
         merged: dict[str, Any] = {"t": {}, "a": {}, "p": {}}
@@ -332,15 +345,14 @@ class TenantStats:
         generation = 0
         if folded is not None:
             for section in SECTIONS:
-                add_nested(merged[section], json.loads(folded[section]))
+                add_nested(merged[section], unpack(folded[section]))
             of, generation = folded["of"], folded["gen"]
         for doc in live:
             for section in SECTIONS:
                 add_nested(merged[section], doc.get(section, {}))
             of.append({"id": doc["_id"], "n": doc.get("n")})
         new = {"_id": folded_id(hour), "gen": generation + 1, "of": of,
-               **{section: json.dumps(merged[section], separators=(",", ":"))
-                  for section in SECTIONS}}
+               **{section: pack(merged[section]) for section in SECTIONS}}
         try:
             if folded is None:
                 await self.collection.insert_one(new)
@@ -484,8 +496,7 @@ async def recount(rows: AsyncCollection, stats: TenantStats,
     for hour, sections in sorted(hours.items()):
         await stats.collection.insert_one({
             "_id": folded_id(hour), "gen": 1, "of": [],
-            **{section: json.dumps(sections.get(section, {}), separators=(",", ":"))
-               for section in SECTIONS}})
+            **{section: pack(sections.get(section, {})) for section in SECTIONS}})
     progress(counted)
     return counted
 
