@@ -34,7 +34,7 @@ from bench import load
 from bench.context import Bench
 from bench.stack import CLI, ROOT, Stack, Tenant
 from tenants.activity import row_id
-from tenants.stats import SECTIONS, unpack
+from tenants.stats import SECTIONS
 
 BATCH = 5_000
 ACTIONS = 20
@@ -99,14 +99,14 @@ def recount(stack: Stack, code: str) -> float:
 
 def copy_as_writers(stack: Stack, code: str, writers: int) -> int:
     """Each hour's folded counters written again as ``writers`` processes' documents (the
-    same hour, other 8 bytes, the sections as fields, as a process writes them), and
+    same hour, other 8 bytes, as a process writes them), and
     the folded ones removed: what a service of ``writers`` processes has before its
     hours are folded. The first query folds the hours that are over again."""
     with stack.mongo() as client:
         stats = client[stack.settings.tenant_database][f"t_{code}_stats"]
         docs = list(stats.find({}))
         copies = [{"_id": ObjectId(doc["_id"].binary[:4] + os.urandom(8)), "n": 1,
-                   **{section: unpack(doc[section]) for section in SECTIONS}}
+                   **{section: doc[section] for section in SECTIONS}}
                   for doc in docs for _ in range(writers)]
         stats.delete_many({})
         if copies:

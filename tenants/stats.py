@@ -217,21 +217,23 @@ def split(hour: datetime, docs: list[dict[str, Any]]
     the folded one does not hold yet."""
     folded = next((d for d in docs if d["_id"] == folded_id(hour)), None)
     held = {(str(o["id"]), o["n"]) for o in folded["of"]} if folded is not None else set()
-    live = [{section: {} for section in SECTIONS} | d for d in docs
+    live = [d for d in docs
             if d["_id"] != folded_id(hour) and (str(d["_id"]), d.get("n")) not in held]
     return folded, live
 
 
-class Folded(dict):  # type: ignore[type-arg]
-    """A folded document's sections, each unpacked when first read (``p`` is read for
-    the window's first and last hours only)."""
+class Sections(dict):  # type: ignore[type-arg]
+    """A document's sections, each unpacked when first read (``p`` is read for the
+    window's first and last hours only); a section written as fields (``$inc``) is read
+    as it is."""
 
     def __init__(self, doc: dict[str, Any]) -> None:
         super().__init__()
         self.doc = doc
 
     def __missing__(self, section: str) -> dict[str, Any]:
-        decoded = self[section] = unpack(self.doc[section])
+        value = self.doc.get(section, {})
+        decoded = self[section] = value if isinstance(value, dict) else unpack(value)
         return decoded
 
 
@@ -302,7 +304,7 @@ class TenantStats:
         foldable = now() - timedelta(hours=1) - FOLD_AFTER
         for hour, found in sorted(by_hour.items()):
             folded, live = split(hour, found)
-            parts = [*live] if folded is None else [Folded(folded), *live]
+            parts = [Sections(d) for d in ([] if folded is None else [folded]) + live]
             whole = start <= hour.timestamp() and hour.timestamp() + 3600 <= stop
             at = hour.timestamp()
             for part in parts:
@@ -348,8 +350,9 @@ class TenantStats:
                 add_nested(merged[section], unpack(folded[section]))
             of, generation = folded["of"], folded["gen"]
         for doc in live:
+            sections = Sections(doc)
             for section in SECTIONS:
-                add_nested(merged[section], doc.get(section, {}))
+                add_nested(merged[section], sections[section])
             of.append({"id": doc["_id"], "n": doc.get("n")})
         new = {"_id": folded_id(hour), "gen": generation + 1, "of": of,
                **{section: pack(merged[section]) for section in SECTIONS}}
@@ -400,8 +403,8 @@ class Pending:
 
 class StatsRecorder:
     """One process's counting: the ends of each tenant are gathered for
-    ``WRITE_EVERY_SECONDS`` and written together, one update per hour document, one
-    tenant's update at a time, into documents no other process writes. A write that
+    ``WRITE_EVERY_SECONDS`` and written together, one write per hour document, one
+    tenant's write at a time, into documents no other process writes. A write that
     fails (after ``patiently``'s tries) loses its ends, logged: ``event-manager
     recount-stats`` counts a tenant's rows again. A process that stops writes what it
     holds first (``flush``)."""
@@ -411,9 +414,11 @@ class StatsRecorder:
         self.delay = delay
         self.pending: dict[str, Pending] = {}
         self.written = 0
-        """How many updates this process made: each update sets its number (``n``) and is
-        made only over a smaller one, so an update tried again after its reply was lost
-        is not counted twice."""
+        """How many writes this process made: each sets its number (``n``), which the
+        folded document names the writers' documents it holds by (``fold``)."""
+        self.hours: dict[tuple[str, datetime], dict[str, Any]] = {}
+        """What this process counted of each tenant's recent hours, as its documents
+        hold it: each write replaces the document with it, packed (``pack``)."""
 
     def add(self, code: str, collection: AsyncCollection, ends: list[tuple[End, int]]) -> None:
         pending = self.pending.get(code)
@@ -438,16 +443,44 @@ class StatsRecorder:
 
     async def _write_now(self, code: str, pending: Pending) -> None:
         ends, pending.ends = pending.ends, []
+        recent = now() - timedelta(hours=1) - FOLD_AFTER / 2
         for hour, update in increments(ends).items():
             self.written += 1
-            writer = self.writer if hour > now() - timedelta(hours=1) - FOLD_AFTER / 2 \
-                else writer_bytes()  # an hour that may be folded: a document of its own
             try:
-                await patiently(partial(once, pending.collection, hour_id(hour, writer),
-                                        update, self.written))
+                if hour > recent:
+                    await self._replace(code, pending.collection, hour, update)
+                else:  # an hour that may be folded (an end taken back): a document of its own
+                    await patiently(partial(once, pending.collection,
+                                            hour_id(hour, writer_bytes()), update, self.written))
             except Exception as exc:
                 log.warning("tenant %s: could not count %d ends of the hour %s (%s: %s)",
                             code, len(ends), hour.isoformat(), type(exc).__name__, exc)
+        for key in [k for k in self.hours if k[1] <= recent - timedelta(hours=1)]:
+            del self.hours[key]
+
+    async def _replace(self, code: str, collection: AsyncCollection, hour: datetime,
+                       update: dict[str, dict[str, int]]) -> None:
+        """This process's document of the hour replaced with all it counted of the hour,
+        packed: a server reads a few short values much faster than thousands of fields,
+        and a replace tried again is the same replace. A document gone since the last
+        write (``recount-stats`` cleared the counters) is written again with ``update``
+        alone."""
+        key = (code, hour)
+        known = key in self.hours
+        state = self.hours.setdefault(key, {})
+        add_updates({hour: state}, {hour: update})
+        doc_id = hour_id(hour, self.writer)
+
+        def doc(sections: dict[str, Any]) -> dict[str, Any]:
+            return {"n": self.written, **{s: pack(sections.get(s, {})) for s in SECTIONS}}
+
+        replaced = await patiently(lambda: collection.replace_one(
+            {"_id": doc_id}, doc(state), upsert=not known))
+        if known and not replaced.matched_count:
+            state.clear()
+            add_updates({hour: state}, {hour: update})
+            await patiently(lambda: collection.replace_one({"_id": doc_id}, doc(state),
+                                                           upsert=True))
 
     async def flush(self) -> None:
         """Write every end held now (before the process stops)."""
