@@ -6,23 +6,26 @@ time is the hour's start and whose other 8 bytes are the writing process's
 (``writer_bytes``): the hours of a window are a range of ``_id``, which every server
 answers from its ``_id`` index, and no two processes ever write the same document, so a
 counter is never lost to two writers (FerretDB's updates read and write back the whole
-document). One process writes one tenant's counters one update at a time
-(``StatsRecorder``), about twice a second while rows end.
+document). One process writes one tenant's counters one write at a time
+(``StatsRecorder``), about twice a second while rows end: it keeps what it counted of
+the hour and replaces its document with all of it.
 
-An hour's document holds the hour in 5-minute slices (``SLICE_MINUTES``)::
+An hour's counters are three sections, each kept as compressed JSON (``pack``: FerretDB
+parses every document it reads whole, and a few short values cost far less than
+thousands of fields)::
 
-    t.<slice>          {s, f, k, e, r, h}      every row of the slice
-    a.<action id>      {s, f, k, e, r, h, l}   each action over the hour
-    p.<slice>.<action> {s, f, k, e, r, h, l}   each action in each slice
+    t: {<slice>: {s, f, k, e, r, h}}            every row of each 5-minute slice
+    a: {<action id>: {s, f, k, e, r, h, l}}     each action over the hour
+    p: {<slice>: {<action id>: {...}}}          each action in each slice
 
 ``s f k e`` count SUCCEEDED, FAILED, SKIPPED and EXPIRED ends; ``r`` the attempts beyond
 the first; ``h`` is a histogram of the latency (trigger accepted → final response) of
 the rows that were sent, SUCCEEDED or FAILED: ``h.<bin>`` counts those of bin
 ``latency_bin(ms)``, four bins per doubling (each estimate within 9 % of the rows'
-value). ``l`` is the latest end, as ``ms * 8 + status code`` so that ``$max`` keeps it.
-A query reads an hour's ``t`` and ``a`` (12 slices and one sum per action), and ``p``
-only for the two hours at the window's edges: 24 hours are about 25 small documents
-per writing process, however many rows ended in them.
+value). ``l`` is the latest end, as ``ms * 8 + status code``. A query reads an hour's
+``t`` and ``a``, and ``p`` only for the two hours at the window's edges. Once an hour
+is over, its writers' documents are folded into one (``TenantStats.fold``): 24 hours are
+about 25 documents of a few kilobytes, however many rows ended in them.
 """
 
 from __future__ import annotations
