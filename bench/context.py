@@ -32,6 +32,8 @@ class Sizes:
     idle_seconds: float = 30.0
     """Scenario 10: seconds with no traffic."""
     rows: int = 100_000
+    dashboard_rows: int = 1_000_000
+    """Scenario 11: ended rows over 24 hours."""
     failing: int = 2_000
     """Scenario 12: deliveries of the hanging action, whose retries come due together."""
     first_seconds: float = 20.0
@@ -44,7 +46,7 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(deliveries=300, window=1_000, intake_requests=200, intake_events=1_000,
                    latency_seconds=4.0, warm_up_events=20, sweep_rates=(20.0, 50.0),
-                   sweep_seconds=2.0, idle_seconds=2.0, rows=3_000,
+                   sweep_seconds=2.0, idle_seconds=2.0, rows=3_000, dashboard_rows=5_000,
                    memory_deliveries=1_000, ceiling_requests=1_000, trigger_samples=8,
                    failing=100, first_seconds=3.0)
 

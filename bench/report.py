@@ -155,6 +155,14 @@ def targets(results: dict[str, Any]) -> list[Row]:
     rows.append(_row("10", "CPU with no traffic, installation", idle,
                      f"{idle} cores ({per_process(_get(s, '10', 'cpu_cores') or {})})",
                      "≤ 0.02 cores", lambda v: v <= 0.02))
+    for writers, label in (("one_writer", "1 writer"), ("several_writers", "3 writers")):
+        for minutes in (5, 60):
+            run = _get(s, "11", writers, f"bucket_{minutes}") or {}
+            p50, p95 = _get(run, "latency_ms", "p50"), _get(run, "latency_ms", "p95")
+            rows.append(_row("11", f"activityStats, 24 h, bucketMinutes {minutes}, "
+                             f"counters of {label}", p50,
+                             f"p50 {p50} ms, p95 {p95} ms", "p50 < 100 ms",
+                             lambda v: v < 100))
     ratio = _get(s, "12", "ratio_p99")
     quiet = _get(s, "12", "quiet", "latency_ms", "p99")
     loaded = _get(s, "12", "retries", "latency_ms", "p99")
@@ -238,6 +246,12 @@ def notes(document: dict[str, Any]) -> list[str]:
                    f"{s['6']['insert_rows_per_s']:,} rows/s; the recovery sweep's query takes "
                    f"{s['6']['recovery_query_ms']['big']} ms on them "
                    f"({s['6']['recovery_query_ms']['empty']} ms on an empty tenant)")
+    if "11" in s and "rows" in s["11"]:
+        out.append(f"11: {s['11']['rows']:,} rows over 24 h (target 1,000,000), inserted in "
+                   f"{s['11']['insert_seconds']} s; recount-stats counted them in "
+                   f"{s['11']['recount_seconds']} s ({s['11']['recount_rows_per_s']:,} rows/s); "
+                   f"{s['11']['queries']} queries per figure; {s['11']['stats_documents']} "
+                   f"counter documents as {s['11']['writers']} writers'")
     if "8" in s and "rate_b" in s["8"]:
         out.append(f"8: tenant B at {s['8']['rate_b']} triggerEvent/s, quiet, then while "
                    f"tenant A's {s['8']['heavy_deliveries']} heavy deliveries run "

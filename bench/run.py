@@ -36,6 +36,7 @@ import aiohttp
 
 from bench import (
     activity,
+    dashboard,
     delivery,
     fairness,
     first_attempts,
@@ -64,6 +65,7 @@ SCENARIOS = {
           fairness.scenario_8),
     "9": ("steady-rate sweep, one triggerEvent per request", sweep.scenario_9),
     "10": ("idle: no traffic", idle.scenario_10),
+    "11": ("dashboards: activityStats over 24 h of many rows", dashboard.scenario_11),
     "12": ("first attempts first: a healthy action while a hanging one's retries are due",
            first_attempts.scenario_12),
 }
@@ -82,6 +84,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scenarios 1-2: deliveries per run (default 5,000)")
     parser.add_argument("--rows", type=int, help="scenario 6: activity rows (default "
                         "100,000; target 1,000,000)")
+    parser.add_argument("--dashboard-rows", type=int, help="scenario 11: activity rows over "
+                        "24 h (default 1,000,000)")
     parser.add_argument("--latency-seconds", type=float, help="scenario 5: seconds per rate")
     parser.add_argument("--warm-up-events", type=int, help="scenarios 5 and 9: triggers "
                         "sent at the rate before each measured window (default 500)")
@@ -130,7 +134,8 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
     sizes = Sizes.quick() if args.quick else Sizes()
     changes = {field: value for field, value in (
         ("memory_deliveries", args.deliveries), ("deliveries", args.throughput_deliveries),
-        ("rows", args.rows), ("latency_seconds", args.latency_seconds),
+        ("rows", args.rows), ("dashboard_rows", args.dashboard_rows),
+        ("latency_seconds", args.latency_seconds),
         ("intake_requests", args.intake_requests), ("intake_events", args.intake_events),
         ("warm_up_events", args.warm_up_events), ("sweep_rates", args.sweep_rates),
         ("sweep_seconds", args.sweep_seconds), ("worker_processes", args.worker_processes),

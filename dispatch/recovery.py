@@ -210,12 +210,13 @@ async def _hand_back(store: TenantStore, row: dict[str, Any], attempts: int,
 
 async def housekeep(db: Database, retention_days: int) -> int:
     """Forget idempotency keys and delivery claims past their 24 hours, finished activity
-    rows older than ``retention_days``, and calls' queues empty for an hour; how many
-    documents went."""
+    rows and the hours of their counters older than ``retention_days``, and calls' queues
+    empty for an hour; how many documents went."""
     total = 0
     for tenant in await TenantRegistry(db).list():
         store = TenantStore(db, tenant)
         total += await store.log.forget_before(now() - IDEMPOTENCY)
         total += await store.log.prune(now() - timedelta(days=retention_days))
+        total += await store.stats.prune(now() - timedelta(days=retention_days))
         total += await store.calls.forget_empty(now() - timedelta(hours=1))
     return total

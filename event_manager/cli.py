@@ -233,6 +233,47 @@ async def _rotate_secrets(config: Settings) -> dict[str, int]:
         await db.close()
 
 
+@app.command("recount-stats")
+@one_line_errors
+def recount_stats(
+    tenant: Annotated[str | None, typer.Option(help="Tenant code (default: every tenant).")]
+    = None,
+) -> None:
+    """Count the dashboards' counters (activityStats) again from the activity rows: after
+    an upgrade from a version without them, or to repair counts a stopped process lost."""
+    counts = asyncio.run(_recount_stats(settings(), tenant))
+    typer.echo(f"Done: {sum(counts.values())} rows counted in {len(counts)} tenants.")
+
+
+async def _recount_stats(config: Settings, code: str | None) -> dict[str, int]:
+    import time
+
+    from tenants.database import Database
+    from tenants.registry import TenantRegistry
+    from tenants.stats import recount
+    from tenants.store import TenantStore
+
+    db = Database(config)
+    try:
+        registry = TenantRegistry(db)
+        tenants = [await registry.get(code)] if code is not None else await registry.list()
+        counts = {}
+        for tenant in tenants:
+            store = TenantStore(db, tenant)
+            started = time.monotonic()
+
+            def progress(counted: int, code: str = store.code, started: float = started) -> None:
+                typer.echo(f"{code}: {counted} rows counted "
+                           f"({time.monotonic() - started:.1f} s)", err=True)
+
+            counts[store.code] = await recount(store.log.rows, store.stats, progress)
+            typer.echo(f"{store.code}: {counts[store.code]} rows counted in "
+                       f"{time.monotonic() - started:.1f} s")
+        return counts
+    finally:
+        await db.close()
+
+
 @app.command("schema")
 def print_schema() -> None:
     """Print the GraphQL schema (SDL)."""

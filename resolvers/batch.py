@@ -316,6 +316,7 @@ async def settle(ctx: Context, store: TenantStore, triggers: list[Trigger],
             outcomes[i] = Unavailable("the delivery queue is unavailable; nothing was "
                                       "recorded, send the trigger again")
         return {}
+    store.log.ended(rows)  # the SKIPPED rows end as they are written
     for i, w in good.items():
         outcomes[i] = result(w.trigger_id, triggers[i], w.reason, w.part.rows)
         if w.part.key is not None:

@@ -182,4 +182,5 @@ async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
         await store.log.record(row["_id"], {k: row.get(k) for k in
                                             ("status", "message", "cycle_start", "cycle_at")})
         raise Unavailable("the delivery queue is unavailable; try again shortly") from None
+    store.log.reopened(row)
     return Activity.from_doc(queued)

@@ -16,6 +16,7 @@ from resolvers import events as event_resolvers
 from resolvers import imports as import_resolvers
 from resolvers import parameters as parameter_resolvers
 from resolvers import settings as settings_resolvers
+from resolvers import stats as stats_resolvers
 from resolvers import tenants as tenant_resolvers
 from resolvers import triggers as trigger_resolvers
 from schema.activity import Activity, ActivityPage, TriggerResult
@@ -23,6 +24,7 @@ from schema.errors import ContractErrors
 from schema.imports import ImportResult, PostmanCollection, PostmanRequest
 from schema.limits import IntrospectionNeedsKey, ParseLimits, QueryLimits
 from schema.live import LiveExecution
+from schema.stats import ActivityStats
 from schema.types import (
     Action,
     ApiKeyInfo,
@@ -49,6 +51,9 @@ class Query:
     activity: ActivityPage = strawberry.field(
         resolver=activity_resolvers.activity, description="newest first"
     )
+    activity_stats: ActivityStats = strawberry.field(
+        resolver=stats_resolvers.activity_stats,
+        description="deliveries that ended, per bucket of time and per action (dashboards)")
     master_actions: list[Action] = strawberry.field(
         resolver=import_resolvers.master_actions, description='what "Import Actions" offers'
     )

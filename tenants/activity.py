@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,9 @@ from tenants.database import (
     now,
     object_id,
 )
+from tenants.stats import TenantStats, ended_now
+
+log = logging.getLogger("event_manager.stats")
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "EXPIRED")
 CLAIMABLE = ("QUEUED", "RETRYING")
@@ -162,8 +166,9 @@ def decode_cursor(cursor: str) -> ObjectId | None:
 
 class ActivityLog:
     def __init__(self, rows: AsyncCollection, idempotency: AsyncCollection,
-                 claims: AsyncCollection) -> None:
+                 claims: AsyncCollection, stats: TenantStats | None = None) -> None:
         self.rows = rows
+        self.stats = stats
         self.idempotency = idempotency
         self.claims = claims
         self._claims = GroupedInserts(claims)  # the claims of many deliveries at once
@@ -251,7 +256,30 @@ class ActivityLog:
         changes = {**changes, "updated_at": now()}
         if not await self._outcomes.update(row["_id"], changes):
             return None
+        self.ended([{**row, **changes}])
         return {**row, **changes}
+
+    def ended(self, rows: list[dict[str, Any]]) -> None:
+        """Count the rows among ``rows`` that are final (SUCCEEDED, FAILED, SKIPPED,
+        EXPIRED) into the tenant's counters (``tenants.stats``). Every write of a final
+        status calls it once the write is made: an attempt's outcome (``record_outcome``),
+        the SKIPPED rows of a trigger once it is accepted (``resolvers.batch``). Never
+        raises: the rows are written already, and counting is beside them."""
+        self._count(rows, 1)
+
+    def reopened(self, row: dict[str, Any]) -> None:
+        """Take back the count of ``row``'s end: it was final and is not any more
+        (``retryActivity`` queues a FAILED row again; it is counted when it ends again)."""
+        self._count([row], -1)
+
+    def _count(self, rows: list[dict[str, Any]], sign: int) -> None:
+        if self.stats is None:
+            return
+        try:
+            self.stats.count(ended_now(rows, sign))
+        except Exception as exc:
+            log.warning("could not count %d ended rows (%s: %s)", len(rows),
+                        type(exc).__name__, exc)
 
     async def page(self, query: dict[str, Any], first: int,
                    after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:

@@ -294,7 +294,7 @@ PUSHDOWN_RELEASE = "-event-manager-pushdown"
 indexed fields and the ``{_id: -1}`` order from SQLite's indexes."""
 
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency",
-                      "claims", "calls", "health")
+                      "claims", "calls", "health", "stats")
 RETIRED_COLLECTIONS = ("open",)
 """Tenant collections of earlier versions that nothing reads or writes any more: ``open``
 held ``{_id: row id}`` of every row not final, for recovery, until recovery found those
@@ -323,6 +323,9 @@ class Database:
         self.tenants: AsyncCollection = self.system["tenants"]
         self.api_keys: AsyncCollection = self.system["api_keys"]
         self._server: str | None = None
+        from tenants.stats import StatsRecorder  # which itself uses this module's helpers
+        self.stats = StatsRecorder()
+        """This process's counting of the rows that end in it (``tenants.stats``)."""
         self.on_change: Callable[[str], Awaitable[None]] | None = None
         """Called with a tenant's code after each change to its configuration (see
         ``TenantStore.changed``); the API points it at ``dispatch.stamps.ConfigStamps``."""
@@ -374,4 +377,5 @@ class Database:
         await self.client.admin.command("ping")
 
     async def close(self) -> None:
+        await self.stats.flush()
         await self.client.close()

@@ -142,7 +142,7 @@ class TenantRegistry:
         await c("actions").create_index([("name_key", ASCENDING)], unique=True)
         await c("parameters").create_index([("tag_key", ASCENDING)], unique=True)
         activity, idempotency, claims = c("activity"), c("idempotency"), c("claims")
-        for collection in (activity, idempotency, claims, c("health")):
+        for collection in (activity, idempotency, claims, c("health"), c("stats")):
             with contextlib.suppress(CollectionInvalid):
                 await self.db.tenant_data.create_collection(collection.name)
         await self.index_activity(code)

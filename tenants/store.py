@@ -19,6 +19,7 @@ from tenants.calls import CallQueues
 from tenants.catalog import EVENT_TYPES
 from tenants.database import Database, contains, now, object_id, unique
 from tenants.health import HealthLog
+from tenants.stats import TenantStats
 
 AUTH_SECRETS = ("api_key_value", "password", "token")
 """The authorization fields stored sealed (see ``tenants/vault.py``)."""
@@ -38,9 +39,11 @@ class TenantStore:
         self.settings = db.collection(self.code, "settings")
         self.actions = db.collection(self.code, "actions")
         self.parameters = db.collection(self.code, "parameters")
+        self.stats = TenantStats(db.collection(self.code, "stats"), db.stats, self.code)
+        """Counters of the rows that ended, for dashboards (``tenants.stats``)."""
         self.log = ActivityLog(db.collection(self.code, "activity"),
                                db.collection(self.code, "idempotency"),
-                               db.collection(self.code, "claims"))
+                               db.collection(self.code, "claims"), self.stats)
         self.calls = CallQueues(db.collection(self.code, "calls"))
         """The queues of actions whose deliveries go in per-call order (``dispatch.order``)."""
         self.health = HealthLog(db.collection(self.code, "health"))

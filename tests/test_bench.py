@@ -1,4 +1,4 @@
-"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10,12`` against
+"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10,11,12`` against
 the real services, and its result file has the expected keys and sane values.
 
 No timing thresholds: the suite must pass on a slow or busy machine.
@@ -23,11 +23,11 @@ pytestmark = pytest.mark.services
 def bench_run(mongo: Any, redis_client: Any,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     """One quick run of scenarios 1, 4, the sweep (9: 20 and 50 triggers/s for 2 s each,
-    worker processes 1 then 2) and idle (10: 2 s); its JSON document and its standard
-    output."""
+    worker processes 1 then 2), idle (10: 2 s) and dashboards (11: 5,000 rows); its JSON
+    document and its standard output."""
     out = tmp_path_factory.mktemp("bench") / "result.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10,12", "--no-profile",
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10,11,12", "--no-profile",
          "--sweep-rates", "20,50", "--sweep-seconds", "2", "--worker-processes", "1,2",
          "--output", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -42,9 +42,9 @@ def positive(value: Any) -> bool:
 def test_bench_reports_scenarios_run_and_what_was_measured(bench_run: Any) -> None:
     document, _ = bench_run
     assert set(document) >= {"date", "machine", "options", "scenarios", "targets"}
-    assert document["options"]["scenarios"] == ["1", "4", "9", "10", "12"]
+    assert document["options"]["scenarios"] == ["1", "4", "9", "10", "11", "12"]
     assert document["options"]["database"].startswith("bench_")
-    assert set(document["scenarios"]) == {"1", "4", "9", "10", "12"}
+    assert set(document["scenarios"]) == {"1", "4", "9", "10", "11", "12"}
     assert document["machine"]["cpus"] >= 1
 
 
@@ -127,6 +127,24 @@ def test_bench_idle_scenario_reads_the_installation_at_rest(bench_run: Any) -> N
     assert set(idle["cpu_s"]) == {"installation", "api", "worker", "ferretdb", "redis"}
 
 
+def test_bench_dashboard_scenario_counts_every_row_and_times_activity_stats(
+        bench_run: Any) -> None:
+    """Scenario 11: the rows over 24 h, counted by recount-stats, then activityStats at
+    bucketMinutes 5 and 60, with one writer's counters and with three writers'."""
+    dashboards = bench_run[0]["scenarios"]["11"]
+    assert "error" not in dashboards, dashboards
+    assert dashboards["rows"] == 5_000 and positive(dashboards["recount_seconds"])
+    assert dashboards["stats_documents"] >= 3 * 24
+    for writers, factor in (("one_writer", 1), ("several_writers", 3)):
+        for minutes, buckets in ((5, 288), (60, 24)):
+            run = dashboards[writers][f"bucket_{minutes}"]
+            assert run["rows_counted"] == factor * 5_000
+            assert run["buckets"] in (buckets, buckets + 1)  # the window's ends, aligned
+            assert run["actions"] == 20
+            assert positive(run["latency_ms"]["p50"]) and run["latency_ms"]["n"] == 50
+            assert run["met"] in (True, False)
+
+
 def test_bench_first_attempts_scenario_times_the_healthy_action_alone_and_during_retries(
         bench_run: Any) -> None:
     first = bench_run[0]["scenarios"]["12"]
@@ -148,6 +166,10 @@ def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any)
     assert ("6", "slowest page shape (of every filter and cursor)") in verdicts
     assert ("5", "CPU s per 1,000 deliveries, installation") in verdicts
     assert ("10", "CPU with no traffic, installation") in verdicts
+    for minutes in (5, 60):
+        for label in ("1 writer", "3 writers"):
+            assert ("11", f"activityStats, 24 h, bucketMinutes {minutes}, counters of "
+                    f"{label}") in verdicts
     for processes in (1, 2):
         assert ("1", "CPU s per 1,000 deliveries, batched burst, installation "
                 f"(worker --processes {processes})") in verdicts
@@ -156,6 +178,6 @@ def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any)
     judged = [t for t in document["targets"] if not t.get("informational")]
     assert ("12", "healthy action's p99 while 100 retries of a hanging one (same tenant) "
             "are due") in verdicts
-    ran = [t for t in judged if t["scenario"] in ("1", "4", "10", "12")]
+    ran = [t for t in judged if t["scenario"] in ("1", "4", "10", "11", "12")]
     assert ran and all(t["pass"] in (True, False) for t in ran)
     assert all(t["pass"] is None for t in judged if t["scenario"] in "235678")

@@ -352,6 +352,33 @@ def test_filters_narrow_the_activity_list_and_live_rows(
 
 # --- actions: errors, imports ------------------------------------------------------------
 
+def test_dashboard_draws_the_deliveries_and_follows_them_live(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver,
+        shots: Path) -> None:
+    """Dashboard: the totals, both charts and the worst actions; a delivery that ends
+    while it is open shows without a reload (activityStats asked again)."""
+    path = f"/console/{tenant.code}/down"
+    receiver.script(path, *[Reply(404)] * 2)  # 404 is final: FAILED at once
+    attach(tenant, f"{receiver.url}{path}")
+    send = "mutation { testEvent(event: ANSWERED_CALL) { triggerId } }"
+    tenant.admin(send).data
+    wait_until(lambda: tenant.collection("activity").find_one({"status": "FAILED"}), 30,
+               "the first failure")
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Dashboard", "Dashboard")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    expect(page.get_by_role("img", name="Deliveries over time by status")).to_be_visible()
+    expect(page.get_by_role("img", name="Latency p50 and p95")).to_be_visible()
+    worst = page.locator("#dashboard-actions tbody tr").first
+    expect(worst).to_contain_text("hook ANSWERED_CALL")
+    expect(worst.locator("td").nth(1)).to_have_text("1", timeout=30_000)
+    expect(page.locator(".chart rect.bar-failed").first).to_be_visible()
+    tenant.admin(send).data
+    expect(worst.locator("td").nth(1)).to_have_text("2", timeout=30_000)
+    expect(page.locator(".stat-failed strong")).to_have_text("2")
+    snap(page, shots, "24-dashboard")
+
+
 def test_api_errors_are_shown_next_to_the_field_they_name(
         page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
     sign_in(page, api_url, tenant.admin.key or "")

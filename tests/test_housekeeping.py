@@ -4,12 +4,14 @@ after the retention period; rows still in flight are never dropped."""
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 
 from dispatch.recovery import housekeep
 from event_manager.config import Settings
 from tenants.activity import UNFINISHED, row_id
 from tenants.database import Database, now
+from tenants.stats import folded_id, hour_id, hour_of
 from tests.conftest import TenantHandle
 
 
@@ -73,3 +75,17 @@ def test_an_idempotency_key_older_than_a_day_starts_afresh(tenant: TenantHandle)
     again = tenant.admin(trigger).data["triggerEvent"]["triggerId"]
     assert again != first
     assert tenant.admin(trigger).data["triggerEvent"]["triggerId"] == again
+
+
+def test_the_dashboards_counters_follow_the_activity_retention(tenant: TenantHandle,
+                                                               settings: Settings) -> None:
+    """The counters' hours (``tenants.stats``) older than the retention go with the rows."""
+    hours = {age: hour_of(now() - timedelta(days=age)) for age in (31, 29)}
+    tenant.collection("stats").insert_many([
+        {"_id": hour_id(hour, os.urandom(8)), "t": {"0": {"s": 1}}} for hour in hours.values()]
+        + [{"_id": folded_id(hours[31]), "gen": 1, "of": [], "t": "{}", "a": "{}", "p": "{}"}])
+
+    run_housekeeping(settings, retention_days=30)
+
+    assert [d["_id"].generation_time for d in tenant.collection("stats").find({})] == [
+        hours[29]]

@@ -236,6 +236,13 @@ def op_activity(t: TenantHandle) -> Call:
     return lambda c: c("{ activity(first: 5) { items { id status } nextCursor } }")
 
 
+@operation("activityStats", READERS)
+def op_activity_stats(t: TenantHandle) -> Call:
+    return lambda c: c('{ activityStats(since: "2026-01-01T00:00:00Z", '
+                       'until: "2026-01-01T01:00:00Z") { since buckets { start succeeded } '
+                       'actions { actionId } } }')
+
+
 @operation("triggerEvent", TRIGGERERS)
 def op_trigger_event(t: TenantHandle) -> Call:
     return lambda c: c("""mutation { triggerEvent(input: {event: HANGUP,

@@ -60,6 +60,7 @@ const ROUTES = [
   [/^#\/events\/([A-Z_]+)$/, "events", () => import("./pages/events.js"), "eventEditor"],
   [/^#\/settings$/, "settings", () => import("./pages/settings.js"), "settingsPage"],
   [/^#\/activity$/, "activity", () => import("./pages/activity.js"), "activityMonitor"],
+  [/^#\/dashboard$/, "dashboard", () => import("./pages/dashboard.js"), "dashboard"],
   [/^#\/actions$/, "actions", () => import("./pages/actions.js"), "actionList"],
   [/^#\/actions\/([^/]+)$/, "actions", () => import("./pages/action-editor.js"), "actionEditor"],
   [/^#\/parameters$/, "parameters", () => import("./pages/parameters.js"), "parameterList"],
