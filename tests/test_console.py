@@ -31,6 +31,9 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 CARDS = SHARED / "fixtures" / "postman" / "transferwise-cards-api.v2.1.json"
 ROWS = "#activity-table tbody tr"
+expect.set_options(timeout=15_000)
+"""Assertions wait as long as actions do (``page.set_default_timeout``): on a slow, busy
+machine a page refreshed after importing 42 actions took more than Playwright's 5 s."""
 SCHEMA_V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 
 
