@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bson
@@ -171,6 +171,9 @@ def attacks(v: Victim) -> list[tuple[str, str, dict[str, Any]]]:
             items { id actionName } } }""", {"a": v.action_id}),
         ("retryActivity of B", "mutation($id: ID!) { retryActivity(id: $id) { id status } }",
          {"id": v.activity_ids[1]}),
+        ("activityStats", """query($s: DateTime!) { activityStats(since: $s) {
+            buckets { succeeded failed skipped } actions { actionId actionName } } }""",
+         {"s": (datetime.now(UTC) - timedelta(hours=23)).isoformat()}),
         ("triggerEvent", """mutation { triggerEvent(input: {event: INCOMING_CALL}) {
             accepted reason activities { actionName } } }""", {}),
         ("triggerEvents", """mutation { triggerEvents(inputs: [{event: INCOMING_CALL}]) {
