@@ -7,7 +7,6 @@ Retryable: timeouts, connection errors, 408, 429 and 5xx. A ``Retry-After`` head
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -16,12 +15,6 @@ from http import HTTPStatus
 from event_manager.config import RetrySchedule
 
 MAX_RETRY_AFTER = 3600.0
-JITTER = 0.2
-"""A scheduled retry waits up to this share longer, at random: the deliveries that failed
-together (hundreds of attempts to a dead endpoint timing out in the same instant) come
-due spread out instead of as one wave, whose writes every first attempt would queue
-behind. A receiver's ``Retry-After`` is kept as it says."""
-_spread = random.Random()
 
 
 @dataclass(frozen=True)
@@ -82,8 +75,6 @@ def decide(
         return Outcome("FAILED", f"{what}; gave up after {attempt} {tries}")
     if retry_after is not None:
         delay = retry_after
-    else:
-        delay *= 1 + JITTER * _spread.random()
     at = now + timedelta(seconds=delay)
     retries = len(schedule.delays)
     return Outcome("RETRYING", f"{what}, retry {attempt} of {retries} at "
