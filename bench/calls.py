@@ -27,8 +27,9 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.call_order import CallReceiver, Calls, make_tenant, report, settle  # noqa: E402
+from tests.call_order import CallReceiver, Calls, make_tenant, report  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
+from tests.reconcile import settle  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

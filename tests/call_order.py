@@ -17,7 +17,6 @@ import asyncio
 import random
 import secrets
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pymongo
 from aiohttp import web
 
 from tests.cluster import Cluster
+from tests.fault_receiver import ThreadedReceiver
 
 EVENTS = ("RINGING", "ANSWERED_CALL", "HANGUP")
 ORDERS = ("PER_CALL", "ANY")
@@ -43,45 +43,21 @@ class Arrival:
     status: int
 
 
-class CallReceiver:
-    """A receiver on 127.0.0.1, in a thread of its own: ``/<order>?call=..&step=..``
-    answers 503 with probability ``fail`` (else 200) after a delay drawn up to
-    ``max_delay`` seconds. Arrivals are kept in the order the requests came in."""
+class CallReceiver(ThreadedReceiver):
+    """``/<order>?call=..&step=..`` answers 503 with probability ``fail`` (else 200)
+    after a delay drawn up to ``max_delay`` seconds. Arrivals are kept in the order the
+    requests came in."""
+
+    name = "call-receiver"
 
     def __init__(self, fail: float = 0.2, max_delay: float = 0.1, seed: int = 1) -> None:
+        super().__init__()
         self.fail, self.max_delay = fail, max_delay
         self.random = random.Random(seed)
         self.arrivals: list[Arrival] = []
-        self.lock = threading.Lock()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                       name="call-receiver")
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
-    def start(self) -> CallReceiver:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{order}", self._handle)
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/{order}", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         with self.lock:  # drawn and recorded in arrival order
@@ -261,14 +237,3 @@ def report(db: pymongo.database.Database, tenant: str, actions: dict[str, str],
     repeats = {order: sum(1 for (o, _, _), n in arrived.items() if o == order and n > 1)
                for order in ORDERS}
     return OrderReport(len(whole), len(rows), statuses, out_of_order, lost, repeats, examples)
-
-
-def settle(check: Callable[[], OrderReport], timeout: float,
-           interval: float = 2.0) -> OrderReport:
-    """``check()`` until every delivery has ended or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found.settled or time.monotonic() > deadline:
-            return found
-        time.sleep(interval)

@@ -13,7 +13,8 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import httpx
 
 from event_manager import services
 from event_manager.config import Settings, environment
+from event_manager.errors import ServiceError
 from tests.reconcile import Sent
 from tests.support import free_port, wait_until
 
@@ -229,3 +231,28 @@ class Cluster:
             sent.append(Sent(tenant, call_id, accepted=True, trigger_id=result["triggerId"],
                              activity_ids=[a["id"] for a in result["activities"]]))
         return sent
+
+
+@contextmanager
+def running(root: Path, workers: int = 1) -> Iterator[Cluster]:
+    """A ``Cluster`` in ``root`` with its servers, an API and ``workers`` worker
+    processes, stopped on leaving. Without ferretdb or redis-server the test is skipped
+    (failed under CI)."""
+    import pytest
+
+    try:
+        services.ensure_ferretdb(echo=lambda line: None)
+        services.ensure_redis(echo=lambda line: None)
+    except ServiceError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"this test needs ferretdb and redis-server: {exc}")
+        pytest.skip(f"ferretdb or redis-server unavailable: {exc}")
+    cluster = Cluster(root)
+    try:
+        cluster.start_services()
+        cluster.start_api()
+        for _ in range(workers):
+            cluster.start_worker()
+        yield cluster
+    finally:
+        cluster.stop()

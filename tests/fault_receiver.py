@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Self
 
 from aiohttp import web
 
@@ -48,27 +49,31 @@ class Receipt:
         return self.status is not None and 200 <= self.status <= 299
 
 
-class FaultReceiver:
-    def __init__(self, slow_seconds: float = 1.5, hang_seconds: float = 20.0) -> None:
-        self.slow_seconds = slow_seconds
-        self.hang_seconds = hang_seconds
-        self.receipts: list[Receipt] = []
-        self.counts: Counter[tuple[str, str]] = Counter()
+class ThreadedReceiver:
+    """An aiohttp server on 127.0.0.1 (a free port) with an event loop in a thread of its
+    own, for tests that send from other threads. Subclasses add their routes."""
+
+    name = "receiver"
+
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                       name="fault-receiver")
+                                       name=self.name)
         self.runner: web.AppRunner | None = None
         self.port = 0
 
-    def start(self) -> FaultReceiver:
+    def routes(self, router: web.UrlDispatcher) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         return self
 
     async def _start(self) -> None:
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.routes(app.router)
         # Hanging handlers must not hold up the end of the run.
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self.runner.setup()
@@ -92,6 +97,20 @@ class FaultReceiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class FaultReceiver(ThreadedReceiver):
+    name = "fault-receiver"
+
+    def __init__(self, slow_seconds: float = 1.5, hang_seconds: float = 20.0) -> None:
+        super().__init__()
+        self.slow_seconds = slow_seconds
+        self.hang_seconds = hang_seconds
+        self.receipts: list[Receipt] = []
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_route("*", "/{tail:.*}", self._handle)
 
     def _reply(self, mode: str, number: int) -> int | None:
         if mode in ("ok", "slow"):

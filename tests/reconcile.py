@@ -14,7 +14,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from tests.fault_receiver import Receipt
 
@@ -219,9 +219,18 @@ def reconcile(db: Any, sent: list[Sent], paths: dict[str, dict[str, str]],
     return report
 
 
-def settle(check: Callable[[], Report], timeout: float, interval: float = 1.0) -> Report:
+class Settles(Protocol):
+    @property
+    def settled(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Settles)
+
+
+def settle(check: Callable[[], R], timeout: float, interval: float = 1.0) -> R:
     """Reconcile until every accepted delivery is final (or ``timeout`` runs out); the
-    last report either way, for the caller to judge."""
+    last report either way, for the caller to judge (``Report`` here, or
+    ``tests.call_order.OrderReport``)."""
     deadline = time.monotonic() + timeout
     while True:
         report = check()

@@ -8,7 +8,6 @@ same with 10,000 calls.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +15,9 @@ from collections.abc import Iterator
 import pymongo
 import pytest
 
-from event_manager import services
-from event_manager.errors import ServiceError
-from tests.call_order import CallReceiver, Calls, make_tenant, report, settle
-from tests.cluster import Cluster
+from tests.call_order import CallReceiver, Calls, make_tenant, report
+from tests.cluster import Cluster, running
+from tests.reconcile import settle
 
 pytestmark = pytest.mark.faults
 
@@ -31,22 +29,8 @@ busy machine (retries of 503s, a killed worker's rows recovered)."""
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        services.ensure_ferretdb(echo=lambda line: None)
-        services.ensure_redis(echo=lambda line: None)
-    except ServiceError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"this test needs ferretdb and redis-server: {exc}")
-        pytest.skip(f"ferretdb or redis-server unavailable: {exc}")
-    cluster = Cluster(tmp_path_factory.mktemp("calls"))
-    try:
-        cluster.start_services()
-        cluster.start_api()
-        cluster.start_worker()
-        cluster.start_worker()
+    with running(tmp_path_factory.mktemp("calls"), workers=2) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_per_call_order_holds_through_503s_delays_and_a_killed_worker(
@@ -70,7 +54,7 @@ def test_per_call_order_holds_through_503s_delays_and_a_killed_worker(
         try:
             db = client[cluster.settings.tenant_database]
             found = settle(lambda: report(db, "calls", actions, calls, receiver.snapshot()),
-                           SETTLE_SECONDS)
+                           SETTLE_SECONDS, interval=2.0)
         finally:
             client.close()
     finally:

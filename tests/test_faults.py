@@ -9,7 +9,6 @@ twice, except where a worker was killed mid-send (the price of at-least-once).
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -19,9 +18,7 @@ import httpx
 import pymongo
 import pytest
 
-from event_manager import services
-from event_manager.errors import ServiceError
-from tests.cluster import Cluster
+from tests.cluster import Cluster, running
 from tests.fault_receiver import FaultReceiver
 from tests.reconcile import WORKER_KILLED, Fault, Report, Sent, reconcile, settle
 from tests.support import wait_until
@@ -35,21 +32,8 @@ and busy machine; a healthy run settles in seconds."""
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        services.ensure_ferretdb(echo=lambda line: None)
-        services.ensure_redis(echo=lambda line: None)
-    except ServiceError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the fault suite needs ferretdb and redis-server: {exc}")
-        pytest.skip(f"ferretdb or redis-server unavailable: {exc}")
-    cluster = Cluster(tmp_path_factory.mktemp("faults"))
-    try:
-        cluster.start_services()
-        cluster.start_api()
-        cluster.start_worker()
+    with running(tmp_path_factory.mktemp("faults"), workers=1) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -152,13 +152,15 @@ def test_a_big_render_runs_beside_the_event_loop_and_a_small_one_on_it() -> None
         lane.close()
 
 
-def test_a_gate_lets_waiting_tenants_in_in_turn() -> None:
+def admitted(*waiters: tuple[str, str, str | None, bool]) -> list[str]:
+    """The names of ``waiters`` (name, tenant, action, later), queued in this order at a
+    ``FairGate(1)`` held meanwhile by tenant "a", in the order the gate lets them in."""
     async def scenario() -> list[str]:
         gate, order = FairGate(1), []
         held = asyncio.Event()
 
-        async def enter(tenant: str, name: str) -> None:
-            async with gate.slot(tenant):
+        async def enter(name: str, tenant: str, action: str | None, later: bool) -> None:
+            async with gate.slot(tenant, action, later=later):
                 order.append(name)
                 await asyncio.sleep(0)
 
@@ -169,67 +171,31 @@ def test_a_gate_lets_waiting_tenants_in_in_turn() -> None:
 
         first = asyncio.create_task(holder())
         await held.wait()
-        waiting = [asyncio.create_task(enter(t, n)) for t, n in
-                   (("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"))]
+        waiting = [asyncio.create_task(enter(*waiter)) for waiter in waiters]
         await asyncio.gather(first, *waiting)
         return order
 
-    assert asyncio.run(scenario()) == ["a1", "b1", "a2", "a3"]
+    return asyncio.run(scenario())
+
+
+def test_a_gate_lets_waiting_tenants_in_in_turn() -> None:
+    assert admitted(("a1", "a", None, False), ("a2", "a", None, False),
+                    ("a3", "a", None, False), ("b1", "b", None, False)) == ["a1", "b1", "a2", "a3"]
 
 
 def test_a_gate_lets_first_attempts_in_before_retries_of_the_same_tenant() -> None:
     """A thousand retries of a dead endpoint come due together and queue their claims:
     a first attempt's claim, of the same tenant, goes in next, not behind them."""
-    async def scenario() -> list[str]:
-        gate, order = FairGate(1), []
-        held = asyncio.Event()
-
-        async def enter(name: str, later: bool) -> None:
-            async with gate.slot("a", "dead" if later else "healthy", later=later):
-                order.append(name)
-                await asyncio.sleep(0)
-
-        async def holder() -> None:
-            async with gate.slot("a"):
-                held.set()
-                await asyncio.sleep(0.01)
-
-        first = asyncio.create_task(holder())
-        await held.wait()
-        retries = [asyncio.create_task(enter(f"r{n}", True)) for n in range(3)]
-        await asyncio.sleep(0)
-        fresh = asyncio.create_task(enter("first", False))
-        await asyncio.gather(first, fresh, *retries)
-        return order
-
-    assert asyncio.run(scenario()) == ["first", "r0", "r1", "r2"]
+    retries = [(f"r{n}", "a", "dead", True) for n in range(3)]
+    assert admitted(*retries, ("first", "a", "healthy", False)) == ["first", "r0", "r1", "r2"]
 
 
 def test_a_gate_lets_a_tenants_actions_in_in_turn() -> None:
     """300 claims of deliveries to one dead endpoint wait: the tenant's claim for a
     healthy action goes in next."""
-    async def scenario() -> list[str]:
-        gate, order = FairGate(1), []
-        held = asyncio.Event()
-
-        async def enter(action: str, name: str) -> None:
-            async with gate.slot("a", action):
-                order.append(name)
-                await asyncio.sleep(0)
-
-        async def holder() -> None:
-            async with gate.slot("a"):
-                held.set()
-                await asyncio.sleep(0.01)
-
-        first = asyncio.create_task(holder())
-        await held.wait()
-        waiting = [asyncio.create_task(enter(a, n)) for a, n in
-                   (("dead", "d1"), ("dead", "d2"), ("dead", "d3"), ("healthy", "h1"))]
-        await asyncio.gather(first, *waiting)
-        return order
-
-    assert asyncio.run(scenario()) == ["d1", "h1", "d2", "d3"]
+    assert admitted(("d1", "a", "dead", False), ("d2", "a", "dead", False),
+                    ("d3", "a", "dead", False), ("h1", "a", "healthy", False)) == [
+        "d1", "h1", "d2", "d3"]
 
 
 def test_a_cancelled_waiter_leaves_the_gate_to_the_next() -> None:
