@@ -130,6 +130,16 @@ export function iconButton(name, label, onclick, cls = "") {
   );
 }
 
+/** A page's Refresh button: runs ``load()`` with the button shown busy meanwhile. */
+export function refreshButton(load) {
+  return h(
+    "button",
+    { type: "button", class: "small", onclick: (e) => busy(e.currentTarget, () => load()) },
+    icon("refresh"),
+    " Refresh",
+  );
+}
+
 let uid = 0;
 export const nextId = (prefix = "f") => `${prefix}-${++uid}`;
 

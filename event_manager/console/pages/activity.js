@@ -12,6 +12,7 @@ import {
   icon,
   openDialog,
   pageHeader,
+  refreshButton,
   statusBadge,
   toast,
 } from "../dom.js";
@@ -321,12 +322,7 @@ export async function activityMonitor(view) {
     pageHeader(
       "Activity Monitor",
       liveState,
-      h(
-        "button",
-        { type: "button", class: "small", onclick: (e) => busy(e.currentTarget, () => load()) },
-        icon("refresh"),
-        " Refresh",
-      ),
+      refreshButton(load),
     ),
     h(
       "p",

@@ -4,7 +4,7 @@
 
 import { gql, subscribe } from "../api.js";
 import { app } from "../app.js";
-import { busy, clear, formatTime, h, icon, pageHeader, statusBadge } from "../dom.js";
+import { clear, formatTime, h, pageHeader, refreshButton, statusBadge } from "../dom.js";
 
 const RANGES = [
   { label: "Last hour", hours: 1, minutes: 5 },
@@ -254,12 +254,7 @@ export async function dashboard(view) {
       "Dashboard",
       liveState,
       picker,
-      h(
-        "button",
-        { type: "button", class: "small", onclick: (e) => busy(e.currentTarget, () => load()) },
-        icon("refresh"),
-        " Refresh",
-      ),
+      refreshButton(load),
     ),
     h(
       "p",
