@@ -89,6 +89,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def nice(pid: int) -> int | None:
+    """The nice value of ``pid`` (None once it has gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def listening_pid(port: int) -> int | None:
     """The process listening on TCP ``port`` (IPv4 or IPv6), None if none or not visible."""
     inodes: set[str] = set()

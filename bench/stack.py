@@ -210,10 +210,13 @@ class Stack:
             await asyncio.sleep(0.1)
 
     def worker_pid(self) -> int:
-        """A forked worker process (where deliveries run; the last forked of several),
+        """A forked worker process that sends first attempts (the last forked of
+        several; the retry processes, ``dispatch.roles``, run at a higher nice value),
         else the main one: what a profile or a memory reading looks at."""
         assert self.worker is not None
-        return max(probes.children(self.worker.pid), default=self.worker.pid)
+        main = probes.nice(self.worker.pid)
+        return max((pid for pid in probes.children(self.worker.pid)
+                    if probes.nice(pid) == main), default=self.worker.pid)
 
     def pids(self) -> dict[str, int]:
         """The processes whose CPU time a result reports, by name; ``probes.CpuMeter``

@@ -38,6 +38,7 @@ from dispatch.live import Publisher
 from dispatch.outbox import Outbox
 from dispatch.pace import Pace
 from dispatch.recovery import Liveness, Recovery, housekeep
+from dispatch.roles import take_role
 from dispatch.shares import Delivery, FairShares, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
 from dispatch.view import Views
@@ -93,8 +94,9 @@ class DeliveryRuntime(dramatiq.Middleware):
         """In each worker process: our logging (Dramatiq set up its own), the process's
         metrics port, and the delivery clients."""
         logs.configure(self.settings.log_level, self.settings.log_format)
+        _, place = take_role(worker, self.settings)
         port = metrics.serve_worker_metrics(self.settings.worker_metrics_port,
-                                            self.settings.metrics_host)
+                                            self.settings.metrics_host, first=place or 0)
         if port is not None:
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, port)
         try:

@@ -128,15 +128,25 @@ def serve(
 @app.command()
 @one_line_errors
 def worker(
-    processes: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+    processes: Annotated[int, typer.Option(help="Processes for first attempts.", min=1)] = 1,
     threads: Annotated[int, typer.Option(help="Threads per process.", min=1)] = 4,
+    retry_processes: Annotated[int | None, typer.Option(
+        help="Processes for retries only, at a lower CPU priority (default: the "
+             "retry_processes setting, 1); 0: every process takes both.", min=0,
+        show_default=False)] = None,
 ) -> None:
     """Run the delivery worker (Dramatiq), after checking that the broker answers."""
+    from dispatch.roles import LAYOUT, Layout
+
     config = settings()
     check_broker(config.broker_url)
+    layout = Layout(processes, config.retry_processes if retry_processes is None
+                    else retry_processes)
+    os.environ[LAYOUT] = layout.encode()
     os.execv(sys.executable, [
-        sys.executable, "-m", "dramatiq", "dispatch.actors", "--processes", str(processes),
-        "--threads", str(threads), "--queues", config.queue_name, config.later_queue_name,
+        sys.executable, "-m", "dramatiq", "dispatch.actors",
+        "--processes", str(layout.first + layout.retries), "--threads", str(threads),
+        "--queues", config.queue_name, config.later_queue_name,  # narrowed by dispatch.roles
     ])
 
 

@@ -134,6 +134,16 @@ class Settings(BaseSettings):
         500, ge=1, description="of those, retries at most; a free slot goes to a waiting "
         "first attempt before any retry",
     )
+    retry_processes: int = Field(
+        1, ge=0, le=64, description="worker processes of each `event-manager worker` that "
+        "take only retries (and deliveries handed back for want of room), besides its "
+        "--processes for first attempts; they run at a lower CPU priority (retry_nice), so "
+        "that a dead endpoint's retries never take the CPU a first attempt needs. 0: every "
+        "process takes both",
+    )
+    retry_nice: int = Field(
+        10, ge=0, le=19, description="how much lower (nice) the retry processes run",
+    )
     worker_metrics_port: int = Field(
         9191, ge=0, le=65535, description="Prometheus metrics of each worker process: the "
         "n-th process of a worker command on this port + n; 0 turns them off",

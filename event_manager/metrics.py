@@ -72,13 +72,15 @@ def watch_queue(redis_url: str, broker_url: str, queue: str) -> None:
         REGISTRY.register(QueueDepth(broker_url, queue))
 
 
-def serve_worker_metrics(port: int, host: str = "127.0.0.1",
-                         processes: int = 8) -> int | None:
-    """Serve this process's metrics on the first free port of ``port`` … ``port +
-    processes - 1``; the port, or None when all are taken (or ``port`` is 0)."""
+def serve_worker_metrics(port: int, host: str = "127.0.0.1", processes: int = 8,
+                         first: int = 0) -> int | None:
+    """Serve this process's metrics on ``port + first`` (``first``: its place among the
+    worker command's processes, so that each keeps its port), else on the first free port
+    of ``port`` … ``port + processes - 1``; the port, or None when all are taken (or
+    ``port`` is 0)."""
     if not port:
         return None
-    for candidate in range(port, port + processes):
+    for candidate in dict.fromkeys([port + first, *range(port, port + processes)]):
         try:
             start_http_server(candidate, addr=host)
             return candidate
