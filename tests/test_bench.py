@@ -138,7 +138,8 @@ def test_bench_dashboard_scenario_counts_every_row_and_times_activity_stats(
     for writers, factor in (("one_writer", 1), ("several_writers", 3)):
         for minutes, buckets in ((5, 288), (60, 24)):
             run = dashboards[writers][f"bucket_{minutes}"]
-            assert run["rows_counted"] == factor * 5_000
+            assert run["rows_counted"] == [factor * 5_000]  # every answer
+            assert run["rows_expected"] == factor * 5_000 and run["counts_right"]
             assert run["buckets"] in (buckets, buckets + 1)  # the window's ends, aligned
             assert run["actions"] == 20
             assert positive(run["latency_ms"]["p50"]) and run["latency_ms"]["n"] == 50

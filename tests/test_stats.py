@@ -279,3 +279,38 @@ def test_an_hour_that_is_over_is_folded_into_one_document_and_counts_the_same(
     assert (action["succeeded"], action["failed"], action["lastStatus"]) == (6, 3, "SUCCEEDED")
     edge = stats(tenant, hour + timedelta(minutes=30), hour + timedelta(hours=2))
     assert [(a["succeeded"], a["failed"]) for a in edge["actions"]] == [(0, 3)]
+
+
+def test_a_folded_hour_folded_again_is_read_anew(tenant: TenantHandle) -> None:
+    """A folded hour's sections are kept unpacked per version (``folded_sections``): a
+    writer's document that comes after the fold is counted, folded in (a new ``gen``),
+    and the next read counts it from the new version, not from the one kept."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+
+    def write(successes: int) -> None:
+        tenant.collection("stats").insert_one({
+            "_id": hour_id(hour, os.urandom(8)), "n": 1,
+            "t": {"2": {"s": successes, "h": {"30": successes}}},
+            "a": {"b" * 24: {"s": successes, "h": {"30": successes}, "l": 8 * 1000 + 1}},
+            "p": {"2": {"b" * 24: {"s": successes, "h": {"30": successes},
+                               "l": 8 * 1000 + 1}}}})
+
+    def succeeded() -> int:
+        found = stats(tenant, hour - timedelta(hours=1), hour + timedelta(hours=2))
+        return sum(b["succeeded"] for b in found["buckets"])
+
+    write(4)
+    assert succeeded() == 4  # read, then folded (gen 1)
+    assert succeeded() == 4  # from the folded document
+    write(3)
+    assert succeeded() == 7  # the folded one and the new writer's; folded again (gen 2)
+    [doc] = tenant.collection("stats").find({})
+    assert (doc["_id"], doc["gen"]) == (folded_id(hour), 2)
+    assert succeeded() == 7
+    # Counted again from nothing (as recount-stats writes hours anew, from gen 1).
+    tenant.collection("stats").delete_many({})
+    write(2)
+    assert succeeded() == 2
+    [doc] = tenant.collection("stats").find({})
+    assert doc["gen"] == 1
+    assert succeeded() == 2
