@@ -77,7 +77,8 @@ class DeliveryRuntime(dramatiq.Middleware):
         self.shares = FairShares(self._start, total=self.max_in_flight,
                                  per_tenant=settings.tenant_in_flight,
                                  per_action=settings.action_in_flight,
-                                 retries=settings.retry_in_flight)
+                                 retries=settings.retry_in_flight,
+                                 retries_per_action=settings.retry_action_in_flight)
         self.room: asyncio.Event | None = None
         """Set while the process's lines have room: ``accept`` waits for it."""
         self.tasks: set[asyncio.Task[None]] = set()

@@ -15,8 +15,12 @@ would wait that long. ``FairShares`` hands the slots out instead:
 - a slot that frees goes to the waiting tenant with the fewest in flight (in turn on a
   tie), within it to the action with the fewest in flight, and to a first attempt
   before any retry; retries hold at most ``retries`` slots at once (``retry_in_flight``,
-  500), so a failing tenant's retries never take the place of first attempts;
-- an action's line holds at most ``per_action`` deliveries: ``offer`` refuses more, and
+  500), so a failing tenant's retries never take the place of first attempts, and one
+  action's retries at most ``retries_per_action`` (``retry_action_in_flight``, 50): a
+  dead endpoint with thousands of retries due sends them a few at a time instead of in
+  waves of 300 that time out together and write their outcomes at once;
+- an action's line holds at most ``per_action`` deliveries (its retries' line,
+  ``retries_per_action``): ``offer`` refuses more, and
   the caller hands them back to the broker for a moment (``dispatch.runtime``) instead of
   making the broker's threads wait, which would hold up every tenant's messages.
 
@@ -164,16 +168,22 @@ class _Lines:
 
 class FairShares:
     def __init__(self, start: Callable[[Delivery], None], *, total: int, per_tenant: int,
-                 retries: int, per_action: int | None = None) -> None:
+                 retries: int, per_action: int | None = None,
+                 retries_per_action: int | None = None) -> None:
         self.start = start
         self.total = total
         self.per_tenant = min(per_tenant, total)
         self.per_action = min(per_action or self.per_tenant, self.per_tenant)
         self.retries = min(retries, total)
+        self.retries_per_action = min(retries_per_action or self.per_action, self.per_action)
+        """One action's retries in flight at most: a dead endpoint's retries go a few at
+        a time, not in waves of ``per_action`` that take the database and the CPU."""
         self.running: Counter[str] = Counter()
         """Deliveries in flight, by tenant."""
         self.running_actions: Counter[Key] = Counter()
         """Deliveries in flight, by tenant and action."""
+        self.running_action_retries: Counter[Key] = Counter()
+        """Retries in flight, by tenant and action."""
         self.running_total = 0
         self.running_retries = 0
         self.first = _Lines()
@@ -188,7 +198,8 @@ class FairShares:
         """Start ``item`` now or put it in its action's line; False when that line is
         full (the caller hands it back to the broker)."""
         lines = self.again if item.retry else self.first
-        if lines.length(item.key) >= self.per_action:
+        if lines.length(item.key) >= (self.retries_per_action if item.retry
+                                      else self.per_action):
             return False
         lines.push(item)
         self._pump()
@@ -204,6 +215,9 @@ class FairShares:
         self.running_total -= 1
         if item.retry:
             self.running_retries -= 1
+            self.running_action_retries[item.key] -= 1
+            if self.running_action_retries[item.key] <= 0:
+                del self.running_action_retries[item.key]
         self._pump()
 
     def release_all(self) -> None:
@@ -216,11 +230,15 @@ class FairShares:
         return (self.running[key[0]] < self.per_tenant
                 and self.running_actions[key] < self.per_action)
 
+    def _may_retry(self, key: Key) -> bool:
+        return (self._may_start(key)
+                and self.running_action_retries[key] < self.retries_per_action)
+
     def _pump(self) -> None:
         while self.running_total < self.total:
             item = self.first.pop(self._may_start, self.running, self.running_actions)
             if item is None and self.running_retries < self.retries:
-                item = self.again.pop(self._may_start, self.running, self.running_actions)
+                item = self.again.pop(self._may_retry, self.running, self.running_actions)
             if item is None:
                 return
             self._begin(item)
@@ -231,6 +249,7 @@ class FairShares:
         self.running_total += 1
         if item.retry:
             self.running_retries += 1
+            self.running_action_retries[item.key] += 1
         self.start(item)
 
 

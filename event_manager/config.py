@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         500, ge=1, description="of those, retries at most; a free slot goes to a waiting "
         "first attempt before any retry",
     )
+    retry_action_in_flight: int = Field(
+        50, ge=1, description="of an action's, its retries at most, so that a dead "
+        "endpoint's retries go a few at a time instead of in waves that take the database "
+        "and CPU first attempts need (beyond, they wait their turn as the action's do)",
+    )
     retry_processes: int = Field(
         1, ge=0, le=64, description="worker processes of each `event-manager worker` that "
         "take only retries (and deliveries handed back for want of room), besides its "

@@ -14,10 +14,12 @@ class Slots:
     """FairShares with a record of what it started, and a way to end a delivery."""
 
     def __init__(self, total: int = 4, per_tenant: int = 2, retries: int = 1,
-                 per_action: int | None = None) -> None:
+                 per_action: int | None = None, retries_per_action: int | None = None
+                 ) -> None:
         self.started: list[Delivery] = []
         self.shares = FairShares(self.started.append, total=total, per_tenant=per_tenant,
-                                 retries=retries, per_action=per_action)
+                                 retries=retries, per_action=per_action,
+                                 retries_per_action=retries_per_action)
 
     def offer(self, tenant: str, name: str, retry: bool = False,
               action: str | None = None) -> bool:
@@ -106,6 +108,22 @@ def test_retries_hold_at_most_their_share_of_the_slots() -> None:
     assert slots.names() == ["r1", "b1"]
     slots.finish("r1")
     assert slots.names() == ["r1", "b1", "r2"]
+
+
+def test_a_dead_endpoints_retries_go_a_few_at_a_time() -> None:
+    """Of an action's slots, its retries take at most ``retries_per_action``; its first
+    attempts and the tenant's other actions' retries are not held by them, and its
+    retries' line holds as many again (beyond, they go back to the broker)."""
+    slots = Slots(total=20, per_tenant=10, retries=10, per_action=6, retries_per_action=2)
+    accepted = [slots.offer("a", f"dead{n}", retry=True, action="dead") for n in range(5)]
+    assert accepted == [True, True, True, True, False]  # 2 in flight, 2 waiting
+    assert slots.names() == ["dead0", "dead1"]
+    slots.offer("a", "first", action="dead")
+    slots.offer("a", "other", retry=True, action="other")
+    assert slots.names() == ["dead0", "dead1", "first", "other"]
+    slots.finish("dead0")
+    assert slots.names()[-1] == "dead2"
+    assert slots.shares.waiting == 1
 
 
 def test_a_full_line_refuses_more_so_they_go_back_to_the_broker() -> None:
