@@ -6,7 +6,7 @@ stamp to their arrival); T's RINGING sends F, whose receiver hangs past F's time
 (``HANG_TIMEOUT`` s), so every attempt of F fails and is retried (the default
 schedule: 5 s, 30 s, 120 s, …). In turn:
 
-1. ``quiet``: H alone at ``fairness.RATE_B`` triggers/s for ``QUIET_SECONDS``.
+1. ``quiet``: H alone at ``fairness.RATE_B`` triggers/s for ``Sizes.first_seconds``.
 2. ``first``: ``Sizes.failing`` RINGING triggers at once, then H for ``FIRST_SECONDS``
    while F's first attempts hang (for information: first attempts against first
    attempts).
@@ -28,7 +28,6 @@ from bench.context import Bench
 from bench.fairness import RATE_B, TRIGGER_EVENTS, ratio, stream
 from bench.probes import CpuMeter
 
-QUIET_SECONDS = 20.0
 FIRST_SECONDS = 6.0
 HANG_TIMEOUT = 2.0
 HANG_MS = 60_000
@@ -47,7 +46,7 @@ async def scenario_12(bench: Bench) -> dict[str, Any]:
                     "actionIds: $ids}) { type } }", tenant=code, ids=[failing])
 
     meter = CpuMeter(stack.pids()).start()
-    quiet = await stream(stack, bench, tenant, min(QUIET_SECONDS, sizes.first_seconds), 0)
+    quiet = await stream(stack, bench, tenant, sizes.first_seconds, 0)
     quiet_cpu = meter.stop()
     started = time.monotonic()
     for first in range(0, sizes.failing, 100):
