@@ -251,13 +251,17 @@ def recount_stats(
 ) -> None:
     """Count the dashboards' counters (activityStats) again from the activity rows: after
     an upgrade from a version without them, or to repair counts a stopped process lost."""
+    from event_manager.wording import counted
+
     counts = asyncio.run(_recount_stats(settings(), tenant))
-    typer.echo(f"Done: {sum(counts.values())} rows counted in {len(counts)} tenants.")
+    typer.echo(f"Done: {counted(sum(counts.values()), 'row')} counted in "
+               f"{counted(len(counts), 'tenant')}.")
 
 
 async def _recount_stats(config: Settings, code: str | None) -> dict[str, int]:
     import time
 
+    from event_manager.wording import counted
     from tenants.database import Database
     from tenants.registry import TenantRegistry
     from tenants.stats import recount
@@ -272,12 +276,12 @@ async def _recount_stats(config: Settings, code: str | None) -> dict[str, int]:
             store = TenantStore(db, tenant)
             started = time.monotonic()
 
-            def progress(counted: int, code: str = store.code, started: float = started) -> None:
-                typer.echo(f"{code}: {counted} rows counted "
+            def progress(rows: int, code: str = store.code, started: float = started) -> None:
+                typer.echo(f"{code}: {counted(rows, 'row')} counted "
                            f"({time.monotonic() - started:.1f} s)", err=True)
 
             counts[store.code] = await recount(store.log.rows, store.stats, progress)
-            typer.echo(f"{store.code}: {counts[store.code]} rows counted in "
+            typer.echo(f"{store.code}: {counted(counts[store.code], 'row')} counted in "
                        f"{time.monotonic() - started:.1f} s")
         return counts
     finally:

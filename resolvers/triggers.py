@@ -26,6 +26,7 @@ import strawberry
 
 from dispatch import policy
 from event_manager.errors import ApiError, BadInput, NotFound, Unavailable
+from event_manager.wording import counted
 from resolvers.batch import Scalar, Trigger, may_read, run
 from resolvers.context import TRIGGER, WRITE, Context
 from resolvers.intake import MAX_BATCH
@@ -136,7 +137,8 @@ async def trigger_events(info: strawberry.Info, inputs: list[TriggerInput]) -> l
 
 
 async def test_event(
-    info: strawberry.Info, event: EventType, params: strawberry.scalars.JSON | None = None,
+    info: strawberry.Info, event: EventType,
+    params: strawberry.scalars.JSON | None = {},  # noqa: B006 (the contract's; never mutated)
     action_ids: list[strawberry.ID] | None = None,
 ) -> TriggerResult:
     """Runs even while actions are disabled or the event is inactive; source TEST."""
@@ -170,7 +172,7 @@ async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
         raise BadInput(f"only FAILED deliveries can be retried; this one is {row['status']}",
                        field="id")
     queued = await store.log.record(row["_id"], {
-        "status": "QUEUED", "message": f"queued again after {row['attempts']} attempts",
+        "status": "QUEUED", "message": f"queued again after {counted(row['attempts'], 'attempt')}",
         "cycle_start": row["attempts"], "cycle_at": now(), "next_attempt_at": None,
     }, expect="FAILED")
     if queued is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from graphql import (
@@ -16,7 +17,9 @@ from graphql import (
     GraphQLInputObjectType,
     GraphQLObjectType,
     GraphQLSchema,
+    Undefined,
     build_schema,
+    value_from_ast_untyped,
 )
 
 from tests.conftest import SHARED, Client
@@ -66,6 +69,10 @@ def differences(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
                     continue
                 if str(sfield.type) != str(cfield.type):
                     found.append(f"{name}.{fname} is {sfield.type}, contract says {cfield.type}")
+                elif isinstance(ctype, GraphQLInputObjectType) and not same_default(cfield,
+                                                                                    sfield):
+                    found.append(f"{name}.{fname} defaults to {default_of(sfield)!r}, "
+                                 f"contract says {default_of(cfield)!r}")
                 for aname, carg in getattr(cfield, "args", {}).items():
                     sarg = sfield.args.get(aname)
                     if sarg is None:
@@ -73,10 +80,29 @@ def differences(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
                     elif str(sarg.type) != str(carg.type):
                         found.append(f"{name}.{fname}({aname}) is {sarg.type}, "
                                      f"contract says {carg.type}")
+                    elif not same_default(carg, sarg):
+                        found.append(f"{name}.{fname}({aname}) defaults to "
+                                     f"{default_of(sarg)!r}, contract says "
+                                     f"{default_of(carg)!r}")
                 for aname, sarg in getattr(sfield, "args", {}).items():
                     if aname not in getattr(cfield, "args", {}) and str(sarg.type).endswith("!"):
                         found.append(f"{name}.{fname}({aname}) is an added required argument")
     return found
+
+
+def default_of(argument: Any) -> Any:
+    """The default an argument or input field is declared with, as a Python value
+    (``Undefined`` without one); read from the SDL, since graphql-core leaves a custom
+    scalar's default (``JSON = {}``) unparsed."""
+    node = argument.ast_node.default_value if argument.ast_node is not None else None
+    return Undefined if node is None else value_from_ast_untyped(node)
+
+
+def same_default(contract: Any, served: Any) -> bool:
+    """An argument or input field of the contract with a default value has the same one
+    served (the contract's ``params: JSON = {}`` is not ``= null``); one without a default
+    may have any."""
+    return default_of(contract) is Undefined or default_of(served) == default_of(contract)
 
 
 def test_served_schema_contains_the_contract(schemas: tuple[GraphQLSchema, GraphQLSchema]) -> None:
@@ -97,6 +123,18 @@ def test_conformance_check_catches_a_changed_type(
     contract, _ = schemas
     broken = build_schema(served_sdl().replace("  name: String!\n", "  name: String\n", 1))
     assert any("contract says String!" in d for d in differences(contract, broken))
+
+
+def test_conformance_check_catches_a_changed_default(
+    schemas: tuple[GraphQLSchema, GraphQLSchema],
+) -> None:
+    contract, _ = schemas
+    sdl = served_sdl()
+    assert "testEvent(event: EventType!, params: JSON = {  }" in sdl
+    broken = build_schema(sdl.replace("params: JSON = {  }", "params: JSON = null"))
+    found = differences(contract, broken)
+    assert "Mutation.testEvent(params) defaults to None, contract says {}" in found
+    assert "TriggerInput.params defaults to None, contract says {}" in found
 
 
 def test_nothing_pending_is_served_as_a_stub(schemas: tuple[GraphQLSchema, GraphQLSchema]) -> None:

@@ -439,3 +439,19 @@ def test_snippets_and_messages_are_cut_and_say_so(tenant: TenantHandle,
     assert message.startswith("destination refused: 'http://127.0.0.1:x/yyy")
     assert message.endswith("y… [cut, 4.0 KiB in all]; not retried"), message
     assert len(message) < 2100
+
+
+def test_a_delivery_queued_again_says_after_how_many_attempts(tenant: TenantHandle,
+                                                             receiver: Receiver) -> None:
+    """"after 1 attempt", not "after 1 attempts" (and "2 attempts" for two)."""
+    receiver.script(f"/{tenant.code}/once", Reply(400), Reply(400))
+    hook(tenant, receiver, "once")
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    again = tenant.admin("mutation($id: ID!) { retryActivity(id: $id) { message } }",
+                         id=row["id"]).data["retryActivity"]
+    assert again["message"] == "queued again after 1 attempt"
+    [row] = wait_until(lambda: [r for r in rows(tenant, row["triggerId"])
+                                if r["status"] == "FAILED" and r["attempts"] == 2])
+    again = tenant.admin("mutation($id: ID!) { retryActivity(id: $id) { message } }",
+                         id=row["id"]).data["retryActivity"]
+    assert again["message"] == "queued again after 2 attempts"
