@@ -301,9 +301,10 @@ def delivery_policy(data: DeliveryPolicyInput | None,
 
 
 def action_tags(doc: dict[str, Any]) -> list[str]:
-    """Every {{tag}} an action document uses, wherever it stands."""
-    pairs = [r[k] for part in ("query", "headers", "body_fields") for r in doc[part] for k in
-             ("key", "value")]
+    """Every {{tag}} an action document uses, wherever it stands, but in rows switched off
+    (they are not sent, so their tags need no value)."""
+    pairs = [r[k] for part in ("query", "headers", "body_fields") for r in doc[part]
+             if r.get("enabled", True) for k in ("key", "value")]
     auth = doc["auth"]
     secrets = [auth.get(k) for k in ("api_key_name", "api_key_value", "username", "password",
                                      "token")]

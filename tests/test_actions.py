@@ -226,6 +226,17 @@ def test_undefined_parameters_lists_tags_from_every_part(tenant: TenantHandle) -
     assert raw["undefinedParameters"] == ["raw_tag"]
 
 
+def test_tags_used_only_in_rows_switched_off_are_not_undefined(tenant: TenantHandle) -> None:
+    action = create(
+        tenant, url="https://e.com/x",
+        query=[{"key": "q", "value": "{{off_q}}", "enabled": False},
+               {"key": "p", "value": "{{on_q}}"}],
+        headers=[{"key": "X-Off", "value": "{{off_h}}", "enabled": False}],
+        bodyType="FORM_DATA", bodyFields=[{"key": "f", "value": "{{off_f}}", "enabled": False}],
+    )
+    assert action["undefinedParameters"] == ["on_q"]
+
+
 def test_defining_a_parameter_removes_it_from_undefined(tenant: TenantHandle) -> None:
     action = create(tenant, url="https://e.com/{{crm}}/{{caller_id}}/{{other}}")
     assert action["undefinedParameters"] == ["crm", "other"]
