@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from dispatch.template import PLACEHOLDER
@@ -267,6 +267,9 @@ def render_request(
     render = _Renderer(values)
     url_budget = _Budget("URL", limits.url)
     url = render.url(action.get("url") or "", url_budget).split("#", 1)[0]
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    if "{{" in host:  # a tag without a value: no attempt can reach such a host
+        raise RenderError(f"the URL's host {host[:80]!r} holds a parameter without a value")
     query = [(render.text(row["key"], url_budget, _quote, _quote),
               render.text(row["value"], url_budget, _quote, _quote))
              for row in _enabled(action.get("query"))]

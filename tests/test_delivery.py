@@ -455,3 +455,15 @@ def test_a_delivery_queued_again_says_after_how_many_attempts(tenant: TenantHand
     again = tenant.admin("mutation($id: ID!) { retryActivity(id: $id) { message } }",
                          id=row["id"]).data["retryActivity"]
     assert again["message"] == "queued again after 2 attempts"
+
+
+def test_a_host_with_a_parameter_without_value_fails_at_once(tenant: TenantHandle) -> None:
+    """``http://{{nohost}}/x`` with no nohost parameter: no attempt can reach it, so the
+    delivery fails at once, saying why, instead of retrying DNS lookups of "{{nohost}}"."""
+    action = make_action(tenant, name="nohost", url="http://{{nohost}}/x")
+    attach(tenant, "HANGUP", action)
+    enable(tenant)
+    [row] = settled(tenant, trigger(tenant, "HANGUP")["triggerId"])
+    assert (row["status"], row["attempts"]) == ("FAILED", 1)
+    assert row["message"] == ("cannot build the request: the URL's host '{{nohost}}' holds "
+                              "a parameter without a value")
