@@ -91,10 +91,14 @@ def children(pid: int) -> list[int]:
 
 def nice(pid: int) -> int | None:
     """The nice value of ``pid`` (None once it has gone)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = _stat(pid)
+    return None if fields is None else int(fields[16])
+
+
+def parent(pid: int) -> int | None:
+    """The parent of ``pid`` (None once it has gone)."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def listening_pid(port: int) -> int | None:

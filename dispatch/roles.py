@@ -57,11 +57,16 @@ class Layout:
             return None
         return cls(first, retries) if first >= 1 and retries >= 0 else None
 
+    def place(self, index: int) -> int:
+        """A process's place among the command's from its 0-based index among the
+        processes Dramatiq started (restarted ones, after SIGHUP, are numbered on)."""
+        return index % (self.first + self.retries)
+
     def role(self, index: int | None) -> Role:
         """The role of the process with this 0-based index among the command's."""
         if index is None or self.retries == 0:
             return Role.BOTH
-        return Role.RETRIES if index % (self.first + self.retries) >= self.first else Role.FIRST
+        return Role.RETRIES if self.place(index) >= self.first else Role.FIRST
 
 
 def process_index() -> int | None:
@@ -78,8 +83,8 @@ def take_role(worker: dramatiq.Worker, settings: Settings) -> tuple[Role, int | 
     first-attempts process; None when not known), which numbers its metrics port."""
     layout = Layout.decode(os.environ.get(LAYOUT))
     index = process_index()
-    place = None if layout is None or index is None else index % (layout.first + layout.retries)
-    role = Role.BOTH if layout is None else layout.role(place)
+    place = None if layout is None or index is None else layout.place(index)
+    role = Role.BOTH if layout is None else layout.role(index)
     if role is Role.FIRST:
         worker.consumer_whitelist = {settings.queue_name}
     elif role is Role.RETRIES:

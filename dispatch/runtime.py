@@ -39,7 +39,7 @@ from dispatch.outbox import Outbox
 from dispatch.pace import Pace
 from dispatch.recovery import Liveness, Recovery, housekeep
 from dispatch.roles import take_role
-from dispatch.shares import Delivery, FairShares, is_retry
+from dispatch.shares import Delivery, FairShares, count_down, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
 from dispatch.view import Views
 from event_manager import logs, metrics
@@ -209,9 +209,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         self._check_room()
 
     def _let_go(self, activity_id: str) -> None:
-        self.holding[activity_id] -= 1
-        if self.holding[activity_id] <= 0:
-            del self.holding[activity_id]
+        count_down(self.holding, activity_id)
 
     async def _beat(self, liveness: Liveness) -> None:
         """Tell the other workers' recovery which deliveries this process holds."""

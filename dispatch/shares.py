@@ -65,6 +65,14 @@ class Delivery:
         return self.tenant, self.action
 
 
+def count_down(counter: Counter[Any], key: Any) -> None:
+    """One less of ``key``; a key down to none leaves the counter (counters of tenants and
+    actions in flight stay as small as what is in flight)."""
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
 def is_retry(row: dict[str, Any] | None) -> bool:
     """A planned retry carries its row RETRYING; a first attempt's is QUEUED. A row the
     message does not carry (recovery's messages) counts as a first attempt."""
@@ -206,18 +214,12 @@ class FairShares:
         return True
 
     def finished(self, item: Delivery) -> None:
-        self.running[item.tenant] -= 1
-        if self.running[item.tenant] <= 0:
-            del self.running[item.tenant]
-        self.running_actions[item.key] -= 1
-        if self.running_actions[item.key] <= 0:
-            del self.running_actions[item.key]
+        count_down(self.running, item.tenant)
+        count_down(self.running_actions, item.key)
         self.running_total -= 1
         if item.retry:
             self.running_retries -= 1
-            self.running_action_retries[item.key] -= 1
-            if self.running_action_retries[item.key] <= 0:
-                del self.running_action_retries[item.key]
+            count_down(self.running_action_retries, item.key)
         self._pump()
 
     def release_all(self) -> None:

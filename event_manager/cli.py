@@ -21,6 +21,7 @@ from pymongo.errors import PyMongoError
 
 from event_manager.config import Settings, get_settings
 from event_manager.errors import ApiError, EventManagerError, ServiceError
+from event_manager.wording import counted
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Event Manager: call events become HTTP requests.")
@@ -251,8 +252,6 @@ def recount_stats(
 ) -> None:
     """Count the dashboards' counters (activityStats) again from the activity rows: after
     an upgrade from a version without them, or to repair counts a stopped process lost."""
-    from event_manager.wording import counted
-
     counts = asyncio.run(_recount_stats(settings(), tenant))
     typer.echo(f"Done: {counted(sum(counts.values()), 'row')} counted in "
                f"{counted(len(counts), 'tenant')}.")
@@ -261,7 +260,6 @@ def recount_stats(
 async def _recount_stats(config: Settings, code: str | None) -> dict[str, int]:
     import time
 
-    from event_manager.wording import counted
     from tenants.database import Database
     from tenants.registry import TenantRegistry
     from tenants.stats import recount

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bench import probes
 from dispatch.roles import Layout, Role
 from event_manager.config import Settings
 from tests.conftest import TenantHandle, wait_until
@@ -57,10 +58,11 @@ def processes_of(settings: Settings) -> dict[int, int]:
             if b"dispatch.actors" not in command or marker not in \
                     (entry / "environ").read_bytes().split(b"\0"):
                 continue
-            stat = (entry / "stat").read_text()
         except (FileNotFoundError, PermissionError, ProcessLookupError, NotADirectoryError):
             continue
-        found[int(entry.name)] = int(stat.rpartition(")")[2].split()[16])
+        value = probes.nice(int(entry.name))
+        if value is not None:
+            found[int(entry.name)] = value
     return found
 
 
@@ -71,14 +73,10 @@ def roles(worker: Path, settings: Settings) -> dict[Role, int]:
     assert len(found) == 3, found  # Dramatiq's main process and the two it started
     base = min(found.values())
     [retries] = [pid for pid, nice in found.items() if nice == base + settings.retry_nice]
-    children = {pid for pid in found if pid != retries and _parent(pid) in found}
+    children = {pid for pid in found if pid != retries and probes.parent(pid) in found}
     [first] = children
-    assert _parent(retries) == _parent(first)
+    assert probes.parent(retries) == probes.parent(first)
     return {Role.FIRST: first, Role.RETRIES: retries}
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
 
 
 @contextmanager
