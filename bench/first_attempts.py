@@ -11,8 +11,11 @@ schedule: 5 s, 30 s, 120 s, …). In turn:
    while F's first attempts hang (for information: first attempts against first
    attempts).
 3. Wait until F's first attempts have all failed (rows RETRYING or later): F's retries
-   now come due by the thousand.
-4. ``retries``: H for ``Sizes.first_seconds`` while those retries are due and hang.
+   now come due by the thousand. Or, since the worker pauses an action whose endpoint
+   keeps failing (``dispatch.breaker``), until F is paused and its rows that failed have
+   stopped growing: the rest of its deliveries wait for probes, unattempted.
+4. ``retries``: H for ``Sizes.first_seconds`` while those retries are due and hang (or
+   wait, F paused: ``paused`` in the result).
 
 ``ratio_p99`` = ``retries`` p99 / ``quiet`` p99; the issue's goal is ≤ 1.5.
 """
@@ -22,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+
+from bson import ObjectId
 
 from bench import load
 from bench.context import Bench
@@ -65,7 +70,7 @@ async def scenario_12(bench: Bench) -> dict[str, Any]:
         "rate": RATE_B, "failing_deliveries": sizes.failing, "hang_timeout_s": HANG_TIMEOUT,
         "quiet": quiet, "first": during_first, "retries": during_retries,
         "retrying_when_measured": retrying, "seconds_to_retrying": round(waited, 1),
-        "retried_by_end": due,
+        "retried_by_end": due, "paused": await paused(bench, code, failing),
         "retries_accepted_to_claim_ms": to_claim,
         "quiet_cpu_cores": quiet_cpu, "cpu_cores": retries_cpu,
         "ratio_p50": ratio(during_retries, quiet, "p50"),
@@ -109,12 +114,30 @@ async def claim_delays(bench: Bench, code: str, action_id: str,
 
 async def wait_for_retries(bench: Bench, code: str, action_id: str, total: int,
                            timeout: float = 300.0) -> int:
-    """F's rows that failed an attempt at least once, once they are nearly all (or at
-    ``timeout``)."""
+    """F's rows that failed an attempt at least once, once they are nearly all; or, F
+    paused (``dispatch.breaker``: the rest wait, unattempted, for a probe), once their
+    number has not grown for 2 s; or at ``timeout``."""
     deadline = time.monotonic() + timeout
+    seen: list[int] = []
     while True:
         failed = await count(bench, code, {"action_id": action_id, "$or": [
             {"status": "RETRYING"}, {"attempts": {"$gte": 2}}]})
-        if failed >= total * 0.95 or time.monotonic() > deadline:
+        seen.append(failed)
+        steady = len(seen) > 4 and seen[-5] == failed and await paused(bench, code, action_id)
+        if failed >= total * 0.95 or steady or time.monotonic() > deadline:
             return failed
         await asyncio.sleep(0.5)
+
+
+async def paused(bench: Bench, code: str, action_id: str) -> bool:
+    """Whether a worker process shows the action paused in its health."""
+    def read() -> bool:
+        client = bench.stack.mongo()
+        try:
+            health = bench.stack.activity(client, code).database[f"t_{code}_health"]
+            doc = health.find_one({"_id": ObjectId(action_id)}, {"paused_until": 1})
+            return bool(doc and doc.get("paused_until"))
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(read)

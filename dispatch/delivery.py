@@ -16,17 +16,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Protocol
 
 import aiohttp
 
 from dispatch import policy, retry
+from dispatch.breaker import Breakers, Change
 from dispatch.client import Response, send
 from dispatch.guard import OutboundGuard
 from dispatch.health import HealthRecorder
 from dispatch.lane import RenderLane
 from dispatch.live import Publisher
-from dispatch.outcome import Report, failed, observe
+from dispatch.outcome import Report, describe, failed, observe
 from dispatch.pace import Pace, limit_of, take_turn, throttled
 from dispatch.render import RenderedRequest, RenderError, render_request
 from dispatch.retry_batches import RetryBatches
@@ -34,6 +36,8 @@ from dispatch.signing import signature_headers
 from dispatch.view import MessageView, Stopping, TenantView, Values, Views
 from event_manager import logs, metrics
 from event_manager.config import Settings
+from tenants.database import now
+from tenants.health import PAUSE_UNSET
 
 log = logging.getLogger("event_manager.delivery")
 
@@ -72,9 +76,12 @@ class Deliverer:
     """The actions' rate limits, shared by every worker process (``dispatch.pace``)."""
     retries: RetryBatches = field(init=False)
     """Planned retries due together go as one message (``dispatch.retry_batches``)."""
+    breakers: Breakers = field(init=False)
+    """Actions whose endpoint keeps failing, paused (``dispatch.breaker``)."""
 
     def __post_init__(self) -> None:
         self.retries = RetryBatches(self.enqueue)
+        self.breakers = Breakers(self.settings.pause_after_failures)
 
     async def deliver(self, message: MessageView, activity_id: str,
                       known: dict[str, Any] | None = None) -> None:
@@ -83,6 +90,8 @@ class Deliverer:
         (``ActivityLog.claim``)."""
         with logs.context(tenant=message.tenant, activity_id=activity_id):
             view = await message.open()
+            if known is not None and await self._paused(view, activity_id, known):
+                return
             ready = await take_turn(self.pace, view, activity_id, known, self.publisher,
                                     self.enqueue)
             if ready is None:  # it waits for its turn under the receiver's limit
@@ -98,6 +107,29 @@ class Deliverer:
                     changes = (policy.expired(row, action) or ready.ends
                                or await self._sent(view, row, action, values))
                 await self._record(view, row, changes)
+
+    async def _paused(self, view: TenantView, activity_id: str, row: dict[str, Any]) -> bool:
+        """Whether the delivery goes back to the broker, its action paused
+        (``dispatch.breaker``), without a claim; one that would expire first comes back
+        at its deadline (and ends EXPIRED then)."""
+        action_id = str(row.get("action_id"))
+        if not self.breakers.paused((view.code, action_id)):
+            return False
+        action, _ = await view.action_and_settings(action_id)
+        if action is None:
+            return False  # deleted: its claim ends it
+        seconds = self.breakers.wait((view.code, action_id), action.get("updated_at"))
+        if seconds is None:
+            return False
+        ends = policy.deadline(row, action)
+        if ends is not None:
+            left = (ends - now()).total_seconds()
+            if left <= 0:
+                return False
+            seconds = min(seconds, left)
+        self.breakers.held([activity_id], seconds)
+        await self.retries.plan(view.code, activity_id, seconds, row)
+        return True
 
     def stop(self) -> None:
         """Deliveries not yet claimed go back to the queue at once instead of starting."""
@@ -159,17 +191,48 @@ class Deliverer:
         pace, limit = self.pace, limit_of(action)
         if pace is not None and limit is not None:  # its send slot (``dispatch.pace``)
             await asyncio.sleep(await pace.sending(view.code, row["action_id"], limit))
+        started = self.breakers.clock()
         try:
             self.guard.check_url(request.url)
             response = await self._send(request, action["timeout_seconds"])
         except Exception as exc:  # the report classifies it; anything unknown fails, logged
+            what, retryable = describe(exc, action["timeout_seconds"])
+            if retryable:  # the endpoint did not answer
+                await self._counted(view, action, False, started, what or "")
             return report.unanswered(exc)
+        await self._counted(view, action, response.status < 500, started,
+                            retry.status_text(response.status))
         changes = report.answered(response)
         if pace is not None and limit is not None and (
                 paused := throttled(row, changes, response.retry_after)):
             await pace.pause(view.code, row["action_id"], limit, paused[0])
             return paused[1]
         return changes
+
+    async def _counted(self, view: TenantView, action: dict[str, Any], ok: bool,
+                       started: float, what: str) -> None:
+        """Count the attempt into its action's pause (``dispatch.breaker``); a pause begun
+        or ended is logged and shown in the action's health."""
+        change = self.breakers.attempted((view.code, str(action["_id"])),
+                                         action.get("updated_at"), ok, started, what)
+        if change is not None:
+            await self._show_pause(view, action, change)
+
+    @staticmethod
+    async def _show_pause(view: TenantView, action: dict[str, Any], change: Change) -> None:
+        if change.seconds is None:
+            log.info("action %s resumed: its endpoint answered", action["name"])
+            update: dict[str, Any] = {"$unset": PAUSE_UNSET}
+        else:
+            log.warning("action %s paused for %g s: %s", action["name"], change.seconds,
+                        change.reason)
+            update = {"$set": {"paused_until": now() + timedelta(seconds=change.seconds),
+                               "paused_reason": change.reason}}
+        try:
+            await view.write_health(str(action["_id"]), update)
+        except Exception as exc:  # shown only: the pause holds in this process anyway
+            log.warning("could not show the pause of action %s (%s: %s)", action["name"],
+                        type(exc).__name__, exc)
 
     async def _render(self, tenant: str, row: dict[str, Any], action: dict[str, Any],
                       values: Values) -> RenderedRequest:

@@ -165,6 +165,7 @@ class DeliveryRuntime(dramatiq.Middleware):
                 continue
             carried = [known[i] for i in ids if i in known]
             delay = RETRY_HAND_BACK_SECONDS if retries else HAND_BACK_SECONDS
+            deliverer.breakers.held(ids, delay)
             try:
                 await self.enqueue(tenant, ids, delay, carried or None, later=True)
             except OUTAGE as exc:  # their rows are QUEUED and held by no one: recovered
@@ -212,11 +213,14 @@ class DeliveryRuntime(dramatiq.Middleware):
         count_down(self.holding, activity_id)
 
     async def _beat(self, liveness: Liveness) -> None:
-        """Tell the other workers' recovery which deliveries this process holds."""
+        """Tell the other workers' recovery which deliveries this process holds: those in
+        flight here, and those it handed back to the broker for a while, until a little
+        after they are due back (``Breakers.holding``)."""
         lost = False
         while True:
+            held = self.deliverer.breakers.holding(liveness.ttl) if self.deliverer else []
             try:
-                await liveness.publish(self.worker_id, self.holding)
+                await liveness.publish(self.worker_id, {*self.holding, *held})
                 if lost:
                     log.info("liveness published again")
                 lost = False

@@ -139,6 +139,13 @@ class Settings(BaseSettings):
         "endpoint's retries go a few at a time instead of in waves that take the database "
         "and CPU first attempts need (beyond, they wait their turn as the action's do)",
     )
+    pause_after_failures: int = Field(
+        20, ge=0, le=10_000, description="attempts of an action in a row that fail (no "
+        "answer, or a 5xx) in a worker process before it pauses the action: its deliveries "
+        "then wait at the broker, without being claimed or counted, while one of them "
+        "probes the endpoint every 5 s, then 10, 20, up to 60 s; an answer under 500 ends "
+        "the pause. 0: never pause",
+    )
     retry_processes: int = Field(
         1, ge=0, le=64, description="worker processes of each `event-manager worker` that "
         "take only retries (and deliveries handed back for want of room), besides its "

@@ -113,6 +113,12 @@ class ActionHealth:
     last_failure_at: datetime | None
     disabled_at: datetime | None
     disabled_reason: str | None
+    paused_until: datetime | None = strawberry.field(
+        description="while its endpoint keeps failing, the action's deliveries wait (not "
+        "attempted, not counted) while one of them tries the endpoint; until then, at least")
+    paused_reason: str | None = strawberry.field(
+        description="why it is paused: how many attempts in a row failed, and the last "
+        "error")
 
     @classmethod
     def from_docs(cls, disabled: dict[str, Any] | None,
@@ -125,6 +131,8 @@ class ActionHealth:
             last_failure_at=counters.get("last_failure_at"),
             disabled_at=disabled["at"] if disabled else None,
             disabled_reason=disabled["reason"] if disabled else None,
+            paused_until=counters.get("paused_until"),
+            paused_reason=counters.get("paused_reason"),
         )
 
 

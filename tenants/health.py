@@ -9,7 +9,9 @@ What is stored where, and why apart:
 - The *counters* live in the tenant's ``health`` collection, one document per action
   (``_id``: the action's id): ``failures`` (deliveries in a row that ended FAILED),
   ``failing_since`` (when the first of them ended; absent after a success),
-  ``last_success_at``, ``last_failure_at``, ``last_error``. They change with deliveries,
+  ``last_success_at``, ``last_failure_at``, ``last_error``; and while a worker process
+  has paused the action (``dispatch.breaker``), ``paused_until`` and ``paused_reason``.
+  They change with deliveries,
   so they are kept out of the configuration: writing them never makes a worker or an
   API reload the tenant's actions. The worker writes them (``dispatch.health``) with
   atomic operators only (``$inc``, ``$min``, ``$set``), never a read-modify-write.
@@ -31,6 +33,8 @@ from tenants.database import is_duplicate
 DEFAULT_HOURS = 24
 MIN_HOURS, MAX_HOURS = 1, 8760
 """``autoDisableAfterHours`` is between one hour and a year (or null: never)."""
+PAUSE_UNSET = {"paused_until": "", "paused_reason": ""}
+"""A pause's fields (``dispatch.breaker``), as an ``$unset``."""
 LAST_ERROR_CHARS = 200
 """The last failure's message, as a disabled action's reason quotes it."""
 
@@ -94,9 +98,16 @@ class HealthLog:
             {"_id": action_id}, update, upsert=True, return_document=ReturnDocument.AFTER)
 
     async def reset(self, action_id: ObjectId) -> None:
-        """A new start (the action turned back on): no failure streak."""
+        """A new start (the action turned back on): no failure streak, no pause."""
         await self.collection.update_one(
-            {"_id": action_id}, {"$set": {"failures": 0}, "$unset": {"failing_since": ""}})
+            {"_id": action_id}, {"$set": {"failures": 0},
+                                 "$unset": {"failing_since": "", **PAUSE_UNSET}})
+
+    async def unpause(self, action_id: ObjectId) -> None:
+        """The action was edited: workers count its attempts anew (``dispatch.breaker``),
+        so it is no longer shown paused."""
+        await self.collection.update_one({"_id": action_id, "paused_until": {"$ne": None}},
+                                         {"$unset": PAUSE_UNSET})
 
     async def forget(self, action_id: ObjectId) -> None:
         await self.collection.delete_one({"_id": action_id})

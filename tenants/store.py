@@ -120,6 +120,7 @@ class TenantStore:
         if updated is None:
             raise NotFound(f"no action with id {action_id[:40]!r}", field="id")
         await self.changed()
+        await self.health.unpause(current["_id"])
         return self._open_action(updated)
 
     async def restore_action(self, doc: dict[str, Any]) -> None:

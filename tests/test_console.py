@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -558,12 +559,16 @@ def test_action_editor_keeps_secrets_and_deletes(
 def test_actions_page_shows_each_state_and_turns_an_action_off_and_on(
         page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
     action = attach(tenant, "https://crm.example.com/hook")
-    tenant.collection("health").insert_one({"_id": ObjectId(action), "failures": 3})
+    tenant.collection("health").insert_one({
+        "_id": ObjectId(action), "failures": 3, "paused_until": datetime.now(UTC),
+        "paused_reason": "20 attempts in a row failed (last: connection refused); its "
+                         "deliveries wait while one of them tries the endpoint"})
     sign_in(page, api_url, tenant.admin.key or "")
     go(page, "Actions", "Actions")
     row = page.locator("#actions-table tbody tr", has_text="hook ANSWERED_CALL")
     expect(row).to_contain_text("Enabled")
     expect(row).to_contain_text("3 failed in a row")
+    expect(row).to_contain_text("Paused: 20 attempts in a row failed (last: connection refused)")
     page.get_by_role("button", name="Disable hook ANSWERED_CALL").click()
     toast = page.get_by_role("status").filter(has_text="hook ANSWERED_CALL disabled")
     expect(toast).to_be_visible()
@@ -575,6 +580,7 @@ def test_actions_page_shows_each_state_and_turns_an_action_off_and_on(
     page.get_by_role("button", name="Enable hook ANSWERED_CALL").click()
     expect(row).to_contain_text("Enabled")
     expect(row).not_to_contain_text("failed in a row")  # the streak forgotten
+    expect(row).not_to_contain_text("Paused")  # and the pause
     assert tenant.admin("{ actions { health { state } } }").data["actions"] == [
         {"health": {"state": "ENABLED"}}]
 

@@ -54,11 +54,13 @@ def _spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes
 @pytest.fixture(scope="module")
 def shared_worker(settings: Settings, mongo: Any, redis_client: redis.Redis,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
-    """API and worker of their own: a worker of 16 slots, 8 per tenant, 4 for retries."""
+    """API and worker of their own: a worker of 16 slots, 8 per tenant, 4 for retries.
+    It never pauses an action (``dispatch.breaker``): A's 60 failing attempts would
+    otherwise wait for probes, and the shares are what is tested here."""
     own = settings.model_copy(update={
         "database": f"{settings.database}_fair", "worker_in_flight": 16,
         "tenant_in_flight": 8, "retry_in_flight": 4, "retry_schedule": "0.5,0.5",
-        "worker_metrics_port": free_port()})
+        "worker_metrics_port": free_port(), "pause_after_failures": 0})
     env = {**os.environ, **environment(own)}
     logs = tmp_path_factory.mktemp("fair")
     port = free_port()

@@ -20,7 +20,7 @@ export async function actionList(view) {
     const { actions } = await gql(
       `query($s: String) { actions(search: $s) {
         id name description method url events undefinedParameters origin
-        health { state consecutiveFailures disabledAt disabledReason } } }`,
+        health { state consecutiveFailures disabledAt disabledReason pausedUntil pausedReason } } }`,
       { s: search.value.trim() || null },
     );
     clear(
@@ -186,7 +186,8 @@ export async function actionList(view) {
 }
 
 // The action's state: Enabled, or Disabled with its reason (automatic after failing, or by
-// hand); and its deliveries that ended FAILED in a row, if any.
+// hand); its deliveries that ended FAILED in a row, if any; and whether a worker paused it
+// while its endpoint keeps failing (its deliveries wait for a probe: dispatch/breaker.py).
 function healthCell(action) {
   const health = action.health;
   const disabled = health.state === "DISABLED";
@@ -199,5 +200,8 @@ function healthCell(action) {
     ),
     disabled ? h("div", { class: "muted small clamp" }, health.disabledReason) : null,
     failures ? h("div", { class: "muted small" }, `${failures} failed in a row`) : null,
+    health.pausedUntil
+      ? h("div", { class: "small clamp", title: health.pausedReason }, `Paused: ${health.pausedReason}`)
+      : null,
   ];
 }

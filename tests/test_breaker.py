@@ -1,0 +1,164 @@
+"""Pausing an action whose endpoint keeps failing (``dispatch.breaker``): the rule on a
+clock of the test's own, then with the session's worker and a real receiver."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from dispatch.breaker import (
+    FIRST_PAUSE_SECONDS,
+    LONGEST_PAUSE_SECONDS,
+    PROBE_SECONDS,
+    SPREAD_SECONDS,
+    Breakers,
+    Change,
+)
+from tests.conftest import TenantHandle, wait_until
+from tests.receiver import Receiver, Reply
+from tests.test_delivery import ROW, attach, enable, make_action, trigger
+
+KEY = ("acme", "a1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breakers(after: int = 3) -> tuple[Breakers, Clock]:
+    clock = Clock()
+    return Breakers(after, clock), clock
+
+
+def fail(b: Breakers, times: int = 1, started: float | None = None,
+         version: object = 1) -> Change | None:
+    change = None
+    for _ in range(times):
+        change = b.attempted(KEY, version, False, b.clock() if started is None else started,
+                             "timed out after 5 s")
+    return change
+
+
+def test_an_action_is_paused_after_its_attempts_fail_in_a_row_and_not_before() -> None:
+    b, _ = breakers(after=3)
+    assert fail(b, 2) is None and b.wait(KEY, 1) is None
+    assert b.attempted(KEY, 1, True, b.clock()) is None  # a success starts the count anew
+    assert fail(b, 2) is None and not b.paused(KEY)
+    change = fail(b)
+    assert change == Change(FIRST_PAUSE_SECONDS, "3 attempts in a row failed (last: timed out "
+                            "after 5 s); its deliveries wait while one of them tries the "
+                            "endpoint")
+    wait = b.wait(KEY, 1)
+    assert wait is not None and FIRST_PAUSE_SECONDS <= wait <= FIRST_PAUSE_SECONDS + SPREAD_SECONDS
+    assert b.wait(("acme", "other"), 1) is None, "other actions go on"
+
+
+def test_after_the_pause_one_delivery_probes_and_its_outcome_decides() -> None:
+    b, clock = breakers(after=1)
+    fail(b)
+    clock.now += FIRST_PAUSE_SECONDS
+    assert b.wait(KEY, 1) is None, "the first after the pause is the probe"
+    held = b.wait(KEY, 1)
+    assert held is not None and held > 0, "the others wait while it is out"
+    assert fail(b, started=clock.now - 10) is None, "an attempt begun before tells nothing"
+    change = fail(b)
+    assert change is not None and change.seconds == FIRST_PAUSE_SECONDS * 2, (
+        "the probe failed: paused again, twice as long")
+    for _ in range(10):
+        clock.now += LONGEST_PAUSE_SECONDS
+        assert b.wait(KEY, 1) is None
+        change = fail(b)
+    assert change is not None and change.seconds == LONGEST_PAUSE_SECONDS, "a minute at most"
+    clock.now += LONGEST_PAUSE_SECONDS
+    assert b.wait(KEY, 1) is None
+    assert b.attempted(KEY, 1, True, clock.now) == Change(None), "the probe answered"
+    assert b.wait(KEY, 1) is None and not b.paused(KEY)
+
+
+def test_a_probe_that_says_nothing_lets_another_probe_later() -> None:
+    b, clock = breakers(after=1)
+    fail(b)
+    clock.now += FIRST_PAUSE_SECONDS
+    assert b.wait(KEY, 1) is None  # the probe, which then expires without an attempt
+    clock.now += PROBE_SECONDS - 1
+    assert b.wait(KEY, 1) is not None
+    clock.now += 1
+    assert b.wait(KEY, 1) is None
+
+
+def test_an_edited_action_is_counted_anew_and_not_paused() -> None:
+    b, _ = breakers(after=1)
+    fail(b, version="before")
+    assert b.wait(KEY, "before") is not None
+    assert b.wait(KEY, "after") is None and not b.paused(KEY)
+    assert fail(b, version="after") is not None, "counted anew"
+
+
+def test_zero_never_pauses() -> None:
+    b, _ = breakers(after=0)
+    assert fail(b, 1000) is None and b.wait(KEY, 1) is None
+
+
+def test_deliveries_handed_back_are_held_until_a_little_after_their_return() -> None:
+    b, clock = breakers()
+    b.held(["r1", "r2"], 5.0)
+    clock.now += 3
+    b.held(["r3"], 5.0)
+    assert sorted(b.holding(grace=10)) == ["r1", "r2", "r3"]
+    clock.now += 13
+    assert b.holding(grace=10) == ["r3"]
+    clock.now += 3
+    assert b.holding(grace=10) == []
+
+
+HEALTH = "health { consecutiveFailures pausedUntil pausedReason }"
+
+
+def action_health(tenant: TenantHandle, action_id: str) -> dict[str, Any]:
+    reply = tenant.admin(f"query($id: ID!) {{ action(id: $id) {{ {HEALTH} }} }}", id=action_id)
+    return reply.data["action"]["health"]
+
+
+def all_rows(tenant: TenantHandle) -> list[dict[str, Any]]:
+    reply = tenant.admin(f"{{ activity(first: 100) {{ items {{ {ROW} }} }} }}")
+    return reply.data["activity"]["items"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_dead_endpoint_pauses_its_action_until_a_probe_answers(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """20 deliveries to an endpoint answering 503: their first attempts (in the session
+    worker's first-attempts process) and first retries (in its retry process) fail, and
+    each process pauses the action; the second retries, due 0.4 s later, are not sent
+    while it is paused. Once the endpoint answers, a probe ends the pause and every
+    delivery succeeds, the attempts they waited through not counted."""
+    path = f"/{tenant.code}/down"
+    receiver.script(path, *[Reply(503, "down")] * 1000)
+    action = make_action(tenant, name="CRM", url=f"{receiver.url}{path}")
+    attach(tenant, "ANSWERED_CALL", action)
+    enable(tenant)
+    for _ in range(20):
+        trigger(tenant, "ANSWERED_CALL")
+    receiver.wait_for(path, 40)
+    paused = wait_until(lambda: (h := action_health(tenant, action))["pausedUntil"] and h,
+                        what="the pause shown in the action's health")
+    assert paused["pausedReason"] == (
+        "20 attempts in a row failed (last: 503 Service Unavailable); its deliveries wait "
+        "while one of them tries the endpoint")
+    time.sleep(3)
+    assert len(receiver.received(path)) == 40, "the second retries wait for the pause"
+    assert {r["status"] for r in all_rows(tenant)} == {"RETRYING"}
+
+    receiver.script(path)  # the endpoint is back
+    done = wait_until(lambda: (found := all_rows(tenant)) and all(
+        r["status"] == "SUCCEEDED" for r in found) and found, timeout=90,
+        what="every delivery sent once the endpoint answers")
+    assert len(done) == 20 and {r["attempts"] for r in done} == {3}
+    wait_until(lambda: action_health(tenant, action)["pausedUntil"] is None,
+               what="the pause ended in the action's health")
