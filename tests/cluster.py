@@ -67,6 +67,10 @@ class Cluster:
     """A temporary folder: server data, logs."""
     retry_schedule: str = "0.2,0.5,1"
     recovery_seconds: float = 2.0
+    pause_after_failures: int = 0
+    """Never pause an action by default (``dispatch.breaker``): the fault tests count
+    every attempt of their dead receivers within a time budget; tests/test_breaker.py
+    tests the pause."""
     echo: Callable[[str], None] = lambda line: None
     settings: Settings = field(init=False)
     api_url: str = ""
@@ -83,6 +87,7 @@ class Cluster:
             broker_url=redis_url, state_dir=self.root / "state",
             database=f"faults_{secrets.token_hex(3)}", retry_schedule=self.retry_schedule,
             recovery_seconds=self.recovery_seconds, outbound_allow="127.0.0.0/8",
+            pause_after_failures=self.pause_after_failures,
         )
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
 
