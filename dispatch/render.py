@@ -96,7 +96,7 @@ class RenderedRequest:
     """Exactly the headers we set, in order; Host, Content-Length etc. are the client's."""
     body: bytes | None
     unresolved: list[str]
-    """Tags left as written (no value), each once, in order of first use."""
+    """Tags left as written (no value), each once whatever its case, in order of first use."""
     secrets: tuple[str, ...]
     """Concrete strings to mask wherever the request is shown or logged."""
 
@@ -105,7 +105,9 @@ def parameter_values(
     *, tenant_code: str, master: bool, timezone: str, occurred_at: datetime,
     params: Mapping[str, str | int | float | bool | None], custom: Mapping[str, str],
 ) -> dict[str, str]:
-    """Every tag's value for one trigger.
+    """Every tag's value for one trigger, by the tag in lower case: tags are one
+    parameter regardless of case (as a parameter's tag is unique), so ``{{TEAM}}``
+    gets the value of parameter ``team`` and ``{{CALLER_ID}}`` the call's ``caller_id``.
 
     Service-made values win over custom parameters, which win over the trigger's params.
     With timezone ``Asia/Kolkata`` and ``occurred_at`` 2024-03-10 20:00 UTC:
@@ -117,8 +119,8 @@ def parameter_values(
         occurred_at = occurred_at.replace(tzinfo=UTC)
     local = occurred_at.astimezone(ZoneInfo(timezone))
     values = dict.fromkeys(CALL_TAGS, "")
-    values.update({str(key): _param_text(value) for key, value in params.items()})
-    values.update(custom)
+    values.update({str(key).casefold(): _param_text(value) for key, value in params.items()})
+    values.update({tag.casefold(): value for tag, value in custom.items()})
     values.update(
         date=local.strftime("%Y-%m-%d"),
         time=local.strftime("%H:%M:%S"),
@@ -143,18 +145,20 @@ def _same(text: str) -> str:
 
 
 class _Renderer:
-    """Replaces placeholders from ``values`` and remembers the tags it could not fill."""
+    """Replaces placeholders from ``values`` (keyed by the tag in lower case:
+    ``parameter_values``) and remembers the tags it could not fill."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self.values = values
-        self.unresolved: dict[str, None] = {}
+        self.unresolved: dict[str, str] = {}
+        """Each tag in lower case → as first written."""
 
     def value(self, match: re.Match[str]) -> str | None:
         tag = match.group(1)
-        if tag in self.values:
-            return self.values[tag]
-        self.unresolved.setdefault(tag, None)
-        return None
+        value = self.values.get(tag.casefold())
+        if value is None:
+            self.unresolved.setdefault(tag.casefold(), tag)
+        return value
 
     def text(self, template: str | None, budget: _Budget, encode: Callable[[str], str] = _same,
              literal: Callable[[str], str] = _same) -> str:
@@ -297,7 +301,7 @@ def render_request(
         url=url,
         headers=headers,
         body=body,
-        unresolved=list(render.unresolved),
+        unresolved=list(render.unresolved.values()),
         secrets=tuple(dict.fromkeys(s for s in secrets if s)),
     )
 

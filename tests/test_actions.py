@@ -244,3 +244,17 @@ def test_defining_a_parameter_removes_it_from_undefined(tenant: TenantHandle) ->
     fetched = tenant.admin("query($id: ID!) { action(id: $id) { undefinedParameters } }",
                            id=action["id"])
     assert fetched.data["action"]["undefinedParameters"] == ["other"]
+
+
+def test_tags_name_parameters_whatever_their_case(tenant: TenantHandle) -> None:
+    """``{{TEAM}}`` is parameter ``team`` and ``{{CALLER_ID}}`` the system ``caller_id``:
+    neither is undefined (adding ``TEAM`` would be a CONFLICT with ``team``); a tag
+    without a parameter is listed once, as first written."""
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "support"}) '
+                 '{ tag } }').data
+    action = create(tenant, url="https://e.com/{{TEAM}}/{{CALLER_ID}}/{{Ghost}}/{{ghost}}",
+                    headers=[{"key": "X-Team", "value": "{{Team}}"}])
+    assert action["undefinedParameters"] == ["Ghost"]
+    again = tenant.admin('mutation { createParameter(input: {tag: "TEAM", value: "x"}) '
+                         '{ tag } }')
+    assert again.code == "CONFLICT"

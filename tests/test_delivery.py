@@ -467,3 +467,15 @@ def test_a_host_with_a_parameter_without_value_fails_at_once(tenant: TenantHandl
     assert (row["status"], row["attempts"]) == ("FAILED", 1)
     assert row["message"] == ("cannot build the request: the URL's host '{{nohost}}' holds "
                               "a parameter without a value")
+
+
+def test_a_tag_in_capitals_is_sent_with_its_parameters_value(tenant: TenantHandle,
+                                                            receiver: Receiver) -> None:
+    """``{{TEAM}}`` is parameter ``team``, ``{{CALLER_ID}}`` the call's ``caller_id``."""
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "support"}) '
+                 '{ tag } }').data
+    hook(tenant, receiver, "capitals", bodyType="RAW", rawContentType="text/plain",
+         rawBody="{{TEAM}} {{CALLER_ID}}")
+    [row] = settled(tenant, trigger(tenant, "HANGUP", caller_id="+381111")["triggerId"])
+    assert receiver.wait_for(f"/{tenant.code}/capitals")[0].body == b"support +381111"
+    assert (row["status"], row["unresolvedParameters"]) == ("SUCCEEDED", [])

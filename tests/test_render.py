@@ -536,3 +536,19 @@ def test_a_summary_shows_at_most_a_few_kib_of_each_part() -> None:
     assert len(summary["url"]) == 4096 and summary["url"].endswith("… [cut, 7.8 KiB in all]")
     [big] = [h["value"] for h in summary["headers"] if h["key"] == "X-Big"]
     assert len(big) == 2048 and big.endswith("… [cut, 7.8 KiB in all]")
+
+
+def test_tags_take_their_value_whatever_their_case() -> None:
+    """``{{TEAM}}`` gets custom parameter ``team``'s value, ``{{CALLER_ID}}`` the call's
+    ``caller_id``, ``{{Queue}}`` the trigger's ``queue``; an unknown tag is listed once."""
+    values = parameter_values(
+        tenant_code="acme", master=False, timezone="UTC",
+        occurred_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        params={"caller_id": "+1555", "queue": "sales"}, custom={"Team": "support"},
+    )
+    rendered = render_request(
+        action(url="https://x.example/{{TEAM}}/{{team}}?c={{CALLER_ID}}&q={{Queue}}",
+               headers=[row("X-Ghost", "{{Ghost}}{{GHOST}}")]), values)
+    assert rendered.url == "https://x.example/support/support?c=%2B1555&q=sales"
+    assert header(rendered, "X-Ghost") == "{{Ghost}}{{GHOST}}"
+    assert rendered.unresolved == ["Ghost"]
