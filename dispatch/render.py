@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+from dispatch.masking import Masker
 from dispatch.template import PLACEHOLDER
 from event_manager.config import RenderLimits
 from event_manager.errors import EventManagerError
@@ -148,8 +149,10 @@ class _Renderer:
     """Replaces placeholders from ``values`` (keyed by the tag in lower case:
     ``parameter_values``) and remembers the tags it could not fill."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
         self.values = values
+        self.secrets = secrets
+        """Values to mask in an error that quotes what was rendered."""
         self.unresolved: dict[str, str] = {}
         """Each tag in lower case → as first written."""
 
@@ -200,12 +203,26 @@ class _Renderer:
         budget.check()
         return self.header_name(key, name), HEADER_UNSAFE.sub(" ", rendered).strip()
 
-    @staticmethod
-    def header_name(template: str, name: str) -> str:
-        if not HEADER_NAME.fullmatch(name) or name.lower() in RESERVED_HEADERS:
-            raise RenderError(f"the header name {template[:60]!r} does not render to a "
-                              "usable name")
-        return name
+    def header_name(self, template: str, name: str) -> str:
+        """``name``, rendered from ``template``, if it is a header name we may set.
+
+        Else a ``RenderError`` naming the header and saying why, e.g. "the header name
+        'X-{{team}}' does not render to a usable name: 'X-a b' is not a valid header
+        name" (a secret parameter's value in it masked)."""
+        if HEADER_NAME.fullmatch(name) and name.lower() not in RESERVED_HEADERS:
+            return name
+        missing = [m.group(1) for m in PLACEHOLDER.finditer(template)
+                   if m.group(1).casefold() not in self.values]
+        if missing:
+            why = f"{missing[0]} has no value"
+        elif not name:
+            why = "it renders empty"
+        elif HEADER_NAME.fullmatch(name):
+            why = f"the {name} header is set by the HTTP client"
+        else:
+            why = f"{Masker(self.secrets)(name)[:60]!r} is not a valid header name"
+        raise RenderError(f"the header name {template[:60]!r} does not render to a usable "
+                          f"name: {why}")
 
     def json(self, template: str, budget: _Budget) -> str:
         """``{"a": "{{v}}", "b": {{v}}}`` with v = 'say "hi"' → ``{"a": "say \\"hi\\"",
@@ -268,7 +285,8 @@ def render_request(
     something that is not a header name, e.g. ``X-{{tag}}`` with tag = "a b", and
     ``RenderTooLarge`` when a part renders over its limit in ``limits``.
     """
-    render = _Renderer(values)
+    secret_values = tuple(secret_values)
+    render = _Renderer(values, secret_values)
     url_budget = _Budget("URL", limits.url)
     url = render.url(action.get("url") or "", url_budget).split("#", 1)[0]
     host = urlsplit(url).netloc.rpartition("@")[2]

@@ -258,3 +258,19 @@ def test_tags_name_parameters_whatever_their_case(tenant: TenantHandle) -> None:
     again = tenant.admin('mutation { createParameter(input: {tag: "TEAM", value: "x"}) '
                          '{ tag } }')
     assert again.code == "CONFLICT"
+
+
+def test_a_header_name_may_hold_placeholders_as_query_and_body_keys_do(
+        tenant: TenantHandle) -> None:
+    """The name it renders to is checked when it is sent (tests/test_delivery.py)."""
+    action = create(tenant, headers=[{"key": "X-{{team}}", "value": "1"}],
+                    query=[{"key": "{{q}}", "value": "1"}],
+                    authorization={"type": "API_KEY", "apiKeyName": "X-{{ key_name }}",
+                                   "apiKeyValue": "k", "apiKeyIn": "HEADER"})
+    assert action["headers"] == [{"key": "X-{{team}}", "value": "1", "enabled": True}]
+    assert action["authorization"]["apiKeyName"] == "X-{{ key_name }}"
+    assert action["undefinedParameters"] == ["q", "team", "key_name"]
+    spaced = tenant.admin(CREATE, input={"name": "Spaced", "url": "https://example.com/h",
+                                         "headers": [{"key": "X {{team}}", "value": "1"}]})
+    assert (spaced.code, spaced.field) == ("BAD_USER_INPUT", "input.headers[0].key")
+    assert spaced.error["message"] == "'X {{team}}' is not a valid header name"

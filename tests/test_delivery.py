@@ -479,3 +479,19 @@ def test_a_tag_in_capitals_is_sent_with_its_parameters_value(tenant: TenantHandl
     [row] = settled(tenant, trigger(tenant, "HANGUP", caller_id="+381111")["triggerId"])
     assert receiver.wait_for(f"/{tenant.code}/capitals")[0].body == b"support +381111"
     assert (row["status"], row["unresolvedParameters"]) == ("SUCCEEDED", [])
+
+
+def test_a_header_name_is_rendered_and_fails_the_delivery_when_unusable(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """``X-{{queue}}`` is sent as ``X-Sales``; rendered as ``X-a b`` it cannot be sent:
+    the delivery fails at once, naming the header."""
+    hook(tenant, receiver, "header-tag", headers=[{"key": "X-{{queue}}", "value": "1"}])
+    [sent] = settled(tenant, trigger(tenant, "HANGUP", queue="Sales")["triggerId"])
+    assert sent["status"] == "SUCCEEDED"
+    assert receiver.wait_for(f"/{tenant.code}/header-tag")[0].header("X-Sales") == "1"
+    [failed] = settled(tenant, trigger(tenant, "HANGUP", queue="a b")["triggerId"])
+    assert (failed["status"], failed["attempts"]) == ("FAILED", 1)
+    assert failed["message"] == ("cannot build the request: the header name 'X-{{queue}}' "
+                                 "does not render to a usable name: 'X-a b' is not a valid "
+                                 "header name")
+    assert len(receiver.received(f"/{tenant.code}/header-tag")) == 1

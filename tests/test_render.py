@@ -552,3 +552,27 @@ def test_tags_take_their_value_whatever_their_case() -> None:
     assert rendered.url == "https://x.example/support/support?c=%2B1555&q=sales"
     assert header(rendered, "X-Ghost") == "{{Ghost}}{{GHOST}}"
     assert rendered.unresolved == ["Ghost"]
+
+
+def test_a_header_name_that_renders_unusable_says_why() -> None:
+    def error(key: str, secrets: tuple[str, ...] = (), **params: Any) -> str:
+        with pytest.raises(RenderError) as raised:
+            render_request(action(headers=[row(key, "1")]), values_for(**params),
+                           secret_values=secrets)
+        return str(raised.value)
+
+    start = "the header name 'X-{{team}}' does not render to a usable name: "
+    assert error("X-{{team}}") == start + "team has no value"
+    assert error("X-{{team}}", team="a b") == start + "'X-a b' is not a valid header name"
+    assert error("X-{{team}}", ("s3cr3t",), team="s3cr3t b") == (
+        start + "'X-******** b' is not a valid header name")
+    assert error("{{name}}", name="") == ("the header name '{{name}}' does not render to a "
+                                          "usable name: it renders empty")
+    assert error("{{name}}", name="Host") == ("the header name '{{name}}' does not render to "
+                                              "a usable name: the Host header is set by the "
+                                              "HTTP client")
+
+
+def test_a_header_name_renders_from_a_parameter() -> None:
+    rendered = render_request(action(headers=[row("X-{{team}}", "1")]), values_for(team="Ops"))
+    assert header(rendered, "X-Ops") == "1"
