@@ -33,6 +33,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+from yarl import URL
+
 from dispatch.masking import Masker
 from dispatch.template import PLACEHOLDER
 from event_manager.config import RenderLimits
@@ -92,7 +94,8 @@ class _Budget:
 class RenderedRequest:
     method: str
     url: str
-    """Final absolute URL, query string included, no fragment."""
+    """Final absolute URL, query string included, no fragment, exactly as it is sent
+    (``_as_sent``)."""
     headers: list[tuple[str, str]]
     """Exactly the headers we set, in order; Host, Content-Length etc. are the client's."""
     body: bytes | None
@@ -314,6 +317,7 @@ def render_request(
     url_budget.check()
     _check_headers(headers, limits)
     secrets.extend(secret_values)
+    url = _as_sent(url, limits.url)
     return RenderedRequest(
         method=(action.get("method") or "POST").upper(),
         url=url,
@@ -322,6 +326,21 @@ def render_request(
         unresolved=list(render.unresolved.values()),
         secrets=tuple(dict.fromkeys(s for s in secrets if s)),
     )
+
+
+def _as_sent(url: str, limit: int) -> str:
+    """``url`` as aiohttp writes it on the wire (yarl's ``URL``), which the client then
+    sends unchanged (``dispatch.client``), so that a row shows the bytes that were sent:
+    ``https://CRM.test:443/a%26b?n=%21&t={{t}}`` → ``https://crm.test/a&b?n=!&t=%7B%7Bt%7D%7D``.
+    A URL yarl refuses (port ``x``) stays as it is, for the guard to refuse before
+    anything is sent; the limit holds for the URL as sent."""
+    try:
+        sent = str(URL(url))
+    except ValueError:
+        return url
+    if (size := utf8_size(sent)) > limit:
+        raise RenderTooLarge("URL", size, limit)
+    return sent
 
 
 def _check_headers(headers: list[tuple[str, str]], limits: RenderLimits) -> None:

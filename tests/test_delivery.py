@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import bson
 import pytest
@@ -495,3 +496,21 @@ def test_a_header_name_is_rendered_and_fails_the_delivery_when_unusable(
                                  "does not render to a usable name: 'X-a b' is not a valid "
                                  "header name")
     assert len(receiver.received(f"/{tenant.code}/header-tag")) == 1
+
+
+def test_the_row_shows_the_url_as_the_receiver_got_it(tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    """Byte for byte what went on the request line (aiohttp's yarl leaves "&" and "!"
+    bare in a path, where the action wrote %26 and %21), a secret still masked."""
+    tenant.admin('mutation { createParameter(input: {tag: "token", value: "s3&cr=t é", '
+                 'secret: true}) { tag } }').data
+    hook(tenant, receiver, "wire", url=f"{receiver.url}/{tenant.code}/wire/a%26b%21/{{{{part}}}}"
+         "?fixed=%7E1", query=[{"key": "note", "value": "{{note}}"},
+                               {"key": "t", "value": "{{token}}"}])
+    note = "a&b=c d é/?"
+    [row] = settled(tenant, trigger(tenant, "HANGUP", part="x y", note=note)["triggerId"])
+    [got] = receiver.wait_for(f"/{tenant.code}/wire/a&b!/x y")
+    assert parse_qsl(got.query) == [("fixed", "~1"), ("note", note), ("t", "s3&cr=t é")]
+    shown, _, secret = got.raw_path.rpartition("&t=")
+    assert row["request"]["url"] == f"{receiver.url}{shown}&t=********"
+    assert secret and "s3" not in row["request"]["url"]

@@ -8,7 +8,7 @@ import re
 import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
@@ -160,7 +160,7 @@ def test_unknown_tags_stay_as_written_and_are_listed_once_in_order() -> None:
                auth={"type": "BEARER_TOKEN", "token": "{{ token_tag }}"}),
         values_for(),
     )
-    assert rendered.url == "https://x.example/{{ nope }}"
+    assert rendered.url == "https://x.example/%7B%7B%20nope%20%7D%7D"  # as it is sent
     assert header(rendered, "X-A") == "{{other}}-{{nope}}"
     assert header(rendered, "Authorization") == "Bearer {{ token_tag }}"
     assert rendered.unresolved == ["nope", "other", "token_tag"]
@@ -175,10 +175,13 @@ def test_a_value_holding_a_placeholder_is_not_rendered_again() -> None:
 # URL and query
 
 def test_url_placeholders_are_percent_encoded() -> None:
+    """Encoded whole, then as sent: yarl leaves "&" bare in a path, "/" and "?" in a
+    query, where they mean the same to the receiver."""
     rendered = render_request(action(url="https://x.example/calls/{{note}}?n={{note}}"),
                               values_for(note="a/b?c&d#e f"))
-    assert rendered.url == "https://x.example/calls/a%2Fb%3Fc%26d%23e%20f?n=a%2Fb%3Fc%26d%23e%20f"
-    assert urlsplit(rendered.url).path == "/calls/a%2Fb%3Fc%26d%23e%20f"
+    assert rendered.url == "https://x.example/calls/a%2Fb%3Fc&d%23e%20f?n=a/b?c%26d%23e%20f"
+    assert unquote(urlsplit(rendered.url).path) == "/calls/a/b?c&d#e f"
+    assert parse_qsl(urlsplit(rendered.url).query) == [("n", "a/b?c&d#e f")]
 
 
 def test_base_url_placeholder_at_the_start_is_inserted_as_is() -> None:
@@ -197,7 +200,7 @@ def test_query_rows_are_appended_to_the_url_query_encoded() -> None:
         values_for(caller_id="+1 555", note="a/b?c&d#e f", key="k&=x"),
     )
     assert rendered.url == ("https://x.example/cb?fixed=1&from=%2B1%20555"
-                            "&note=a%2Fb%3Fc%26d%23e%20f&k%26%3Dx=v")
+                            "&note=a/b?c%26d%23e%20f&k%26%3Dx=v")
     assert parse_qsl(urlsplit(rendered.url).query)[1:] == [
         ("from", "+1 555"), ("note", "a/b?c&d#e f"), ("k&=x", "v")]
 
@@ -381,7 +384,7 @@ def test_api_key_in_query_comes_after_the_query_rows() -> None:
                      "api_key_value": "s/{{tenant}}", "api_key_in": "QUERY"}),
         values_for(),
     )
-    assert rendered.url == "https://crm.example/calls?a=1&api%20key=s%2Facme"
+    assert rendered.url == "https://crm.example/calls?a=1&api%20key=s/acme"
     assert rendered.secrets == ("s/acme",)
 
 
@@ -576,3 +579,9 @@ def test_a_header_name_that_renders_unusable_says_why() -> None:
 def test_a_header_name_renders_from_a_parameter() -> None:
     rendered = render_request(action(headers=[row("X-{{team}}", "1")]), values_for(team="Ops"))
     assert header(rendered, "X-Ops") == "1"
+
+
+def test_a_url_yarl_refuses_is_left_for_the_guard_to_refuse() -> None:
+    rendered = render_request(action(url="https://x.example:{{port}}/a%26b"),
+                              values_for(port="x"))
+    assert rendered.url == "https://x.example:x/a%26b"
