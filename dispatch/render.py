@@ -8,7 +8,8 @@ Every ``{{tag}}`` is replaced by its value, encoded for where it lands::
     JSON raw body    {"n": "{{note}}", "d": {{duration}}}   escaped in strings, quoted outside
     XML raw body     <n>{{note}}</n>              "<b>"              → <n>&lt;b&gt;</n>
 
-A tag without a value stays exactly as written and is reported in ``unresolved``.
+A tag without a value stays exactly as written and is reported in ``unresolved``; a
+call's tag the trigger gave no value is sent empty and reported in ``empty``.
 Values are inserted once and never rendered again, so a value holding ``{{x}}`` stays text.
 Nothing here does I/O: the delivery sends what ``render_request`` returns.
 
@@ -101,6 +102,9 @@ class RenderedRequest:
     body: bytes | None
     unresolved: list[str]
     """Tags left as written (no value), each once whatever its case, in order of first use."""
+    empty: list[str]
+    """System parameters of the call that the trigger gave no value (an Incoming Call
+    without ``call_id``), sent empty: each once, in order of first use."""
     secrets: tuple[str, ...]
     """Concrete strings to mask wherever the request is shown or logged."""
 
@@ -158,12 +162,16 @@ class _Renderer:
         """Values to mask in an error that quotes what was rendered."""
         self.unresolved: dict[str, str] = {}
         """Each tag in lower case → as first written."""
+        self.empty: dict[str, None] = {}
 
     def value(self, match: re.Match[str]) -> str | None:
         tag = match.group(1)
-        value = self.values.get(tag.casefold())
+        key = tag.casefold()
+        value = self.values.get(key)
         if value is None:
-            self.unresolved.setdefault(tag.casefold(), tag)
+            self.unresolved.setdefault(key, tag)
+        elif not value and key in CALL_TAGS:
+            self.empty.setdefault(key, None)
         return value
 
     def text(self, template: str | None, budget: _Budget, encode: Callable[[str], str] = _same,
@@ -324,6 +332,7 @@ def render_request(
         headers=headers,
         body=body,
         unresolved=list(render.unresolved.values()),
+        empty=list(render.empty),
         secrets=tuple(dict.fromkeys(s for s in secrets if s)),
     )
 

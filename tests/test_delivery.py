@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 ROW = """id triggerId event source actionId actionName status message attempts httpStatus
     request { method url headers { key value } } responseSnippet unresolvedParameters
-    createdAt updatedAt"""
+    emptyParameters createdAt updatedAt"""
 
 
 def make_action(tenant: TenantHandle, **fields: Any) -> str:
@@ -514,3 +514,18 @@ def test_the_row_shows_the_url_as_the_receiver_got_it(tenant: TenantHandle,
     shown, _, secret = got.raw_path.rpartition("&t=")
     assert row["request"]["url"] == f"{receiver.url}{shown}&t=********"
     assert secret and "s3" not in row["request"]["url"]
+
+
+def test_the_row_names_the_call_parameters_sent_empty(tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    """An Incoming Call without call_id and duration: they are sent empty, and the row
+    says which; a trigger that gives them says none."""
+    hook(tenant, receiver, "empty", event="INCOMING_CALL", bodyType="RAW",
+         rawBody="{{caller_id}}|{{call_id}}|{{duration}}|{{CALL_ID}}")
+    [row] = settled(tenant, trigger(tenant, "INCOMING_CALL", caller_id="+381")["triggerId"])
+    assert receiver.wait_for(f"/{tenant.code}/empty")[0].body == b"+381|||"
+    assert (row["status"], row["emptyParameters"]) == ("SUCCEEDED", ["call_id", "duration"])
+    assert row["unresolvedParameters"] == []
+    [full] = settled(tenant, trigger(tenant, "INCOMING_CALL", caller_id="+381", call_id="c1",
+                                     duration=0)["triggerId"])
+    assert full["emptyParameters"] == []

@@ -112,7 +112,19 @@ def test_call_tags_absent_from_the_trigger_are_empty() -> None:
         assert values[tag] == ""
     rendered = render_request(action(url="https://x.example/?d={{duration}}"), values)
     assert rendered.url == "https://x.example/?d="
-    assert rendered.unresolved == []
+    assert (rendered.unresolved, rendered.empty) == ([], ["duration"])
+
+
+def test_call_tags_the_trigger_gave_no_value_are_reported_sent_empty() -> None:
+    """Once each, whatever their case; not a call's tag made empty by the service
+    (``tenant`` on the Master tenant), nor a custom parameter whose value is empty."""
+    values = parameter_values(
+        tenant_code="cc", master=True, timezone="UTC", occurred_at=datetime(2024, 5, 1, tzinfo=UTC),
+        params={"caller_id": "+1555", "duration": None, "extension": ""}, custom={"note": ""})
+    rendered = render_request(action(
+        url="https://x.example/{{CALL_ID}}?d={{duration}}&t={{tenant}}&n={{note}}",
+        headers=[row("X-Call", "{{call_id}}/{{caller_id}}/{{extension}}")]), values)
+    assert rendered.empty == ["call_id", "duration", "extension"]
 
 
 def test_trigger_values_become_strings() -> None:
