@@ -156,7 +156,7 @@ class _Renderer:
     """Replaces placeholders from ``values`` (keyed by the tag in lower case:
     ``parameter_values``) and remembers the tags it could not fill."""
 
-    def __init__(self, values: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+    def __init__(self, values: Mapping[str, str], secrets: tuple[str, ...] = ()) -> None:
         self.values = values
         self.secrets = secrets
         """Values to mask in an error that quotes what was rendered."""
