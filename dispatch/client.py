@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from dispatch.render import RenderedRequest
 
@@ -38,8 +39,10 @@ async def send(session: aiohttp.ClientSession, request: RenderedRequest,
     headers = CIMultiDict(request.headers)
     # aiohttp would add "Content-Type: application/octet-stream" to a body-less POST.
     skip = () if "Content-Type" in headers else ("Content-Type",)
+    # As rendered: the URL is in its wire form already, which the row shows.
+    url = URL(request.url, encoded=True)
     async with session.request(
-        request.method, request.url, headers=headers, data=request.body, skip_auto_headers=skip,
+        request.method, url, headers=headers, data=request.body, skip_auto_headers=skip,
         allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
     ) as response:
         body = await _read(response.content, READ_BYTES + 1)

@@ -43,7 +43,8 @@ class Report:
                  row: Mapping[str, Any], schedule: RetrySchedule) -> None:
         self.mask = Masker([*request.secrets, action.get("signing_secret")])
         self.shown = {"request": request_summary(request, action, self.mask),
-                      "unresolved_parameters": request.unresolved}
+                      "unresolved_parameters": request.unresolved,
+                      "empty_parameters": request.empty}
         self.row_id = row["_id"]
         self.attempt = row["attempts"] - row.get("cycle_start", 0)
         """Within this cycle (a retry by hand starts a new one)."""

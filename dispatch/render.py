@@ -8,7 +8,8 @@ Every ``{{tag}}`` is replaced by its value, encoded for where it lands::
     JSON raw body    {"n": "{{note}}", "d": {{duration}}}   escaped in strings, quoted outside
     XML raw body     <n>{{note}}</n>              "<b>"              → <n>&lt;b&gt;</n>
 
-A tag without a value stays exactly as written and is reported in ``unresolved``.
+A tag without a value stays exactly as written and is reported in ``unresolved``; a
+call's tag the trigger gave no value is sent empty and reported in ``empty``.
 Values are inserted once and never rendered again, so a value holding ``{{x}}`` stays text.
 Nothing here does I/O: the delivery sends what ``render_request`` returns.
 
@@ -33,6 +34,9 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+from yarl import URL
+
+from dispatch.masking import Masker
 from dispatch.template import PLACEHOLDER
 from event_manager.config import RenderLimits
 from event_manager.errors import EventManagerError
@@ -91,12 +95,16 @@ class _Budget:
 class RenderedRequest:
     method: str
     url: str
-    """Final absolute URL, query string included, no fragment."""
+    """Final absolute URL, query string included, no fragment, exactly as it is sent
+    (``_as_sent``)."""
     headers: list[tuple[str, str]]
     """Exactly the headers we set, in order; Host, Content-Length etc. are the client's."""
     body: bytes | None
     unresolved: list[str]
-    """Tags left as written (no value), each once, in order of first use."""
+    """Tags left as written (no value), each once whatever its case, in order of first use."""
+    empty: list[str]
+    """System parameters of the call that the trigger gave no value (an Incoming Call
+    without ``call_id``), sent empty: each once, in order of first use."""
     secrets: tuple[str, ...]
     """Concrete strings to mask wherever the request is shown or logged."""
 
@@ -105,7 +113,9 @@ def parameter_values(
     *, tenant_code: str, master: bool, timezone: str, occurred_at: datetime,
     params: Mapping[str, str | int | float | bool | None], custom: Mapping[str, str],
 ) -> dict[str, str]:
-    """Every tag's value for one trigger.
+    """Every tag's value for one trigger, by the tag in lower case: tags are one
+    parameter regardless of case (as a parameter's tag is unique), so ``{{TEAM}}``
+    gets the value of parameter ``team`` and ``{{CALLER_ID}}`` the call's ``caller_id``.
 
     Service-made values win over custom parameters, which win over the trigger's params.
     With timezone ``Asia/Kolkata`` and ``occurred_at`` 2024-03-10 20:00 UTC:
@@ -117,8 +127,8 @@ def parameter_values(
         occurred_at = occurred_at.replace(tzinfo=UTC)
     local = occurred_at.astimezone(ZoneInfo(timezone))
     values = dict.fromkeys(CALL_TAGS, "")
-    values.update({str(key): _param_text(value) for key, value in params.items()})
-    values.update(custom)
+    values.update({str(key).casefold(): _param_text(value) for key, value in params.items()})
+    values.update({tag.casefold(): value for tag, value in custom.items()})
     values.update(
         date=local.strftime("%Y-%m-%d"),
         time=local.strftime("%H:%M:%S"),
@@ -143,18 +153,26 @@ def _same(text: str) -> str:
 
 
 class _Renderer:
-    """Replaces placeholders from ``values`` and remembers the tags it could not fill."""
+    """Replaces placeholders from ``values`` (keyed by the tag in lower case:
+    ``parameter_values``) and remembers the tags it could not fill."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, str], secrets: tuple[str, ...] = ()) -> None:
         self.values = values
-        self.unresolved: dict[str, None] = {}
+        self.secrets = secrets
+        """Values to mask in an error that quotes what was rendered."""
+        self.unresolved: dict[str, str] = {}
+        """Each tag in lower case → as first written."""
+        self.empty: dict[str, None] = {}
 
     def value(self, match: re.Match[str]) -> str | None:
         tag = match.group(1)
-        if tag in self.values:
-            return self.values[tag]
-        self.unresolved.setdefault(tag, None)
-        return None
+        key = tag.casefold()
+        value = self.values.get(key)
+        if value is None:
+            self.unresolved.setdefault(key, tag)
+        elif not value and key in CALL_TAGS:
+            self.empty.setdefault(key, None)
+        return value
 
     def text(self, template: str | None, budget: _Budget, encode: Callable[[str], str] = _same,
              literal: Callable[[str], str] = _same) -> str:
@@ -196,12 +214,26 @@ class _Renderer:
         budget.check()
         return self.header_name(key, name), HEADER_UNSAFE.sub(" ", rendered).strip()
 
-    @staticmethod
-    def header_name(template: str, name: str) -> str:
-        if not HEADER_NAME.fullmatch(name) or name.lower() in RESERVED_HEADERS:
-            raise RenderError(f"the header name {template[:60]!r} does not render to a "
-                              "usable name")
-        return name
+    def header_name(self, template: str, name: str) -> str:
+        """``name``, rendered from ``template``, if it is a header name we may set.
+
+        Else a ``RenderError`` naming the header and saying why, e.g. "the header name
+        'X-{{team}}' does not render to a usable name: 'X-a b' is not a valid header
+        name" (a secret parameter's value in it masked)."""
+        if HEADER_NAME.fullmatch(name) and name.lower() not in RESERVED_HEADERS:
+            return name
+        missing = [m.group(1) for m in PLACEHOLDER.finditer(template)
+                   if m.group(1).casefold() not in self.values]
+        if missing:
+            why = f"{missing[0]} has no value"
+        elif not name:
+            why = "it renders empty"
+        elif HEADER_NAME.fullmatch(name):
+            why = f"the {name} header is set by the HTTP client"
+        else:
+            why = f"{Masker(self.secrets)(name)[:60]!r} is not a valid header name"
+        raise RenderError(f"the header name {template[:60]!r} does not render to a usable "
+                          f"name: {why}")
 
     def json(self, template: str, budget: _Budget) -> str:
         """``{"a": "{{v}}", "b": {{v}}}`` with v = 'say "hi"' → ``{"a": "say \\"hi\\"",
@@ -264,7 +296,8 @@ def render_request(
     something that is not a header name, e.g. ``X-{{tag}}`` with tag = "a b", and
     ``RenderTooLarge`` when a part renders over its limit in ``limits``.
     """
-    render = _Renderer(values)
+    secret_values = tuple(secret_values)
+    render = _Renderer(values, secret_values)
     url_budget = _Budget("URL", limits.url)
     url = render.url(action.get("url") or "", url_budget).split("#", 1)[0]
     host = urlsplit(url).netloc.rpartition("@")[2]
@@ -292,14 +325,31 @@ def render_request(
     url_budget.check()
     _check_headers(headers, limits)
     secrets.extend(secret_values)
+    url = _as_sent(url, limits.url)
     return RenderedRequest(
         method=(action.get("method") or "POST").upper(),
         url=url,
         headers=headers,
         body=body,
-        unresolved=list(render.unresolved),
+        unresolved=list(render.unresolved.values()),
+        empty=list(render.empty),
         secrets=tuple(dict.fromkeys(s for s in secrets if s)),
     )
+
+
+def _as_sent(url: str, limit: int) -> str:
+    """``url`` as aiohttp writes it on the wire (yarl's ``URL``), which the client then
+    sends unchanged (``dispatch.client``), so that a row shows the bytes that were sent:
+    ``https://CRM.test:443/a%26b?n=%21&t={{t}}`` → ``https://crm.test/a&b?n=!&t=%7B%7Bt%7D%7D``.
+    A URL yarl refuses (port ``x``) stays as it is, for the guard to refuse before
+    anything is sent; the limit holds for the URL as sent."""
+    try:
+        sent = str(URL(url))
+    except ValueError:
+        return url
+    if (size := utf8_size(sent)) > limit:
+        raise RenderTooLarge("URL", size, limit)
+    return sent
 
 
 def _check_headers(headers: list[tuple[str, str]], limits: RenderLimits) -> None:

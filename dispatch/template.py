@@ -2,7 +2,9 @@
 
 A placeholder is a tag between double curly brackets, with optional spaces inside:
 ``{{caller_id}}`` and ``{{ caller_id }}`` are the same. Tags are letters, digits,
-``_``, ``.`` and ``-`` (Postman variable names fit), at most 64 characters.
+``_``, ``.`` and ``-`` (Postman variable names fit), at most 64 characters. Case does
+not matter: ``{{CALLER_ID}}`` is ``caller_id``, as a parameter's tag is unique
+regardless of case.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ PLACEHOLDER = re.compile(r"\{\{\s*(" + TAG + r")\s*\}\}")
 
 
 def tags_in(texts: Iterable[str | None]) -> list[str]:
-    """Tags used in ``texts``, each once, in order of first use."""
-    seen: dict[str, None] = {}
+    """Tags used in ``texts``, each once whatever its case, as first written, in order of
+    first use: ``{{Team}} {{team}} {{x}}`` → ``["Team", "x"]``."""
+    seen: dict[str, str] = {}
     for text in texts:
         if text:
             for match in PLACEHOLDER.finditer(text):
-                seen.setdefault(match.group(1), None)
-    return list(seen)
+                seen.setdefault(match.group(1).casefold(), match.group(1))
+    return list(seen.values())
 
 
 def is_only_placeholders(text: str) -> bool:

@@ -23,9 +23,13 @@ async def action_events(root: Any, info: strawberry.Info) -> list[EventType]:
 
 
 async def action_undefined_parameters(root: Any, info: strawberry.Info) -> list[str]:
+    """The action's tags that name no parameter, whatever their case: with parameter
+    ``team``, ``{{TEAM}}`` and ``{{CALLER_ID}}`` are defined (they are sent with the
+    values of ``team`` and ``caller_id``)."""
     store = root.store
     custom = await info.context.memoized(f"custom_tags:{store.code}", store.custom_tags)
-    return [tag for tag in root.tags if tag not in SYSTEM_TAGS and tag not in custom]
+    return [tag for tag in root.tags
+            if tag.casefold() not in SYSTEM_TAGS and tag.casefold() not in custom]
 
 
 async def action_health(root: Any, info: strawberry.Info) -> Any:

@@ -145,10 +145,11 @@ def action_input(action: dict[str, Any]) -> ActionInput:
 
 
 async def new_variables(store: TenantStore, variables: dict[str, str]) -> list[PostmanVariable]:
-    """The collection's variables that name neither a system nor a custom parameter."""
+    """The collection's variables that name neither a system nor a custom parameter,
+    whatever their case (``TEAM`` is parameter ``team``)."""
     known = SYSTEM_TAGS | await store.custom_tags()
     return [PostmanVariable(key=k, value=v) for k, v in variables.items()
-            if k not in known and validation.TAG_NAME.match(k)]
+            if k.casefold() not in known and validation.TAG_NAME.match(k)]
 
 
 # --- Master ----------------------------------------------------------------------------

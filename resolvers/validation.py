@@ -73,17 +73,21 @@ def rows(
     for i, item in enumerate(items):
         key = text(item.key, f"{field}[{i}].key", max_len=256, required=True)
         if header_names:
-            if not HEADER_NAME.match(key):
-                raise BadInput(f"{key[:40]!r} is not a valid header name",
-                               field=f"{field}[{i}].key")
-            if key.lower() in RESERVED_HEADERS:
-                raise BadInput(
-                    f"the {key} header is set by the HTTP client and cannot be chosen",
-                    field=f"{field}[{i}].key",
-                )
+            header_name(key, f"{field}[{i}].key")
         value = text(item.value, f"{field}[{i}].value", max_len=max_value)
         out.append({"key": key, "value": value, "enabled": item.enabled is not False})
     return out
+
+
+def header_name(key: str, field: str) -> None:
+    """A header name, placeholders allowed where a name's characters may stand:
+    ``X-{{team}}`` is accepted, and the name it renders to is checked when it is sent
+    (``dispatch.render``); ``X {{team}}`` is not a header name whatever team holds."""
+    if not HEADER_NAME.match(PLACEHOLDER.sub("x", key)):
+        raise BadInput(f"{key[:40]!r} is not a valid header name", field=field)
+    if key.lower() in RESERVED_HEADERS:
+        raise BadInput(f"the {key} header is set by the HTTP client and cannot be chosen",
+                       field=field)
 
 
 def url(value: str, field: str = "input.url") -> str:
@@ -149,11 +153,8 @@ def authorization(
     if kind == "API_KEY":
         location = (auth.api_key_in.value if auth.api_key_in else "HEADER")
         name = text(auth.api_key_name, f"{base}.apiKeyName", max_len=256, required=True)
-        if location == "HEADER" and not HEADER_NAME.match(name):
-            raise BadInput(f"{name[:40]!r} is not a valid header name", field=f"{base}.apiKeyName")
-        if location == "HEADER" and name.lower() in RESERVED_HEADERS:
-            raise BadInput(f"the {name} header is set by the HTTP client and cannot be chosen",
-                           field=f"{base}.apiKeyName")
+        if location == "HEADER":
+            header_name(name, f"{base}.apiKeyName")
         value = _secret(auth.api_key_value, same, "api_key_value", f"{base}.apiKeyValue",
                         required=True)
         return {"type": kind, "api_key_name": name, "api_key_value": value, "api_key_in": location}

@@ -38,6 +38,9 @@ class Activity:
     request: RequestSummary | None
     response_snippet: str | None
     unresolved_parameters: list[str]
+    empty_parameters: list[str] = strawberry.field(
+        description="system parameters of the call that the trigger gave no value, sent "
+                    "empty, e.g. [\"call_id\", \"duration\"] for an Incoming Call without them")
     created_at: datetime
     updated_at: datetime
 
@@ -59,6 +62,7 @@ class Activity:
                                    headers=key_values(request["headers"])) if request else None,
             response_snippet=doc.get("response_snippet"),
             unresolved_parameters=doc.get("unresolved_parameters", []),
+            empty_parameters=doc.get("empty_parameters", []),
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
         )

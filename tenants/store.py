@@ -195,7 +195,10 @@ class TenantStore:
         return [self._parameter_with(d, self.vault.open) for d in docs]
 
     async def custom_tags(self) -> set[str]:
-        return {d["tag"] for d in await self.parameters.find({}, {"tag": 1}).to_list(None)}
+        """Every custom parameter's tag in lower case (``tag_key``): tags are unique, and
+        used in actions, regardless of case."""
+        docs = await self.parameters.find({}, {"tag": 1}).to_list(None)
+        return {d["tag"].casefold() for d in docs}
 
     async def get_parameter(self, tag: str) -> dict[str, Any]:
         doc = await self.parameters.find_one({"tag": tag})

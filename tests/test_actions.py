@@ -244,3 +244,33 @@ def test_defining_a_parameter_removes_it_from_undefined(tenant: TenantHandle) ->
     fetched = tenant.admin("query($id: ID!) { action(id: $id) { undefinedParameters } }",
                            id=action["id"])
     assert fetched.data["action"]["undefinedParameters"] == ["other"]
+
+
+def test_tags_name_parameters_whatever_their_case(tenant: TenantHandle) -> None:
+    """``{{TEAM}}`` is parameter ``team`` and ``{{CALLER_ID}}`` the system ``caller_id``:
+    neither is undefined (adding ``TEAM`` would be a CONFLICT with ``team``); a tag
+    without a parameter is listed once, as first written."""
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "support"}) '
+                 '{ tag } }').data
+    action = create(tenant, url="https://e.com/{{TEAM}}/{{CALLER_ID}}/{{Ghost}}/{{ghost}}",
+                    headers=[{"key": "X-Team", "value": "{{Team}}"}])
+    assert action["undefinedParameters"] == ["Ghost"]
+    again = tenant.admin('mutation { createParameter(input: {tag: "TEAM", value: "x"}) '
+                         '{ tag } }')
+    assert again.code == "CONFLICT"
+
+
+def test_a_header_name_may_hold_placeholders_as_query_and_body_keys_do(
+        tenant: TenantHandle) -> None:
+    """The name it renders to is checked when it is sent (tests/test_delivery.py)."""
+    action = create(tenant, headers=[{"key": "X-{{team}}", "value": "1"}],
+                    query=[{"key": "{{q}}", "value": "1"}],
+                    authorization={"type": "API_KEY", "apiKeyName": "X-{{ key_name }}",
+                                   "apiKeyValue": "k", "apiKeyIn": "HEADER"})
+    assert action["headers"] == [{"key": "X-{{team}}", "value": "1", "enabled": True}]
+    assert action["authorization"]["apiKeyName"] == "X-{{ key_name }}"
+    assert action["undefinedParameters"] == ["q", "team", "key_name"]
+    spaced = tenant.admin(CREATE, input={"name": "Spaced", "url": "https://example.com/h",
+                                         "headers": [{"key": "X {{team}}", "value": "1"}]})
+    assert (spaced.code, spaced.field) == ("BAD_USER_INPUT", "input.headers[0].key")
+    assert spaced.error["message"] == "'X {{team}}' is not a valid header name"

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -311,7 +312,7 @@ def test_failed_delivery_is_retried_from_the_activity_monitor(
     row.get_by_role("button", name=re.compile("^Details")).click()
     detail = page.get_by_role("dialog", name="Delivery")
     expect(detail.locator("pre.snippet")).to_have_text("no such customer")
-    expect(detail).to_contain_text(f"{path}?ticket={{{{ticket}}}}")  # sent as written
+    expect(detail).to_contain_text(f"{path}?ticket=%7B%7Bticket%7D%7D")  # sent as written
     snap(page, shots, "12-activity-failed-detail")
     # An unresolved placeholder is one click from being a parameter.
     detail.get_by_role("button", name="{{ticket}}").click()
@@ -352,6 +353,47 @@ def test_filters_narrow_the_activity_list_and_live_rows(
     page.get_by_label("Search", exact=True).fill("")
     page.get_by_label("Source", exact=True).select_option("TEST")
     expect(page.locator(ROWS)).to_have_count(2)
+
+
+def test_details_name_the_call_parameters_sent_empty_and_a_test_sends_none(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver,
+        shots: Path) -> None:
+    """An Incoming Call without call_id and duration: its details say "Sent empty:
+    call_id, duration". The Test dialog fills every system parameter of the call."""
+    path = f"/console/{tenant.code}/empty"
+    tags = [p["tag"] for p in tenant.admin("{ parameters { tag system } }").data["parameters"]
+            if p["system"] and p["tag"] not in ("date", "time", "unix_time", "tenant")]
+    attach(tenant, f"{receiver.url}{path}?" + "&".join(f"{t}={{{{{t}}}}}" for t in tags),
+           event="INCOMING_CALL")
+    tenant.admin("mutation { updateSettings(input: {actionsEnabled: true}) "
+                 "{ actionsEnabled } }").data
+    tenant.admin('mutation { triggerEvent(input: {event: INCOMING_CALL, params: '
+                 '{caller_id: "+381", called_number: "200", calling_name: "A", call_cost: 0, '
+                 'call_rating_duration: 0, direction: "inbound", extension: "200"}}) '
+                 '{ accepted } }').data
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Activity Monitor", "Activity Monitor")
+    row = page.locator(ROWS).filter(has_text="SYSTEM")
+    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    row.get_by_role("button", name=re.compile("^Details")).click()
+    detail = page.get_by_role("dialog", name="Delivery")
+    expect(detail.get_by_text("Sent empty: call_id, duration")).to_be_visible()
+    snap(page, shots, "12b-activity-sent-empty")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="Test Incoming Call").click()
+    dialog = page.get_by_role("dialog", name="Test Incoming Call")
+    keys = dialog.locator(".kv-key")
+    expect(keys).to_have_count(len(tags))
+    assert sorted(keys.evaluate_all("inputs => inputs.map(i => i.value)")) == sorted(tags)
+    dialog.get_by_role("button", name="Send test").click()
+    test_row = page.locator(ROWS).filter(has_text="TEST")
+    expect(test_row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    test_row.get_by_role("button", name=re.compile("^Details")).click()
+    expect(detail).to_contain_text("Unresolved parameters")
+    expect(detail.get_by_text("Sent empty")).to_have_count(0)
+    sent = receiver.wait_for(path, 2)[1]
+    assert all(value for _, value in parse_qsl(sent.query, keep_blank_values=True)), sent.query
 
 
 # --- actions: errors, imports ------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import bson
 import pytest
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 ROW = """id triggerId event source actionId actionName status message attempts httpStatus
     request { method url headers { key value } } responseSnippet unresolvedParameters
-    createdAt updatedAt"""
+    emptyParameters createdAt updatedAt"""
 
 
 def make_action(tenant: TenantHandle, **fields: Any) -> str:
@@ -467,3 +468,64 @@ def test_a_host_with_a_parameter_without_value_fails_at_once(tenant: TenantHandl
     assert (row["status"], row["attempts"]) == ("FAILED", 1)
     assert row["message"] == ("cannot build the request: the URL's host '{{nohost}}' holds "
                               "a parameter without a value")
+
+
+def test_a_tag_in_capitals_is_sent_with_its_parameters_value(tenant: TenantHandle,
+                                                            receiver: Receiver) -> None:
+    """``{{TEAM}}`` is parameter ``team``, ``{{CALLER_ID}}`` the call's ``caller_id``."""
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "support"}) '
+                 '{ tag } }').data
+    hook(tenant, receiver, "capitals", bodyType="RAW", rawContentType="text/plain",
+         rawBody="{{TEAM}} {{CALLER_ID}}")
+    [row] = settled(tenant, trigger(tenant, "HANGUP", caller_id="+381111")["triggerId"])
+    assert receiver.wait_for(f"/{tenant.code}/capitals")[0].body == b"support +381111"
+    assert (row["status"], row["unresolvedParameters"]) == ("SUCCEEDED", [])
+
+
+def test_a_header_name_is_rendered_and_fails_the_delivery_when_unusable(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    """``X-{{queue}}`` is sent as ``X-Sales``; rendered as ``X-a b`` it cannot be sent:
+    the delivery fails at once, naming the header."""
+    hook(tenant, receiver, "header-tag", headers=[{"key": "X-{{queue}}", "value": "1"}])
+    [sent] = settled(tenant, trigger(tenant, "HANGUP", queue="Sales")["triggerId"])
+    assert sent["status"] == "SUCCEEDED"
+    assert receiver.wait_for(f"/{tenant.code}/header-tag")[0].header("X-Sales") == "1"
+    [failed] = settled(tenant, trigger(tenant, "HANGUP", queue="a b")["triggerId"])
+    assert (failed["status"], failed["attempts"]) == ("FAILED", 1)
+    assert failed["message"] == ("cannot build the request: the header name 'X-{{queue}}' "
+                                 "does not render to a usable name: 'X-a b' is not a valid "
+                                 "header name")
+    assert len(receiver.received(f"/{tenant.code}/header-tag")) == 1
+
+
+def test_the_row_shows_the_url_as_the_receiver_got_it(tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    """Byte for byte what went on the request line (aiohttp's yarl leaves "&" and "!"
+    bare in a path, where the action wrote %26 and %21), a secret still masked."""
+    tenant.admin('mutation { createParameter(input: {tag: "token", value: "s3&cr=t é", '
+                 'secret: true}) { tag } }').data
+    hook(tenant, receiver, "wire", url=f"{receiver.url}/{tenant.code}/wire/a%26b%21/{{{{part}}}}"
+         "?fixed=%7E1", query=[{"key": "note", "value": "{{note}}"},
+                               {"key": "t", "value": "{{token}}"}])
+    note = "a&b=c d é/?"
+    [row] = settled(tenant, trigger(tenant, "HANGUP", part="x y", note=note)["triggerId"])
+    [got] = receiver.wait_for(f"/{tenant.code}/wire/a&b!/x y")
+    assert parse_qsl(got.query) == [("fixed", "~1"), ("note", note), ("t", "s3&cr=t é")]
+    shown, _, secret = got.raw_path.rpartition("&t=")
+    assert row["request"]["url"] == f"{receiver.url}{shown}&t=********"
+    assert secret and "s3" not in row["request"]["url"]
+
+
+def test_the_row_names_the_call_parameters_sent_empty(tenant: TenantHandle,
+                                                     receiver: Receiver) -> None:
+    """An Incoming Call without call_id and duration: they are sent empty, and the row
+    says which; a trigger that gives them says none."""
+    hook(tenant, receiver, "empty", event="INCOMING_CALL", bodyType="RAW",
+         rawBody="{{caller_id}}|{{call_id}}|{{duration}}|{{CALL_ID}}")
+    [row] = settled(tenant, trigger(tenant, "INCOMING_CALL", caller_id="+381")["triggerId"])
+    assert receiver.wait_for(f"/{tenant.code}/empty")[0].body == b"+381|||"
+    assert (row["status"], row["emptyParameters"]) == ("SUCCEEDED", ["call_id", "duration"])
+    assert row["unresolvedParameters"] == []
+    [full] = settled(tenant, trigger(tenant, "INCOMING_CALL", caller_id="+381", call_id="c1",
+                                     duration=0)["triggerId"])
+    assert full["emptyParameters"] == []

@@ -152,6 +152,18 @@ def test_dropped_parts_are_warned_and_new_variables_offered(tenant: TenantHandle
     assert not {v["key"] for v in offered} & {"caller_id", "known"}  # system / defined
 
 
+
+def test_a_variable_naming_a_parameter_in_other_case_is_not_offered(
+        tenant: TenantHandle) -> None:
+    """``TEAM`` is parameter ``team`` and ``CALLER_ID`` the system ``caller_id``: offering
+    them would end in CONFLICT (tags are unique regardless of case)."""
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "k"}) { tag } }').data
+    text = collection(request("uses vars", url="https://crm.test/{{TEAM}}/{{CALLER_ID}}"),
+                      variable=[{"key": "TEAM", "value": "v"}, {"key": "CALLER_ID", "value": "x"},
+                                {"key": "Base", "value": "https://crm.test"}])
+    offered = import_collection(tenant, text)["newVariables"]
+    assert offered == [{"key": "Base", "value": "https://crm.test"}]
+
 # --- Postman: selection, conflicts, refusals ------------------------------------------------
 
 def test_only_the_chosen_refs_are_imported(tenant: TenantHandle) -> None:

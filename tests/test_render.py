@@ -8,7 +8,7 @@ import re
 import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
@@ -112,7 +112,19 @@ def test_call_tags_absent_from_the_trigger_are_empty() -> None:
         assert values[tag] == ""
     rendered = render_request(action(url="https://x.example/?d={{duration}}"), values)
     assert rendered.url == "https://x.example/?d="
-    assert rendered.unresolved == []
+    assert (rendered.unresolved, rendered.empty) == ([], ["duration"])
+
+
+def test_call_tags_the_trigger_gave_no_value_are_reported_sent_empty() -> None:
+    """Once each, whatever their case; not a call's tag made empty by the service
+    (``tenant`` on the Master tenant), nor a custom parameter whose value is empty."""
+    values = parameter_values(
+        tenant_code="cc", master=True, timezone="UTC", occurred_at=datetime(2024, 5, 1, tzinfo=UTC),
+        params={"caller_id": "+1555", "duration": None, "extension": ""}, custom={"note": ""})
+    rendered = render_request(action(
+        url="https://x.example/{{CALL_ID}}?d={{duration}}&t={{tenant}}&n={{note}}",
+        headers=[row("X-Call", "{{call_id}}/{{caller_id}}/{{extension}}")]), values)
+    assert rendered.empty == ["call_id", "duration", "extension"]
 
 
 def test_trigger_values_become_strings() -> None:
@@ -160,7 +172,7 @@ def test_unknown_tags_stay_as_written_and_are_listed_once_in_order() -> None:
                auth={"type": "BEARER_TOKEN", "token": "{{ token_tag }}"}),
         values_for(),
     )
-    assert rendered.url == "https://x.example/{{ nope }}"
+    assert rendered.url == "https://x.example/%7B%7B%20nope%20%7D%7D"  # as it is sent
     assert header(rendered, "X-A") == "{{other}}-{{nope}}"
     assert header(rendered, "Authorization") == "Bearer {{ token_tag }}"
     assert rendered.unresolved == ["nope", "other", "token_tag"]
@@ -175,10 +187,13 @@ def test_a_value_holding_a_placeholder_is_not_rendered_again() -> None:
 # URL and query
 
 def test_url_placeholders_are_percent_encoded() -> None:
+    """Encoded whole, then as sent: yarl leaves "&" bare in a path, "/" and "?" in a
+    query, where they mean the same to the receiver."""
     rendered = render_request(action(url="https://x.example/calls/{{note}}?n={{note}}"),
                               values_for(note="a/b?c&d#e f"))
-    assert rendered.url == "https://x.example/calls/a%2Fb%3Fc%26d%23e%20f?n=a%2Fb%3Fc%26d%23e%20f"
-    assert urlsplit(rendered.url).path == "/calls/a%2Fb%3Fc%26d%23e%20f"
+    assert rendered.url == "https://x.example/calls/a%2Fb%3Fc&d%23e%20f?n=a/b?c%26d%23e%20f"
+    assert unquote(urlsplit(rendered.url).path) == "/calls/a/b?c&d#e f"
+    assert parse_qsl(urlsplit(rendered.url).query) == [("n", "a/b?c&d#e f")]
 
 
 def test_base_url_placeholder_at_the_start_is_inserted_as_is() -> None:
@@ -197,7 +212,7 @@ def test_query_rows_are_appended_to_the_url_query_encoded() -> None:
         values_for(caller_id="+1 555", note="a/b?c&d#e f", key="k&=x"),
     )
     assert rendered.url == ("https://x.example/cb?fixed=1&from=%2B1%20555"
-                            "&note=a%2Fb%3Fc%26d%23e%20f&k%26%3Dx=v")
+                            "&note=a/b?c%26d%23e%20f&k%26%3Dx=v")
     assert parse_qsl(urlsplit(rendered.url).query)[1:] == [
         ("from", "+1 555"), ("note", "a/b?c&d#e f"), ("k&=x", "v")]
 
@@ -381,7 +396,7 @@ def test_api_key_in_query_comes_after_the_query_rows() -> None:
                      "api_key_value": "s/{{tenant}}", "api_key_in": "QUERY"}),
         values_for(),
     )
-    assert rendered.url == "https://crm.example/calls?a=1&api%20key=s%2Facme"
+    assert rendered.url == "https://crm.example/calls?a=1&api%20key=s/acme"
     assert rendered.secrets == ("s/acme",)
 
 
@@ -536,3 +551,49 @@ def test_a_summary_shows_at_most_a_few_kib_of_each_part() -> None:
     assert len(summary["url"]) == 4096 and summary["url"].endswith("… [cut, 7.8 KiB in all]")
     [big] = [h["value"] for h in summary["headers"] if h["key"] == "X-Big"]
     assert len(big) == 2048 and big.endswith("… [cut, 7.8 KiB in all]")
+
+
+def test_tags_take_their_value_whatever_their_case() -> None:
+    """``{{TEAM}}`` gets custom parameter ``team``'s value, ``{{CALLER_ID}}`` the call's
+    ``caller_id``, ``{{Queue}}`` the trigger's ``queue``; an unknown tag is listed once."""
+    values = parameter_values(
+        tenant_code="acme", master=False, timezone="UTC",
+        occurred_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        params={"caller_id": "+1555", "queue": "sales"}, custom={"Team": "support"},
+    )
+    rendered = render_request(
+        action(url="https://x.example/{{TEAM}}/{{team}}?c={{CALLER_ID}}&q={{Queue}}",
+               headers=[row("X-Ghost", "{{Ghost}}{{GHOST}}")]), values)
+    assert rendered.url == "https://x.example/support/support?c=%2B1555&q=sales"
+    assert header(rendered, "X-Ghost") == "{{Ghost}}{{GHOST}}"
+    assert rendered.unresolved == ["Ghost"]
+
+
+def test_a_header_name_that_renders_unusable_says_why() -> None:
+    def error(key: str, secrets: tuple[str, ...] = (), **params: Any) -> str:
+        with pytest.raises(RenderError) as raised:
+            render_request(action(headers=[row(key, "1")]), values_for(**params),
+                           secret_values=secrets)
+        return str(raised.value)
+
+    start = "the header name 'X-{{team}}' does not render to a usable name: "
+    assert error("X-{{team}}") == start + "team has no value"
+    assert error("X-{{team}}", team="a b") == start + "'X-a b' is not a valid header name"
+    assert error("X-{{team}}", ("s3cr3t",), team="s3cr3t b") == (
+        start + "'X-******** b' is not a valid header name")
+    assert error("{{name}}", name="") == ("the header name '{{name}}' does not render to a "
+                                          "usable name: it renders empty")
+    assert error("{{name}}", name="Host") == ("the header name '{{name}}' does not render to "
+                                              "a usable name: the Host header is set by the "
+                                              "HTTP client")
+
+
+def test_a_header_name_renders_from_a_parameter() -> None:
+    rendered = render_request(action(headers=[row("X-{{team}}", "1")]), values_for(team="Ops"))
+    assert header(rendered, "X-Ops") == "1"
+
+
+def test_a_url_yarl_refuses_is_left_for_the_guard_to_refuse() -> None:
+    rendered = render_request(action(url="https://x.example:{{port}}/a%26b"),
+                              values_for(port="x"))
+    assert rendered.url == "https://x.example:x/a%26b"

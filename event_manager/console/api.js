@@ -155,6 +155,6 @@ export const ACTION_FIELDS = `
 export const ACTIVITY_FIELDS = `
   id triggerId event source actionId actionName status message attempts httpStatus
   request { method url headers { key value enabled } } responseSnippet unresolvedParameters
-  createdAt updatedAt`;
+  emptyParameters createdAt updatedAt`;
 
 export const MASK = "********";

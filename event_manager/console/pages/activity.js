@@ -451,5 +451,13 @@ function detailView(a) {
           ),
         ]
       : h("p", { class: "muted" }, "None."),
+    a.emptyParameters.length
+      ? h(
+          "p",
+          { class: "sent-empty" },
+          `Sent empty: ${a.emptyParameters.join(", ")}`,
+          h("span", { class: "muted" }, " (the trigger gave these call parameters no value)"),
+        )
+      : null,
   );
 }

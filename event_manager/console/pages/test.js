@@ -4,16 +4,21 @@ import { ACTIVITY_FIELDS, gql } from "../api.js";
 import { busy, h, nextId, openDialog, showError } from "../dom.js";
 import { checkList, kvEditor } from "../widgets.js";
 
+// Every system parameter the call's data fill (the service makes date, time, unix_time
+// and tenant), so that a test sends none of them empty.
 function sampleCall(type) {
+  const answered = type === "ANSWERED_CALL" || type === "HANGUP";
   const call = {
-    caller_id: "+15550100",
     called_number: "200",
+    caller_id: "+15550100",
     calling_name: "Test Caller",
+    call_cost: answered ? "0.12" : "0",
     call_id: `test-${crypto.randomUUID().slice(0, 8)}`,
+    call_rating_duration: answered ? "60" : "0",
     direction: "inbound",
+    duration: answered ? "42" : "0",
     extension: "200",
   };
-  if (type === "ANSWERED_CALL" || type === "HANGUP") call.duration = "42";
   return Object.entries(call).map(([key, value]) => ({ key, value, enabled: true }));
 }
 
