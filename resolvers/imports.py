@@ -3,8 +3,10 @@
 Both end in ``write``: each chosen action is checked like a created one, then written
 under the conflict policy. SKIP leaves an existing action of the same name alone, RENAME
 imports as "Name (2)", OVERWRITE replaces the existing action's request but keeps its id,
-so the events it is attached to keep it. A request that cannot become an action is
-reported in ``errors`` with the reason; the others are still imported. A refusal of the
+so the events it is attached to keep it; ``renamed`` also lists a request numbered for
+its repeated name. A request that cannot become an action is reported in ``errors`` with
+the reason, the same one the listing shows; the others are still imported. Asked to, a
+Postman import also makes the collection's new variables custom parameters. A refusal of the
 whole import (a file that is not a collection, an unknown ref or id) writes nothing, and
 a write that fails midway is undone.
 """
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 
-from event_manager.errors import BadInput, NotFound
+from event_manager.errors import BadInput, Conflict, NotFound
 from resolvers import postman, validation
 from resolvers.context import READ, WRITE
 from schema.enums import ApiKeyLocation, AuthType, BodyType, ConflictPolicy, HttpMethod
@@ -28,8 +31,8 @@ from schema.imports import (
     PostmanRequest,
     PostmanVariable,
 )
-from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput
-from schema.types import Action
+from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
+from schema.types import Action, Parameter
 from tenants.catalog import SYSTEM_TAGS
 from tenants.database import object_id
 from tenants.store import TenantStore
@@ -64,30 +67,38 @@ async def parse(info: strawberry.Info, collection: str) -> postman.ParsedCollect
 
 
 async def postman_requests(info: strawberry.Info, collection: str) -> list[PostmanRequest]:
-    """The requests that can be imported, in file order, for "select one by one or all"."""
+    """Every request, in file order, for "select one by one or all": those that cannot be
+    imported too, with the reason (a HEAD request, an ftp:// URL)."""
     await info.context.tenant_store(READ)
-    return [PostmanRequest(ref=r.ref, name=r.name, folder=r.folder,
-                           method=HttpMethod(r.method), url=r.url)
-            for r in (await parse(info, collection)).requests if r.action is not None]
+    parsed = await parse(info, collection)
+    return [PostmanRequest(ref=c.request.ref, name=c.request.name, folder=c.request.folder,
+                           method=HttpMethod.__members__.get(c.request.method, HttpMethod.GET),
+                           url=c.request.url, written_method=c.request.method,
+                           importable=c.problem is None, reason=c.problem)
+            for c in await check(parsed.requests)]
 
 
 async def postman_collection(info: strawberry.Info, collection: str) -> PostmanCollection:
     """Everything the file holds, importable or not, with the reasons and warnings."""
     store = await info.context.tenant_store(READ)
     parsed = await parse(info, collection)
-    return PostmanCollection(
-        name=parsed.name, format=parsed.format, warnings=parsed.warnings,
-        requests=[PostmanItem(ref=r.ref, name=r.name, folder=r.folder, method=r.method,
-                              url=r.url, importable=r.action is not None, problem=r.problem,
-                              warnings=r.warnings) for r in parsed.requests],
-        new_variables=await new_variables(store, parsed.variables),
-    )
+    items = [PostmanItem(ref=c.request.ref, name=c.request.name, folder=c.request.folder,
+                         method=c.request.method, url=c.request.url,
+                         importable=c.problem is None, problem=c.problem,
+                         warnings=c.request.warnings)
+             for c in await check(parsed.requests)]
+    return PostmanCollection(name=parsed.name, format=parsed.format, warnings=parsed.warnings,
+                             requests=items,
+                             new_variables=await new_variables(store, parsed.variables))
 
 
 async def import_postman_collection(
     info: strawberry.Info, collection: str, refs: list[str] | None = None,
     on_conflict: ConflictPolicy | None = ConflictPolicy.SKIP,
+    create_parameters: bool | None = False,
 ) -> ImportResult:
+    """``createParameters`` also makes the collection's new variables (its own, its
+    folders' and its requests') custom parameters, with the values it gives them."""
     store = await info.context.tenant_store(WRITE)
     parsed = await parse(info, collection)
     chosen = parsed.requests
@@ -101,26 +112,57 @@ async def import_postman_collection(
         raise BadInput("the collection has no requests to import", field="collection")
     origin = f"postman:{parsed.name}"
     docs, errors, warnings = [], [], list(parsed.warnings)
-    for count, request in enumerate(chosen, 1):
-        if count % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # other clients' turn: 1,000 checks take 0.14 s
+    for checked in await check(chosen):
+        request = checked.request
         warnings += [f"{request.name}: {w}" for w in request.warnings]
-        if request.action is None:
-            errors.append(f"{request.name}: {request.problem}")
-            continue
-        try:
-            doc = validation.action(action_input(request.action))
-        except BadInput as error:
-            errors.append(f"{request.name}: {error.message} ({error.field})")
+        if checked.doc is None:
+            errors.append(f"{request.name}: {checked.problem}")
             continue
         # A collection says nothing of delivery policy: a new action has the defaults
         # (none stored), one overwritten keeps its own.
-        docs.append({**{k: v for k, v in doc.items() if k != "policy"}, "origin": origin})
-    result = await write(store, docs, on_conflict or ConflictPolicy.SKIP)
+        docs.append({**{k: v for k, v in checked.doc.items() if k != "policy"},
+                     "origin": origin})
+    created: list[dict[str, Any]] = []
+    if create_parameters:
+        created = await add_parameters(store, parsed, errors)
+    written = {r.name.casefold(): r.written_name for r in chosen}
+    try:
+        result = await write(store, docs, on_conflict or ConflictPolicy.SKIP, written)
+    except BaseException:
+        await remove_parameters(store, created)
+        raise
     result.errors = errors
     result.warnings = warnings
+    result.created_parameters = [Parameter.from_doc(doc) for doc in created]
     result.new_variables = await new_variables(store, parsed.variables)
     return result
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A request of a collection with the action it makes, or why it makes none."""
+
+    request: postman.ParsedRequest
+    doc: dict[str, Any] | None
+    problem: str | None
+
+
+async def check(requests: list[postman.ParsedRequest]) -> list[Checked]:
+    """Each request checked as a created action is: the parser's problem ("method HEAD is
+    not supported") or the first check it fails ("url must start with http:// or https://
+    and a host, or with a {{parameter}} (input.url)" for an ftp:// URL)."""
+    out = []
+    for count, request in enumerate(requests, 1):
+        if count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # other clients' turn: 1,000 checks take 0.14 s
+        if request.action is None:
+            out.append(Checked(request, None, request.problem))
+            continue
+        try:
+            out.append(Checked(request, validation.action(action_input(request.action)), None))
+        except BadInput as error:
+            out.append(Checked(request, None, f"{error.message} ({error.field})"))
+    return out
 
 
 def action_input(action: dict[str, Any]) -> ActionInput:
@@ -150,6 +192,36 @@ async def new_variables(store: TenantStore, variables: dict[str, str]) -> list[P
     known = SYSTEM_TAGS | await store.custom_tags()
     return [PostmanVariable(key=k, value=v) for k, v in variables.items()
             if k.casefold() not in known and validation.TAG_NAME.match(k)]
+
+
+async def add_parameters(store: TenantStore, parsed: postman.ParsedCollection,
+                         errors: list[str]) -> list[dict[str, Any]]:
+    """The collection's new variables made custom parameters, each checked as a created
+    one; one that is refused is reported in ``errors`` ("variable 'x': …") and the others
+    are still made. An unexpected failure removes those made."""
+    description = f"from the Postman collection {parsed.name[:400]!r}"
+    created: list[dict[str, Any]] = []
+    try:
+        for variable in await new_variables(store, parsed.variables):
+            try:
+                doc = validation.parameter(ParameterInput(
+                    tag=variable.key, value=variable.value, description=description))
+                created.append(await store.insert_parameter(doc))
+            except (BadInput, Conflict) as error:
+                errors.append(f"variable {variable.key!r}: {error.message} ({error.field})")
+    except BaseException:
+        await remove_parameters(store, created)
+        raise
+    return created
+
+
+async def remove_parameters(store: TenantStore, created: list[dict[str, Any]]) -> None:
+    for doc in reversed(created):
+        try:
+            await store.delete_parameter(doc["tag"])
+        except Exception:
+            log.exception("import of tenant %s: could not undo parameter %s",
+                          store.code, doc["tag"])
 
 
 # --- Master ----------------------------------------------------------------------------
@@ -199,9 +271,13 @@ async def import_master_actions(
 
 # --- Writing under a conflict policy ---------------------------------------------------
 
-async def write(store: TenantStore, docs: list[dict[str, Any]],
-                policy: ConflictPolicy) -> ImportResult:
+async def write(store: TenantStore, docs: list[dict[str, Any]], policy: ConflictPolicy,
+                written: dict[str, str] | None = None) -> ImportResult:
     """Insert ``docs`` as actions under ``policy``; undo everything if a write fails.
+
+    ``renamed`` lists each action saved under another name than the one it was given:
+    by the RENAME policy, or already by the collection (``written``, by name key: its
+    second "Ping" is "Ping (2)"), e.g. "Ping → Ping (2)".
 
     Existing actions are known by name only (opening the secrets of 1,000 of them took
     0.1 s of the event loop); one is read whole when it is about to be overwritten."""
@@ -214,13 +290,13 @@ async def write(store: TenantStore, docs: list[dict[str, Any]],
     undo: list[tuple[str, dict[str, Any]]] = []  # ("inserted", doc) or ("replaced", old)
     try:
         for doc in docs:
+            given = (written or {}).get(doc["name_key"], doc["name"])
             current = existing.get(doc["name_key"])
             if doc["name_key"] not in taken:
                 saved = await store.insert_action(doc)
                 undo.append(("inserted", saved))
             elif policy == ConflictPolicy.RENAME:
                 name = free_name(doc["name"], taken)
-                renamed.append(f"{doc['name']} → {name}")
                 saved = await store.insert_action({**doc, "name": name,
                                                    "name_key": name.casefold()})
                 undo.append(("inserted", saved))
@@ -234,6 +310,8 @@ async def write(store: TenantStore, docs: list[dict[str, Any]],
                 continue
             taken.add(saved["name_key"])
             imported.append(saved)
+            if saved["name"] != given:
+                renamed.append(f"{given} → {saved['name']}")
     except BaseException:
         await rollback(store, undo)
         raise

@@ -5,8 +5,10 @@ Pure: text in, a ``ParsedCollection`` out; nothing is stored. Each request becom
 ``GET {{host}}/v1/cards?status=CLOSED`` in folder "Cards" gives ``{"name": "Cards / Get
 cards", "method": "GET", "url": "{{host}}/v1/cards", "query": [{"key": "status", "value":
 "CLOSED", "enabled": True}], ...}``. ``{{variables}}`` are kept as written: they have the
-same syntax as this service's parameters. A request that cannot become an action has
-``action=None`` and a ``problem``; what is dropped on the way is listed in ``warnings``.
+same syntax as this service's parameters; the collection's ``variables`` are its own and
+its folders' and requests' (the first value of a key is kept). A request that cannot
+become an action has ``action=None`` and a ``problem``; what is dropped on the way is
+listed in ``warnings``. Requests of the same name are numbered: "Ping", "Ping (2)".
 
 Layout: reading the file (size, encoding, JSON, format) → v1 turned into the v2 shape →
 one walk over the folders (auth inheritance) → one reader per request part → names.
@@ -67,6 +69,8 @@ class CollectionError(Exception):
 class ParsedRequest:
     ref: str
     name: str
+    written_name: str
+    """The name before a repeat was numbered: "Ping" for the second "Ping", named "Ping (2)"."""
     folder: str | None
     method: str
     url: str
@@ -123,9 +127,11 @@ def _parse(text: str | bytes) -> ParsedCollection:
     found: list[_Found] = []
     behavior = _dict(doc.get("protocolProfileBehavior"))
     _walk(items or [], (), (), auth, behavior, found, warnings, set())
+    _scoped_variables(items or [], (), variables, warnings)
     requests = [_request(f) for f in found]
     names = _unique_names([r.name for r in requests])
-    requests = [replace(r, name=n, action=r.action and {**r.action, "name": n})
+    requests = [replace(r, name=n, written_name=_capped(r.name),
+                        action=r.action and {**r.action, "name": n})
                 for r, n in zip(requests, names, strict=True)]
     return ParsedCollection(_clean_name(name) or "Untitled collection", fmt, requests,
                             variables, warnings)
@@ -341,10 +347,34 @@ def _walk(
         label = " / ".join(inside)
         if _has_scripts(item.get("event")):
             warnings.append(f"folder '{label}': scripts ignored")
-        if _list(item.get("variable")) or _list(item.get("variables")):
-            warnings.append(f"folder '{label}': variables ignored")
         inherited = {**behavior, **_dict(item.get("protocolProfileBehavior"))}
         _walk(children, inside, here, _auth_of(item) or auth, inherited, found, warnings, ids)
+
+
+def _scoped_variables(items: list[Any], folders: tuple[str, ...], variables: dict[str, str],
+                      warnings: list[str]) -> None:
+    """Add the variables of folders and requests under ``items`` to ``variables``, in
+    file order (``_walk`` has already refused folders nested too deep).
+
+    A tenant has one value per parameter, where Postman lets a folder's ``host`` hide the
+    collection's: the first value met is kept, and a different one is warned of, e.g.
+    "folder 'Cards': variable 'host' has another value than before; the first is kept"."""
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        children = _children(item)
+        kind = "request" if children is None else "folder"
+        name = _clean_name(item.get("name")) or f"Untitled {kind}"
+        label = " / ".join((*folders, name))
+        for key, value in _variables(item.get("variable"), item.get("variables")).items():
+            if variables.setdefault(key, value) != value:
+                warnings.append(f"{kind} '{label}': variable '{key}' has another value than "
+                                "before; the first is kept")
+        if len(variables) > MAX_VARIABLES:
+            raise CollectionError(f"has more than {MAX_VARIABLES} variables; at most "
+                                  f"{MAX_VARIABLES} are allowed")
+        if children is not None:
+            _scoped_variables(children, (*folders, name), variables, warnings)
 
 
 def _children(node: dict[str, Any]) -> list[Any] | None:
@@ -400,8 +430,8 @@ def _request(found: _Found) -> ParsedRequest:
         "method": method, "url": url, "query": query, "headers": headers, **body,
         "authorization": auth,
     }
-    return ParsedRequest(found.ref, name, " / ".join(found.folders) or None, method, shown,
-                         action, problem, warnings)
+    return ParsedRequest(found.ref, name, name, " / ".join(found.folders) or None, method,
+                         shown, action, problem, warnings)
 
 
 def _url(value: Any, warnings: list[str]) -> tuple[str, str, list[dict[str, Any]]]:
@@ -586,24 +616,26 @@ def _authorization(auth: dict[str, Any] | None, warnings: list[str]) -> dict[str
 
 # --- Names, text and shapes -----------------------------------------------------------
 
+def _capped(name: str, suffix: str = "") -> str:
+    """``name`` + ``suffix`` in 100 characters, "…" marking where ``name`` was cut."""
+    room = MAX_NAME - len(suffix)
+    return (name if len(name) <= room else name[:room - 1].rstrip() + "…") + suffix
+
+
 def _unique_names(names: list[str]) -> list[str]:
     """Names capped at 100 characters ("…" marks a cut), unique ignoring case: a repeat
     gets " (2)", " (3)"… (each repeat goes on from the number the last one got, so 8,000
     repeats take 8,000 steps, not 32 million)."""
-    def capped(name: str, suffix: str) -> str:
-        room = MAX_NAME - len(suffix)
-        return (name if len(name) <= room else name[:room - 1].rstrip() + "…") + suffix
-
     used: set[str] = set()
     last: dict[str, int] = {}  # the number a name's latest repeat got: the next starts there
     out = []
     for name in names:
-        base = capped(name, "")
+        base = _capped(name)
         n = last.get(base.casefold(), 1)
-        candidate = base if n == 1 else capped(name, f" ({n})")
+        candidate = base if n == 1 else _capped(name, f" ({n})")
         while candidate.casefold() in used:
             n += 1
-            candidate = capped(name, f" ({n})")
+            candidate = _capped(name, f" ({n})")
         used.add(candidate.casefold())
         last[base.casefold()] = n
         out.append(candidate)

@@ -59,7 +59,7 @@ class Query:
     )
     postman_requests: list[PostmanRequest] = strawberry.field(
         resolver=import_resolvers.postman_requests,
-        description="parse a collection (JSON text), list its importable requests",
+        description="parse a collection (JSON text), list its requests, importable or not",
     )
     postman_collection: PostmanCollection = strawberry.field(
         resolver=import_resolvers.postman_collection,
@@ -101,7 +101,9 @@ class Mutation:
         resolver=import_resolvers.import_master_actions
     )
     import_postman_collection: ImportResult = strawberry.field(
-        resolver=import_resolvers.import_postman_collection, description="refs null = all"
+        resolver=import_resolvers.import_postman_collection,
+        description="refs null = all; createParameters also makes the collection's new "
+                    "variables parameters, with its values",
     )
     create_tenant: Tenant = strawberry.field(resolver=tenant_resolvers.create_tenant)
     set_event_manager_enabled: Tenant = strawberry.field(

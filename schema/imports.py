@@ -5,16 +5,24 @@ from __future__ import annotations
 import strawberry
 
 from schema.enums import HttpMethod
-from schema.types import Action
+from schema.types import Action, Parameter
 
 
 @strawberry.type
 class PostmanRequest:
+    """A request of the file, importable or not."""
+
     ref: str
     name: str
     folder: str | None
-    method: HttpMethod
+    method: HttpMethod = strawberry.field(
+        description="GET when the collection's method is none of these (see writtenMethod)")
     url: str
+    written_method: str = strawberry.field(
+        description='the method as the collection writes it, e.g. "HEAD"')
+    importable: bool
+    reason: str | None = strawberry.field(
+        description='why it cannot be imported, e.g. "method HEAD is not supported"')
 
 
 @strawberry.type
@@ -37,6 +45,9 @@ class ImportResult:
         default_factory=list,
         description="the collection's variables that are not parameters of the tenant yet, "
                     "with their values, to add as custom parameters in one step")
+    created_parameters: list[Parameter] = strawberry.field(
+        default_factory=list,
+        description="the parameters made of the collection's variables (createParameters)")
 
 
 @strawberry.type

@@ -512,6 +512,7 @@ def test_postman_variables_become_parameters_in_one_click(
                 "method": "POST", "url": "{{crm_host}}/calls",
                 "body": {"mode": "raw", "raw": '{"team": "{{crm_team}}"}'}}},
             {"name": "Ping", "request": {"method": "HEAD", "url": "{{crm_host}}/ping"}},
+            {"name": "Upload", "request": {"method": "PUT", "url": "ftp://crm.example.com/"}},
         ],
     }))
     sign_in(page, api_url, tenant.admin.key or "")
@@ -522,6 +523,9 @@ def test_postman_variables_become_parameters_in_one_click(
     ping = dialog.get_by_role("checkbox", name=re.compile("^Ping"))
     expect(ping).to_be_disabled()  # HEAD is not a method an action sends
     expect(dialog).to_contain_text("method HEAD is not supported")
+    upload = dialog.get_by_role("checkbox", name=re.compile("^Upload"))
+    expect(upload).to_be_disabled()  # the import refuses an ftp:// URL: shown before it
+    expect(dialog).to_contain_text("url must start with http:// or https://")
     dialog.get_by_label("Select all Actions").check()
     expect(dialog).to_contain_text("1 selected")
     dialog.get_by_role("button", name="Import", exact=True).click()

@@ -28,6 +28,7 @@ ACTION = """id name description method url query { key value enabled }
 IMPORT = f"""mutation($c: String!, $refs: [String!], $p: ConflictPolicy) {{
     importPostmanCollection(collection: $c, refs: $refs, onConflict: $p) {{
         imported {{ {ACTION} }} skipped renamed errors warnings newVariables {{ key value }}
+        createdParameters {{ tag }}
     }} }}"""
 REQUESTS = """query($c: String!) { postmanRequests(collection: $c) {
     ref name folder method url } }"""
@@ -85,23 +86,52 @@ def test_requests_are_listed_with_stable_refs_folders_methods_and_urls(
     assert {r["method"] for r in listed} == {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 
-def test_requests_that_cannot_be_actions_are_explained_not_listed(tenant: TenantHandle) -> None:
-    text = collection(request("ok"), request("head", "HEAD"),
+def test_every_request_is_listed_with_whether_it_can_be_imported_and_why(
+        tenant: TenantHandle) -> None:
+    """An ftp:// URL was listed as importable and refused by the import; HEAD, OPTIONS and
+    a request without a URL were left out of the list without a word."""
+    text = collection(request("ok"), request("head", "HEAD"), request("options", "OPTIONS"),
+                      request("ftp", "GET", url="ftp://files.example.com/calls.csv"),
+                      {"name": "no url", "request": {"method": "POST"}},
                       request("upload", body={"mode": "file", "file": {"src": "a.bin"}}))
-    assert [r["name"] for r in tenant.admin(REQUESTS, c=text).data["postmanRequests"]] == ["ok"]
-    everything = tenant.admin("""query($c: String!) { postmanCollection(collection: $c) {
-        name format requests { name method importable problem } } }""", c=text).data
-    assert everything["postmanCollection"]["requests"] == [
-        {"name": "ok", "method": "POST", "importable": True, "problem": None},
-        {"name": "head", "method": "HEAD", "importable": False,
-         "problem": "method HEAD is not supported"},
-        {"name": "upload", "method": "POST", "importable": False,
-         "problem": "file bodies are not supported"},
+    ftp = ("url must start with http:// or https:// and a host, or with a {{parameter}} "
+           "(input.url)")
+    listed = tenant.admin("""query($c: String!) { postmanRequests(collection: $c) {
+        name method writtenMethod url importable reason } }""", c=text).data["postmanRequests"]
+    assert listed == [
+        {"name": "ok", "method": "POST", "writtenMethod": "POST",
+         "url": "https://example.com/{{x}}", "importable": True, "reason": None},
+        {"name": "head", "method": "GET", "writtenMethod": "HEAD",
+         "url": "https://example.com/{{x}}", "importable": False,
+         "reason": "method HEAD is not supported"},
+        {"name": "options", "method": "GET", "writtenMethod": "OPTIONS",
+         "url": "https://example.com/{{x}}", "importable": False,
+         "reason": "method OPTIONS is not supported"},
+        {"name": "ftp", "method": "GET", "writtenMethod": "GET",
+         "url": "ftp://files.example.com/calls.csv", "importable": False, "reason": ftp},
+        {"name": "no url", "method": "POST", "writtenMethod": "POST", "url": "",
+         "importable": False, "reason": "no URL"},
+        {"name": "upload", "method": "POST", "writtenMethod": "POST",
+         "url": "https://example.com/{{x}}", "importable": False,
+         "reason": "file bodies are not supported"},
     ]
+    everything = tenant.admin("""query($c: String!) { postmanCollection(collection: $c) {
+        requests { name importable problem } } }""", c=text).data["postmanCollection"]
+    assert everything["requests"] == [
+        {"name": r["name"], "importable": r["importable"], "problem": r["reason"]}
+        for r in listed]
     result = import_collection(tenant, text)
     assert [a["name"] for a in result["imported"]] == ["ok"]
-    assert result["errors"] == ["head: method HEAD is not supported",
-                                "upload: file bodies are not supported"]
+    assert result["errors"] == [f"{r['name']}: {r['reason']}" for r in listed[1:]]
+
+
+def test_requests_of_the_same_name_are_reported_renamed(tenant: TenantHandle) -> None:
+    text = collection(request("Same"), request("Other"), request("same"))
+    result = import_collection(tenant, text)
+    assert [a["name"] for a in result["imported"]] == ["Same", "Other", "same (2)"]
+    assert result["renamed"] == ["same → same (2)"]
+    again = import_collection(tenant, text, policy="RENAME")
+    assert again["renamed"] == ["Same → Same (3)", "Other → Other (2)", "same → same (2) (2)"]
 
 
 # --- Postman: every fixture ---------------------------------------------------------------
@@ -147,9 +177,54 @@ def test_dropped_parts_are_warned_and_new_variables_offered(tenant: TenantHandle
                                 {"key": "caller_id", "value": "x"},
                                 {"key": "known", "value": "v"}])
     tenant.admin('mutation { createParameter(input: {tag: "known", value: "k"}) { tag } }').data
-    offered = import_collection(tenant, text)["newVariables"]
+    result = import_collection(tenant, text)
+    offered = result["newVariables"]
     assert {"key": "base", "value": "https://crm.test"} in offered
     assert not {v["key"] for v in offered} & {"caller_id", "known"}  # system / defined
+    assert result["createdParameters"] == []  # only offered, unless asked for
+    assert "base" not in {p["tag"] for p in tenant.admin("{ parameters { tag } }").data[
+        "parameters"]}
+
+
+def test_create_parameters_makes_the_new_variables_of_collection_folders_and_requests(
+        tenant: TenantHandle) -> None:
+    folder = {"name": "CRM", "variable": [{"key": "crm_path", "value": "/v2/calls"},
+                                          {"key": "base", "value": "https://other.test"}],
+              "item": [{**request("Create call", url="{{base}}{{crm_path}}/{{token}}"),
+                        "variable": [{"key": "token", "value": "t-1"}]}]}
+    text = collection(folder, variable=[{"key": "base", "value": "https://crm.test"},
+                                        {"key": "known", "value": "new value"},
+                                        {"key": "caller_id", "value": "x"},
+                                        {"key": "huge", "value": "h" * 5000},
+                                        {"key": "empty"}])
+    tenant.admin('mutation { createParameter(input: {tag: "known", value: "k"}) { tag } }').data
+    offered = tenant.admin("""query($c: String!) { postmanCollection(collection: $c) {
+        warnings newVariables { key } } }""", c=text).data["postmanCollection"]
+    assert [v["key"] for v in offered["newVariables"]] == [
+        "base", "huge", "empty", "crm_path", "token"]
+    assert offered["warnings"] == [
+        "folder 'CRM': variable 'base' has another value than before; the first is kept"]
+
+    result = tenant.admin("""mutation($c: String!) { importPostmanCollection(collection: $c,
+        createParameters: true) { imported { name } errors newVariables { key }
+        createdParameters { tag value secret description } } }""", c=text).data[
+        "importPostmanCollection"]
+    assert result["imported"] == [{"name": "CRM / Create call"}]
+    made = "from the Postman collection 'inline'"
+    assert result["createdParameters"] == [
+        {"tag": "base", "value": "https://crm.test", "secret": False, "description": made},
+        {"tag": "empty", "value": "", "secret": False, "description": made},
+        {"tag": "crm_path", "value": "/v2/calls", "secret": False, "description": made},
+        {"tag": "token", "value": "t-1", "secret": False, "description": made}]
+    [error] = result["errors"]
+    assert error.startswith("variable 'huge': ") and error.endswith("(input.value)")
+    assert result["newVariables"] == [{"key": "huge"}]  # still to be added by hand
+    stored = {p["tag"]: p["value"] for p in tenant.admin(
+        "{ parameters { tag value system } }").data["parameters"] if not p["system"]}
+    assert stored == {"base": "https://crm.test", "empty": "", "crm_path": "/v2/calls",
+                      "token": "t-1", "known": "k"}  # an existing parameter is left alone
+    action = tenant.admin("{ actions { undefinedParameters } }").data["actions"]
+    assert action == [{"undefinedParameters": []}]
 
 
 

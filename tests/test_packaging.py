@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +136,16 @@ def test_image_runs_as_a_user_that_is_not_root() -> None:
     assert uid.isdigit() and int(uid) >= 1000, user
 
 
-def test_image_copies_the_package_and_nothing_else() -> None:
+def build_sources() -> set[str]:
+    """What ``pip install .`` needs: pyproject.toml, the readme and the top-level package
+    folders (``event_manager.console`` lives in ``event_manager``)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    runtime = {*project["tool"]["setuptools"]["packages"], "pyproject.toml",
-               project["project"]["readme"]}
+    packages = {name.split(".")[0] for name in project["tool"]["setuptools"]["packages"]}
+    return {*packages, "pyproject.toml", project["project"]["readme"]}
+
+
+def test_image_copies_the_package_and_nothing_else() -> None:
+    runtime = build_sources()
     copied = set()
     for stage in stages():
         for keyword, arguments in stage:
@@ -216,6 +224,95 @@ def test_dockerfile_passes_hadolint() -> None:
     result = subprocess.run([tool("hadolint"), "--no-color", str(DOCKERFILE)],
                             capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+# --- The wheel --------------------------------------------------------------------------
+
+CONSOLE_FILES = sorted(path.relative_to(ROOT).as_posix()
+                       for path in (ROOT / "event_manager" / "console").rglob("*")
+                       if path.suffix in (".html", ".js", ".css"))
+
+
+@dataclass(frozen=True)
+class Wheel:
+    path: Path
+    output: str
+    """What ``pip wheel -v`` printed: setuptools' own messages included."""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
+    """The project built as a wheel from a copy of what the image builds from (so no
+    build/ folder appears in the working tree), as ``pip wheel --no-deps`` builds it."""
+    source, dist = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist")
+    for name in build_sources():
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(ROOT / name, source / name)
+    # PYTHONDONTWRITEBYTECODE makes setuptools say "byte-compiling is disabled, skipping".
+    quiet = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v",
+                             "--disable-pip-version-check", "-w", str(dist), str(source)],
+                            env=quiet, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (built,) = dist.glob("event_manager-*.whl")
+    return Wheel(built, result.stdout + result.stderr)
+
+
+def test_the_wheel_builds_without_warnings_and_holds_the_console(wheel: Wheel) -> None:
+    """setuptools warned ~70 lines of "Package 'event_manager.console' is absent from
+    the `packages` configuration" (and of its pages/ and ferretdb/) at every install."""
+    assert [line for line in wheel.output.splitlines() if "warning" in line.lower()] == []
+    with zipfile.ZipFile(wheel.path) as archive:
+        names = set(archive.namelist())
+    assert "event_manager/console/index.html" in CONSOLE_FILES
+    assert "event_manager/console/pages/imports.js" in CONSOLE_FILES
+    assert set(CONSOLE_FILES) <= names
+    assert {f"event_manager/ferretdb/{path.name}"
+            for path in (ROOT / "event_manager" / "ferretdb").glob("*.go")} <= names
+
+
+def test_the_wheel_installed_in_a_fresh_venv_serves_the_console(
+        wheel: Wheel, env: dict[str, str], tmp_path: Path) -> None:
+    """Not an editable install: the API runs from the venv's site-packages, away from
+    the working tree, and answers / and every console file as the tree holds it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                                "--disable-pip-version-check", str(wheel.path)],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    where = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import event_manager.console as c; print(c.FILES)"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                           check=True).stdout.strip()
+    assert Path(where).is_relative_to(venv), where
+    port = free_port()
+    api = subprocess.Popen([str(venv / "bin" / "event-manager"), "serve", "--host",
+                            "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        assert wait_until(healthy, timeout=60, interval=0.2), "the API never answered"
+        page = httpx.get(f"{base}/", timeout=10)
+        assert page.status_code == 200
+        assert page.content == (ROOT / "event_manager" / "console" / "index.html").read_bytes()
+        for name in CONSOLE_FILES:
+            served = httpx.get(f"{base}/console/{name.removeprefix('event_manager/console/')}",
+                               timeout=10)
+            assert (served.status_code, served.content) == (200, (ROOT / name).read_bytes())
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
 
 
 # --- docker-compose.yml -----------------------------------------------------------------

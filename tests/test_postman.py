@@ -347,8 +347,7 @@ def test_nested_entities_fixture_takes_request_auth_and_warns_of_the_rest() -> N
     parsed = parse_fixture("schemas-nestedEntities.v2.1.json")
     assert [r.name for r in parsed.requests] == ["F1 / Basic", "OAuth1"]
     assert parsed.variables == {"key": "value"}
-    assert parsed.warnings == ["collection scripts ignored", "folder 'F1': scripts ignored",
-                               "folder 'F1': variables ignored"]
+    assert parsed.warnings == ["collection scripts ignored", "folder 'F1': scripts ignored"]
     basic_request, oauth1 = parsed.requests
     assert basic_request.action == {
         "name": "F1 / Basic", "description": "", "method": "GET",
@@ -902,6 +901,14 @@ def test_duplicate_names_get_a_number_ignoring_case() -> None:
     parsed = parse_collection(text)
     assert [r.name for r in parsed.requests] == ["Ping", "ping (2)", "PING (3)", "Pong"]
     assert [action_of(r)["name"] for r in parsed.requests] == [r.name for r in parsed.requests]
+    assert [r.written_name for r in parsed.requests] == ["Ping", "ping", "PING", "Pong"]
+
+
+def test_a_long_name_cut_to_100_characters_is_its_written_name() -> None:
+    (first, second) = parse_collection(collection(request("x" * 150), request("x" * 150))
+                                       ).requests
+    assert first.name == first.written_name == "x" * 99 + "…"
+    assert (second.name, second.written_name) == ("x" * 95 + "… (2)", first.name)
 
 
 def test_url_object_without_raw_is_rebuilt_from_its_parts() -> None:
@@ -947,6 +954,39 @@ def test_collection_variables_are_returned_without_disabled_ones() -> None:
     ])
     assert parse_collection(text).variables == {"host": "https://api.example.com",
                                                 "count": "3"}
+
+
+def test_folder_and_request_variables_join_the_collection_s_the_first_value_kept() -> None:
+    """Postman v2.1 folders and requests carry ``variable`` lists (v1 folders
+    ``variables``); a tenant has one value per parameter."""
+    inner = {"name": "Inner", "variable": [{"key": "path", "value": "/v2"},
+                                           {"key": "off", "value": "x", "disabled": True}],
+             "item": [{**request("Get"), "variable": [{"key": "id", "value": "7"},
+                                                      {"key": "host", "value": "h2"}]}]}
+    outer = {"name": "Outer", "variable": [{"key": "host", "value": "h1"}], "item": [inner]}
+    same = {"name": "Same", "variable": [{"key": "host", "value": "h1"}], "item": []}
+    parsed = parse_collection(collection(outer, same,
+                                         variable=[{"key": "base", "value": "b"}]))
+    assert parsed.variables == {"base": "b", "host": "h1", "path": "/v2", "id": "7"}
+    assert parsed.warnings == ["request 'Outer / Inner / Get': variable 'host' has another "
+                               "value than before; the first is kept"]
+
+
+def test_variables_of_v1_folders_are_read_too() -> None:
+    text = json.dumps({"id": "c", "name": "V1", "order": [], "folders_order": ["f"],
+                       "folders": [{"id": "f", "name": "F", "order": ["r"],
+                                    "variables": [{"key": "tenant_id", "value": "42"}]}],
+                       "requests": [{"id": "r", "name": "R", "method": "GET",
+                                     "url": "https://example.com/{{tenant_id}}"}]})
+    assert parse_collection(text).variables == {"tenant_id": "42"}
+
+
+def test_more_than_1000_variables_in_folders_are_refused() -> None:
+    folders = [{"name": f"F{i}", "item": [],
+                "variable": [{"key": f"v{i}_{j}", "value": "x"} for j in range(100)]}
+               for i in range(11)]
+    with pytest.raises(CollectionError, match="more than 1000 variables"):
+        parse_collection(collection(*folders))
 
 
 def test_graphql_variables_that_are_not_an_object_are_sent_as_empty() -> None:

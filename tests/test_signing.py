@@ -1,15 +1,21 @@
-"""Payload signing per action, checked with the Standard Webhooks reference library."""
+"""Payload signing per action, checked with the Standard Webhooks reference library and
+with the README's own snippet (for bodies that are not JSON)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
+import textwrap
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
 from dispatch.signing import signature_headers
-from tests.conftest import TenantHandle
+from tests.conftest import ROOT, TenantHandle
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import attach, enable, settled, trigger
 
@@ -89,3 +95,48 @@ def test_signed_requests_verify_and_keep_their_id_across_retries(
             "webhook-id", "webhook-timestamp", "webhook-signature")})
     [unsigned] = receiver.wait_for(f"{path}-plain")
     assert unsigned.header("webhook-signature") is None
+
+
+def readme_verify_webhook() -> Callable[..., None]:
+    """``verify_webhook`` of the README's snippet, run as a reader would paste it."""
+    blocks = re.findall(r"^( *)```python\n(.*?)^\1```$", (ROOT / "README.md").read_text(),
+                        re.MULTILINE | re.DOTALL)
+    [snippet] = [textwrap.dedent(code) for _, code in blocks if "def verify_webhook(" in code]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    return namespace["verify_webhook"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_readme_snippet_verifies_a_form_encoded_body_that_the_library_cannot_parse(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    verify_webhook = readme_verify_webhook()
+    secret = new_secret()
+    path = f"/{tenant.code}/signed-form"
+    action = tenant.admin(ACTION, i={
+        "name": "signed form", "url": f"{receiver.url}{path}",
+        "bodyType": "X_WWW_FORM_URLENCODED", "signingSecret": secret,
+        "bodyFields": [{"key": "caller", "value": "{{caller_id}}"},
+                       {"key": "note", "value": "a&b c"}]}).data["createAction"]["id"]
+    attach(tenant, "HANGUP", action)
+    enable(tenant)
+    settled(tenant, trigger(tenant, "HANGUP", caller_id="+3861")["triggerId"])
+    [got] = receiver.wait_for(path)
+    assert got.header("Content-Type") == "application/x-www-form-urlencoded"
+    assert got.body == b"caller=%2B3861&note=a%26b+c"
+    headers = {name: got.header(name) for name in (
+        "webhook-id", "webhook-timestamp", "webhook-signature")}
+
+    assert verify_webhook(secret, headers, got.body) is None
+    with pytest.raises(ValueError, match="no webhook-signature matches"):
+        verify_webhook(new_secret(), headers, got.body)
+    with pytest.raises(ValueError, match="no webhook-signature matches"):
+        verify_webhook(secret, headers, got.body + b"&admin=1")
+    with pytest.raises(ValueError, match="too old"):
+        verify_webhook(secret, headers, got.body, tolerance=-1)
+
+    # What the README says of the Python library: the signature matches, then json.loads
+    # fails on the form body, unless told not to parse it.
+    with pytest.raises(json.JSONDecodeError):
+        Webhook(secret).verify(got.body, headers)
+    assert Webhook(secret).verify(got.body, headers, json_parse=False) is None
