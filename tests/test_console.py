@@ -17,11 +17,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from bson import ObjectId
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.conftest import ROOT, SHARED, TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
@@ -162,6 +163,70 @@ def test_console_is_served_at_root_and_graphiql_stays_on_get_graphql(api_url: st
     graphiql = httpx.get(f"{api_url}/graphql", headers={"Accept": "text/html"})
     assert graphiql.status_code == 200
     assert "graphiql" in graphiql.text.lower()
+    assert "unpkg.com" not in graphiql.text and "script-src 'self'" in \
+        graphiql.headers["content-security-policy"]
+    vendored = httpx.get(f"{api_url}/graphql/assets/graphiql-3.8.3.min.js")
+    assert vendored.status_code == 200
+    assert vendored.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert httpx.get(f"{api_url}/graphql/assets/start.js").headers["cache-control"] == "no-cache"
+
+
+def offline(page: Page) -> list[str]:
+    """Every request for a host other than 127.0.0.1 fails, as on an operator's network
+    without internet; the URLs that were asked for."""
+    elsewhere: list[str] = []
+
+    def only_here(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", only_here)
+    page.on("websocket", lambda socket: elsewhere.append(socket.url)
+            if urlsplit(socket.url).hostname != "127.0.0.1" else None)
+    return elsewhere
+
+
+def type_into(page: Page, editor: str, text: str) -> None:
+    """Replace the text of one of GraphiQL's editors, as pasting it would."""
+    page.locator(f"{editor} .CodeMirror").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(text)
+
+
+def test_graphiql_loads_and_runs_a_query_and_a_subscription_with_no_internet(
+        page: Page, api_url: str, tenant: TenantHandle, receiver: Receiver,
+        shots: Path) -> None:
+    attach(tenant, f"{receiver.url}/console/{tenant.code}/graphiql")
+    elsewhere = offline(page)
+    page.goto(f"{api_url}/graphql")
+    run = page.get_by_role("button", name="Execute query (Ctrl-Enter)")
+    expect(run).to_be_visible()
+
+    # The README's way: the key under Headers, then a query.
+    page.get_by_role("button", name="Headers").click()
+    type_into(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden)",
+              json.dumps({"Authorization": f"Bearer {tenant.admin.key}"}))
+    type_into(page, ".graphiql-query-editor", "{ settings { timezone } }")
+    run.click()
+    response = page.locator(".graphiql-response")
+    expect(response).to_contain_text('"timezone": "UTC"')
+    snap(page, shots, "25-graphiql-offline")
+
+    # The README's live rows: the key goes in the WebSocket's connection_init.
+    type_into(page, ".graphiql-query-editor",
+              "subscription { activity { actionName status } }")
+    # GraphiQL reads the operation's kind (WebSocket or POST) 100 ms after an edit.
+    wait_until(lambda: page.evaluate(
+        "document.querySelector('.graphiql-query-editor .CodeMirror')"
+        ".CodeMirror.documentAST?.definitions[0].operation") == "subscription")
+    run.click()
+    expect(page.get_by_role("button", name="Stop query (Ctrl-Enter)")).to_be_visible()
+    tenant.admin("mutation { testEvent(event: ANSWERED_CALL) { triggerId } }").data
+    expect(response).to_contain_text('"actionName": "hook ANSWERED_CALL"')
+    assert elsewhere == [], f"GraphiQL asked another host: {elsewhere}"
 
 
 # --- the manual's scenario -------------------------------------------------------------
