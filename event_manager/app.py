@@ -35,7 +35,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from dispatch.live import ActivityHub, Limits
 from dispatch.queue import Dispatcher
 from dispatch.stamps import ConfigCache, ConfigStamps, Snapshot
-from event_manager import console, metrics
+from event_manager import console, graphiql, metrics
 from event_manager.config import Settings, get_settings
 from event_manager.errors import (
     ApiError,
@@ -358,6 +358,10 @@ class EventManagerGraphQL(GraphQL):
             result.errors = contract_errors(result.errors)
         return await super().process_result(request, result)
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the package's own files (``event_manager/graphiql.py``)."""
+        return graphiql.page()
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         services = self.services["app"]
         context = Context(db=services.db, settings=services.settings, principal=None,
@@ -466,6 +470,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *graphiql.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_page),

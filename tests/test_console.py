@@ -15,15 +15,16 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 from bson import ObjectId
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 from tests.conftest import ROOT, SHARED, TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
@@ -164,6 +165,70 @@ def test_console_is_served_at_root_and_graphiql_stays_on_get_graphql(api_url: st
     graphiql = httpx.get(f"{api_url}/graphql", headers={"Accept": "text/html"})
     assert graphiql.status_code == 200
     assert "graphiql" in graphiql.text.lower()
+    assert "unpkg.com" not in graphiql.text and "script-src 'self'" in \
+        graphiql.headers["content-security-policy"]
+    vendored = httpx.get(f"{api_url}/graphql/assets/graphiql-3.8.3.min.js")
+    assert vendored.status_code == 200
+    assert vendored.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert httpx.get(f"{api_url}/graphql/assets/start.js").headers["cache-control"] == "no-cache"
+
+
+def offline(page: Page) -> list[str]:
+    """Every request for a host other than 127.0.0.1 fails, as on an operator's network
+    without internet; the URLs that were asked for."""
+    elsewhere: list[str] = []
+
+    def only_here(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.route("**/*", only_here)
+    page.on("websocket", lambda socket: elsewhere.append(socket.url)
+            if urlsplit(socket.url).hostname != "127.0.0.1" else None)
+    return elsewhere
+
+
+def type_into(page: Page, editor: str, text: str) -> None:
+    """Replace the text of one of GraphiQL's editors, as pasting it would."""
+    page.locator(f"{editor} .CodeMirror").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(text)
+
+
+def test_graphiql_loads_and_runs_a_query_and_a_subscription_with_no_internet(
+        page: Page, api_url: str, tenant: TenantHandle, receiver: Receiver,
+        shots: Path) -> None:
+    attach(tenant, f"{receiver.url}/console/{tenant.code}/graphiql")
+    elsewhere = offline(page)
+    page.goto(f"{api_url}/graphql")
+    run = page.get_by_role("button", name="Execute query (Ctrl-Enter)")
+    expect(run).to_be_visible()
+
+    # The README's way: the key under Headers, then a query.
+    page.get_by_role("button", name="Headers").click()
+    type_into(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden)",
+              json.dumps({"Authorization": f"Bearer {tenant.admin.key}"}))
+    type_into(page, ".graphiql-query-editor", "{ settings { timezone } }")
+    run.click()
+    response = page.locator(".graphiql-response")
+    expect(response).to_contain_text('"timezone": "UTC"')
+    snap(page, shots, "25-graphiql-offline")
+
+    # The README's live rows: the key goes in the WebSocket's connection_init.
+    type_into(page, ".graphiql-query-editor",
+              "subscription { activity { actionName status } }")
+    # GraphiQL reads the operation's kind (WebSocket or POST) 100 ms after an edit.
+    wait_until(lambda: page.evaluate(
+        "document.querySelector('.graphiql-query-editor .CodeMirror')"
+        ".CodeMirror.documentAST?.definitions[0].operation") == "subscription")
+    run.click()
+    expect(page.get_by_role("button", name="Stop query (Ctrl-Enter)")).to_be_visible()
+    tenant.admin("mutation { testEvent(event: ANSWERED_CALL) { triggerId } }").data
+    expect(response).to_contain_text('"actionName": "hook ANSWERED_CALL"')
+    assert elsewhere == [], f"GraphiQL asked another host: {elsewhere}"
 
 
 # --- the manual's scenario -------------------------------------------------------------
@@ -772,3 +837,141 @@ def test_pbx_key_cannot_open_the_console(page: Page, api_url: str, tenant: Tenan
     page.get_by_label("API key").press("Enter")
     expect(page.locator(".field-error")).to_contain_text("PBX key can only report events")
     expect(page.get_by_role("navigation", name="Sections")).to_be_hidden()
+
+
+# --- widths: phone, tablet, desktop -----------------------------------------------------
+
+WIDTHS = (360, 768, 1280)
+"""A small phone, a tablet held upright, a laptop."""
+
+
+@contextmanager
+def whole_page_in_window(page: Page) -> Iterator[None]:
+    """The window as tall as the page, so that "in the window" means "not cut off at the
+    sides" (by the page's edge or by a container that scrolls) wherever it is on the page."""
+    size = page.viewport_size or {"width": 1360, "height": 900}
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    try:
+        yield
+    finally:
+        page.set_viewport_size(size)
+
+
+def no_sideways_scroll(page: Page, where: str) -> None:
+    width, window = page.evaluate("[document.scrollingElement.scrollWidth, innerWidth]")
+    assert width <= window, f"{where}: the page is {width} px wide in a {window} px window"
+
+
+def shown_whole(controls: Locator, where: str, inside: Locator | None = None) -> None:
+    """Each of ``controls`` visible and wholly in the window; with ``inside``, also within
+    that element's box (the top bar's links on the top bar's dark background)."""
+    assert controls.count(), f"{where}: nothing matches {controls}"
+    outer = inside.bounding_box() if inside is not None else None
+    for control in controls.all():
+        expect(control).to_be_visible()
+        expect(control, f"{where}: {control} is cut off").to_be_in_viewport(ratio=1)
+        if outer is not None:
+            box = control.bounding_box()
+            assert box is not None
+            right, bottom = box["x"] + box["width"], box["y"] + box["height"]
+            assert (outer["x"] <= box["x"] and right <= outer["x"] + outer["width"]
+                    and outer["y"] <= box["y"] and bottom <= outer["y"] + outer["height"]), \
+                f"{where}: {control} at {box} is outside {inside} at {outer}"
+
+
+def cells(page: Page, table: str, row: Locator, *columns: str) -> list[Locator]:
+    """The cells of ``row`` under the columns headed ``columns``."""
+    headings = [t.strip() for t in page.locator(f"{table} thead th").all_text_contents()]
+    return [row.locator("td").nth(headings.index(column)) for column in columns]
+
+
+def test_every_page_fits_a_phone_a_tablet_and_a_desktop(
+        page: Page, api_url: str, system: Any, tenant: TenantHandle, worker: Path,
+        receiver: Receiver, shots: Path) -> None:
+    """At 360, 768 and 1280 px each page has no sideways scroll; the top bar keeps its
+    links, the role and Sign out on it; Activity shows each row's Action, Status and
+    Message, Actions each row's buttons, in the window. Screenshots: ``w360-…``."""
+    url = f"{receiver.url}/console/{tenant.code}/widths"
+    action = attach(tenant, url)
+    tenant.admin("""mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i)
+        { id } }""", id=action, i={  # rows of keys and values in the editor, a form body
+        "name": "hook ANSWERED_CALL", "url": url, "bodyType": "FORM_DATA",
+        "query": [{"key": "caller", "value": "{{caller_id}}"}],
+        "headers": [{"key": "X-Correlation-Identifier", "value": "{{call_id}}-{{tenant}}"}],
+        "bodyFields": [{"key": "duration", "value": "{{duration}}"}]}).data
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "support"}) '
+                 '{ tag } }').data
+    tenant.admin("mutation { testEvent(event: ANSWERED_CALL) { triggerId } }").data
+    wait_until(lambda: tenant.collection("activity").find_one({"status": "SUCCEEDED"}), 30,
+               "the test delivery")
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(f"{api_url}/")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        with whole_page_in_window(page):
+            no_sideways_scroll(page, f"sign-in at {width} px")
+            shown_whole(page.get_by_role("button", name="Sign in"), f"sign-in at {width} px")
+        snap(page, shots, f"w{width}-01-sign-in")
+    sign_in(page, api_url, system.key)
+    page.get_by_label("Tenant").select_option(tenant.code)
+    expect(page.locator('#events-table tr[data-event="ANSWERED_CALL"]')).to_contain_text(
+        "hook ANSWERED_CALL")
+
+    pages = [("events", "Event List", "events"),
+             ("events/ANSWERED_CALL", "Edit event: Answered Call", "event-editor"),
+             ("settings", "Settings", "settings"),
+             ("activity", "Activity Monitor", "activity"),
+             ("dashboard", "Dashboard", "dashboard"),
+             ("actions", "Actions", "actions"),
+             ("actions/new", "Add Action", "action-new"),
+             (f"actions/{action}", "Edit action: hook ANSWERED_CALL", "action-editor"),
+             ("parameters", "Parameters", "parameters")]
+    bar = page.locator("#topbar")
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 800})
+        for number, (path, heading, name) in enumerate(pages, start=2):
+            where = f"#/{path} at {width} px"
+            page.goto(f"{api_url}/#/{path}")
+            expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+            if path == "activity":
+                row = page.locator(ROWS).first
+                expect(row).to_have_attribute("data-status", "SUCCEEDED")
+            if path == "dashboard":
+                expect(page.locator("#dashboard-actions tbody tr").first).to_contain_text(
+                    "hook ANSWERED_CALL")
+            with whole_page_in_window(page):
+                no_sideways_scroll(page, where)
+                shown_whole(page.get_by_role("navigation", name="Sections").get_by_role("link"),
+                            where, inside=bar)
+                shown_whole(bar.locator(".badge.role"), where, inside=bar)
+                shown_whole(bar.get_by_role("button", name="Sign out"), where, inside=bar)
+                shown_whole(page.get_by_label("Tenant"), where, inside=bar)
+                if path == "activity":
+                    for cell in cells(page, "#activity-table", row, "Action", "Status",
+                                      "Message"):
+                        shown_whole(cell, where)
+                    shown_whole(row.get_by_role("button", name=re.compile("^Details")), where)
+                if path == "actions":
+                    row = page.locator("#actions-table tbody tr").first
+                    shown_whole(row.get_by_role("link", name="Edit hook ANSWERED_CALL"), where)
+                    shown_whole(row.get_by_role("button", name="Disable hook ANSWERED_CALL"),
+                                where)
+                    shown_whole(row.get_by_role("button", name="Delete hook ANSWERED_CALL"),
+                                where)
+                if path == "parameters":
+                    shown_whole(page.get_by_role("button", name="Edit team"), where)
+                    shown_whole(page.get_by_role("button", name="Delete team"), where)
+            snap(page, shots, f"w{width}-{number:02}-{name}")
+            if path == "activity":  # the on-call admin's next tap: the delivery's details
+                row.get_by_role("button", name=re.compile("^Details")).click()
+                detail = page.get_by_role("dialog", name="Delivery")
+                expect(detail).to_contain_text("SUCCEEDED")
+                with whole_page_in_window(page):
+                    no_sideways_scroll(page, f"details at {width} px")
+                    shown_whole(detail, f"details at {width} px")
+                    shown_whole(detail.get_by_role("button", name="Close"),
+                                f"details at {width} px")
+                snap(page, shots, f"w{width}-{number:02}-activity-details")
+                page.keyboard.press("Escape")
+                expect(detail).to_have_count(0)

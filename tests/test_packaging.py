@@ -231,6 +231,8 @@ def test_dockerfile_passes_hadolint() -> None:
 CONSOLE_FILES = sorted(path.relative_to(ROOT).as_posix()
                        for path in (ROOT / "event_manager" / "console").rglob("*")
                        if path.suffix in (".html", ".js", ".css"))
+GRAPHIQL_ASSETS = sorted(path.name for path in (ROOT / "event_manager" / "graphiql" / "assets")
+                         .iterdir())
 
 
 @dataclass(frozen=True)
@@ -272,12 +274,16 @@ def test_the_wheel_builds_without_warnings_and_holds_the_console(wheel: Wheel) -
     assert set(CONSOLE_FILES) <= names
     assert {f"event_manager/ferretdb/{path.name}"
             for path in (ROOT / "event_manager" / "ferretdb").glob("*.go")} <= names
+    assert "graphiql-3.8.3.min.js" in GRAPHIQL_ASSETS
+    assert {"event_manager/graphiql/index.html",
+            *(f"event_manager/graphiql/assets/{name}" for name in GRAPHIQL_ASSETS)} <= names
 
 
 def test_the_wheel_installed_in_a_fresh_venv_serves_the_console(
         wheel: Wheel, env: dict[str, str], tmp_path: Path) -> None:
     """Not an editable install: the API runs from the venv's site-packages, away from
-    the working tree, and answers / and every console file as the tree holds it."""
+    the working tree, and answers / and every console file as the tree holds it, and
+    GraphiQL's page and files."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
@@ -310,6 +316,12 @@ def test_the_wheel_installed_in_a_fresh_venv_serves_the_console(
             served = httpx.get(f"{base}/console/{name.removeprefix('event_manager/console/')}",
                                timeout=10)
             assert (served.status_code, served.content) == (200, (ROOT / name).read_bytes())
+        assert "/graphql/assets/" in httpx.get(f"{base}/graphql", timeout=10,
+                                               headers={"Accept": "text/html"}).text
+        for name in GRAPHIQL_ASSETS:  # GraphiQL, served with no internet (issue 17, 1)
+            served = httpx.get(f"{base}/graphql/assets/{name}", timeout=10)
+            local = ROOT / "event_manager" / "graphiql" / "assets" / name
+            assert (served.status_code, served.content) == (200, local.read_bytes()), name
     finally:
         api.terminate()
         api.wait(timeout=30)

@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the tenant selector, and a hash router over the pages.
 
 import { ApiError, gql, session } from "./api.js";
-import { busy, clear, errorBox, field, h, showError, toast } from "./dom.js";
+import { busy, clear, errorBox, field, h, labelCells, showError, toast } from "./dom.js";
 
 /** What every page may read: who is signed in, and the tenant's settings. */
 export const app = {
@@ -248,6 +248,9 @@ function showLogin(error = null) {
 }
 
 window.addEventListener("hashchange", route);
+
+// Rows come and go (the Activity Monitor's live); each new cell gets its column's label.
+new MutationObserver(() => labelCells(main)).observe(main, { childList: true, subtree: true });
 
 // The skip link focuses the page without touching the hash, which the router owns.
 document.querySelector(".skip-link").addEventListener("click", (event) => {

@@ -381,3 +381,23 @@ export const EVENT_NAMES = {
 export function pageHeader(title, ...tools) {
   return h("div", { class: "page-header" }, h("h1", { tabindex: "-1" }, title), h("div", { class: "toolbar" }, tools));
 }
+
+/**
+ * Gives each body cell of a list (`.table-wrap > table`) its column's heading as
+ * `data-label`: on a narrow screen a row is a card of "label value" lines (style.css,
+ * "lists as cards"). A heading that only screen readers read (Tools) gives no label.
+ */
+export function labelCells(root) {
+  for (const table of root.querySelectorAll(".table-wrap > table")) {
+    const labels = [...(table.tHead?.rows[0]?.cells || [])].map((th) =>
+      th.querySelector(".sr-only") ? "" : th.textContent.trim(),
+    );
+    for (const body of table.tBodies) {
+      for (const row of body.rows) {
+        [...row.cells].forEach((cell, i) => {
+          if (labels[i] && cell.dataset.label !== labels[i]) cell.dataset.label = labels[i];
+        });
+      }
+    }
+  }
+}
