@@ -14,7 +14,8 @@ a refused connection, a DNS failure; or a 5xx). After ``after`` of them (the set
   messages for many deliveries; no database call, and the attempt is not counted). One
   that would expire first comes back at its deadline, and ends EXPIRED as usual;
 - the first delivery after the pause is the *probe*, attempted alone: an answer under
-  500 ends the pause (the others come back within a pause, spread over it); a failure
+  500 ends the pause (the others come back over half a pause after it, not in one
+  burst, or within a pause when they came during the probe); a failure
   pauses the action again for twice as long, up to ``LONGEST_PAUSE_SECONDS``. A probe
   that says nothing (it expired, its request could not be built) lets another go after
   ``PROBE_SECONDS``.
@@ -41,8 +42,10 @@ LONGEST_PAUSE_SECONDS = 60.0
 PROBE_SECONDS = MAX_TIMEOUT_SECONDS + 5.0
 """A probe without an outcome this long (it expired, or its request could not be built)
 lets the next delivery probe instead."""
-SPREAD_SECONDS = 1.0
-"""Deliveries held until a pause ends come back over this many seconds, not at once."""
+SPREAD = 0.5
+"""Deliveries held until a pause ends come back spread over this part of the pause after
+it, not at once: a process does not take 2,000 of them in one second, and an endpoint
+that is back does not get them in one burst."""
 MAX_TRACKED = 10_000
 """Actions a process counts failures of; beyond, those not paused are forgotten."""
 
@@ -97,7 +100,7 @@ class Breakers:
             return None
         clock = self.clock()
         if clock < count.until:
-            return count.until - clock + random.uniform(0.0, SPREAD_SECONDS)
+            return count.until - clock + random.uniform(0.0, count.pause * SPREAD)
         if count.probe is not None and clock - count.probe < PROBE_SECONDS:
             return count.pause * random.uniform(0.5, 1.0)  # the probe is out
         count.probe = clock

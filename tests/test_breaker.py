@@ -12,7 +12,7 @@ from dispatch.breaker import (
     FIRST_PAUSE_SECONDS,
     LONGEST_PAUSE_SECONDS,
     PROBE_SECONDS,
-    SPREAD_SECONDS,
+    SPREAD,
     Breakers,
     Change,
 )
@@ -55,7 +55,7 @@ def test_an_action_is_paused_after_its_attempts_fail_in_a_row_and_not_before() -
                             "after 5 s); its deliveries wait while one of them tries the "
                             "endpoint")
     wait = b.wait(KEY, 1)
-    assert wait is not None and FIRST_PAUSE_SECONDS <= wait <= FIRST_PAUSE_SECONDS + SPREAD_SECONDS
+    assert wait is not None and FIRST_PAUSE_SECONDS <= wait <= FIRST_PAUSE_SECONDS * (1 + SPREAD)
     assert b.wait(("acme", "other"), 1) is None, "other actions go on"
 
 
