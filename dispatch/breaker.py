@@ -29,8 +29,8 @@ their message waits at the broker.
 
 from __future__ import annotations
 
-import random
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -43,6 +43,7 @@ PROBE_SECONDS = MAX_TIMEOUT_SECONDS + 5.0
 """A probe without an outcome this long (it expired, or its request could not be built)
 lets the next delivery probe instead."""
 SPREAD = 0.5
+SLOTS = 8
 """Deliveries held until a pause ends come back spread over this part of the pause after
 it, not at once: a process does not take 2,000 of them in one second, and an endpoint
 that is back does not get them in one burst."""
@@ -88,10 +89,15 @@ class Breakers:
         count = self.counts.get(key)
         return count is not None and count.until is not None
 
-    def wait(self, key: Key, version: object) -> float | None:
-        """Seconds a delivery of ``key``'s action (as of ``version``) must wait at the
-        broker, or None: it goes now (the action is not paused, or this delivery is its
-        probe)."""
+    def wait(self, key: Key, version: object, activity_id: str) -> float | None:
+        """Seconds the delivery ``activity_id`` of ``key``'s action (as of ``version``)
+        must wait at the broker, or None: it goes now (the action is not paused, or this
+        delivery is its probe).
+
+        Deliveries come back at one of ``SLOTS`` moments spread over half a pause after
+        it ends (the delivery's slot is its id's hash): those held together go back
+        together, as one message per slot (``dispatch.retry_batches``), pause after pause,
+        instead of splitting into a message each."""
         count = self.counts.get(key)
         if count is not None and count.version != version:
             del self.counts[key]
@@ -99,12 +105,17 @@ class Breakers:
         if count is None or count.until is None:
             return None
         clock = self.clock()
+        if clock >= count.until and (count.probe is None
+                                     or clock - count.probe >= PROBE_SECONDS):
+            count.probe = clock
+            return None
         if clock < count.until:
-            return count.until - clock + random.uniform(0.0, count.pause * SPREAD)
-        if count.probe is not None and clock - count.probe < PROBE_SECONDS:
-            return count.pause * random.uniform(0.5, 1.0)  # the probe is out
-        count.probe = clock
-        return None
+            ends = count.until
+        else:  # the probe is out: as if the next pause had begun with it
+            assert count.probe is not None
+            ends = count.probe + count.pause
+        back = ends + count.pause * SPREAD * (zlib.crc32(activity_id.encode()) % SLOTS) / SLOTS
+        return max(back - clock, 0.0) or count.pause * SPREAD
 
     def attempted(self, key: Key, version: object, ok: bool, started: float,
                   what: str = "") -> Change | None:

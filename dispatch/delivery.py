@@ -118,7 +118,8 @@ class Deliverer:
         action, _ = await view.action_and_settings(action_id)
         if action is None:
             return False  # deleted: its claim ends it
-        seconds = self.breakers.wait((view.code, action_id), action.get("updated_at"))
+        seconds = self.breakers.wait((view.code, action_id), action.get("updated_at"),
+                                    activity_id)
         if seconds is None:
             return False
         ends = policy.deadline(row, action)

@@ -12,6 +12,7 @@ from dispatch.breaker import (
     FIRST_PAUSE_SECONDS,
     LONGEST_PAUSE_SECONDS,
     PROBE_SECONDS,
+    SLOTS,
     SPREAD,
     Breakers,
     Change,
@@ -47,24 +48,24 @@ def fail(b: Breakers, times: int = 1, started: float | None = None,
 
 def test_an_action_is_paused_after_its_attempts_fail_in_a_row_and_not_before() -> None:
     b, _ = breakers(after=3)
-    assert fail(b, 2) is None and b.wait(KEY, 1) is None
+    assert fail(b, 2) is None and b.wait(KEY, 1, "r1") is None
     assert b.attempted(KEY, 1, True, b.clock()) is None  # a success starts the count anew
     assert fail(b, 2) is None and not b.paused(KEY)
     change = fail(b)
     assert change == Change(FIRST_PAUSE_SECONDS, "3 attempts in a row failed (last: timed out "
                             "after 5 s); its deliveries wait while one of them tries the "
                             "endpoint")
-    wait = b.wait(KEY, 1)
+    wait = b.wait(KEY, 1, "r1")
     assert wait is not None and FIRST_PAUSE_SECONDS <= wait <= FIRST_PAUSE_SECONDS * (1 + SPREAD)
-    assert b.wait(("acme", "other"), 1) is None, "other actions go on"
+    assert b.wait(("acme", "other"), 1, "r1") is None, "other actions go on"
 
 
 def test_after_the_pause_one_delivery_probes_and_its_outcome_decides() -> None:
     b, clock = breakers(after=1)
     fail(b)
     clock.now += FIRST_PAUSE_SECONDS
-    assert b.wait(KEY, 1) is None, "the first after the pause is the probe"
-    held = b.wait(KEY, 1)
+    assert b.wait(KEY, 1, "r1") is None, "the first after the pause is the probe"
+    held = b.wait(KEY, 1, "r1")
     assert held is not None and held > 0, "the others wait while it is out"
     assert fail(b, started=clock.now - 10) is None, "an attempt begun before tells nothing"
     change = fail(b)
@@ -72,37 +73,51 @@ def test_after_the_pause_one_delivery_probes_and_its_outcome_decides() -> None:
         "the probe failed: paused again, twice as long")
     for _ in range(10):
         clock.now += LONGEST_PAUSE_SECONDS
-        assert b.wait(KEY, 1) is None
+        assert b.wait(KEY, 1, "r1") is None
         change = fail(b)
     assert change is not None and change.seconds == LONGEST_PAUSE_SECONDS, "a minute at most"
     clock.now += LONGEST_PAUSE_SECONDS
-    assert b.wait(KEY, 1) is None
+    assert b.wait(KEY, 1, "r1") is None
     assert b.attempted(KEY, 1, True, clock.now) == Change(None), "the probe answered"
-    assert b.wait(KEY, 1) is None and not b.paused(KEY)
+    assert b.wait(KEY, 1, "r1") is None and not b.paused(KEY)
+
+
+def test_deliveries_held_together_come_back_together_in_a_few_slots() -> None:
+    """2,000 deliveries held in one pause come back at 8 moments over half a pause after
+    it, the same ones together pause after pause (one message per slot and step)."""
+    b, clock = breakers(after=1)
+    fail(b)
+    ids = [f"{i:024x}" for i in range(2000)]
+    backs = {round(clock.now + b.wait(KEY, 1, i), 6) for i in ids}  # type: ignore[operator]
+    assert len(backs) == SLOTS
+    assert min(backs) == clock.now + FIRST_PAUSE_SECONDS
+    assert max(backs) < clock.now + FIRST_PAUSE_SECONDS * (1 + SPREAD)
+    clock.now += 1.5  # later arrivals aim at the same moments
+    assert {round(clock.now + b.wait(KEY, 1, i), 6) for i in ids} == backs  # type: ignore[operator]
 
 
 def test_a_probe_that_says_nothing_lets_another_probe_later() -> None:
     b, clock = breakers(after=1)
     fail(b)
     clock.now += FIRST_PAUSE_SECONDS
-    assert b.wait(KEY, 1) is None  # the probe, which then expires without an attempt
+    assert b.wait(KEY, 1, "r1") is None  # the probe, which then expires without an attempt
     clock.now += PROBE_SECONDS - 1
-    assert b.wait(KEY, 1) is not None
+    assert b.wait(KEY, 1, "r1") is not None
     clock.now += 1
-    assert b.wait(KEY, 1) is None
+    assert b.wait(KEY, 1, "r1") is None
 
 
 def test_an_edited_action_is_counted_anew_and_not_paused() -> None:
     b, _ = breakers(after=1)
     fail(b, version="before")
-    assert b.wait(KEY, "before") is not None
-    assert b.wait(KEY, "after") is None and not b.paused(KEY)
+    assert b.wait(KEY, "before", "r1") is not None
+    assert b.wait(KEY, "after", "r1") is None and not b.paused(KEY)
     assert fail(b, version="after") is not None, "counted anew"
 
 
 def test_zero_never_pauses() -> None:
     b, _ = breakers(after=0)
-    assert fail(b, 1000) is None and b.wait(KEY, 1) is None
+    assert fail(b, 1000) is None and b.wait(KEY, 1, "r1") is None
 
 
 def test_deliveries_handed_back_are_held_until_a_little_after_their_return() -> None:
