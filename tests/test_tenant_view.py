@@ -182,7 +182,7 @@ def shown_sending(attempt_seconds: float, cancel_after: float | None = None) -> 
     the delivery cancelled after ``cancel_after`` seconds if given."""
     events: list[str] = []
     deliverer = Deliverer(views=None, session=None, guard=None,  # type: ignore[arg-type]
-                          publisher=FakePublisher(events), settings=None,  # type: ignore[arg-type]
+                          publisher=FakePublisher(events), settings=Settings(),
                           enqueue=None)  # type: ignore[arg-type]
 
     async def attempt() -> None:
