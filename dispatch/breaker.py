@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from event_manager.wording import counted
 from tenants.catalog import MAX_TIMEOUT_SECONDS
 
 FIRST_PAUSE_SECONDS = 5.0
@@ -173,5 +174,5 @@ def _reason(failures: int, what: str) -> str:
     """``20 attempts in a row failed (last: timed out after 5 s); one delivery at a time
     tries the endpoint until it answers``."""
     last = f" (last: {what})" if what else ""
-    return (f"{failures} attempts in a row failed{last}; its deliveries wait while one "
+    return (f"{counted(failures, 'attempt')} in a row failed{last}; its deliveries wait while one "
             "of them tries the endpoint")

@@ -104,7 +104,7 @@ class Deliverer:
                 if action is None:
                     changes = failed("the action was deleted before it was sent")
                 else:  # a row whose turn came after it expired is not sent
-                    changes = (policy.expired(row, action) or ready.ends
+                    changes = (policy.expired(row, action, values.timezone) or ready.ends
                                or await self._sent(view, row, action, values))
                 await self._record(view, row, changes)
 
@@ -180,7 +180,8 @@ class Deliverer:
                        values: Values) -> dict[str, Any]:
         """Render, guard and send: the row's changes, saying what happened; a retry that
         would come after the row expires ends it EXPIRED now (``dispatch.policy``)."""
-        return policy.within(await self._try(view, row, action, values), row, action)
+        return policy.within(await self._try(view, row, action, values), row, action,
+                             values.timezone)
 
     async def _try(self, view: TenantView, row: dict[str, Any], action: dict[str, Any],
                    values: Values) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class Deliverer:
             request = await self._render(view.code, row, action, values)
         except RenderError as exc:
             return failed(f"cannot build the request: {exc}")
-        report = Report(request, action, row, self.settings.retries)
+        report = Report(request, action, row, self.settings.retries, values.timezone)
         pace, limit = self.pace, limit_of(action)
         if pace is not None and limit is not None:  # its send slot (``dispatch.pace``)
             await asyncio.sleep(await pace.sending(view.code, row["action_id"], limit))
@@ -205,7 +206,7 @@ class Deliverer:
                             retry.status_text(response.status))
         changes = report.answered(response)
         if pace is not None and limit is not None and (
-                paused := throttled(row, changes, response.retry_after)):
+                paused := throttled(row, changes, response.retry_after, values.timezone)):
             await pace.pause(view.code, row["action_id"], limit, paused[0])
             return paused[1]
         return changes

@@ -40,7 +40,8 @@ class Report:
     sending it came to."""
 
     def __init__(self, request: RenderedRequest, action: Mapping[str, Any],
-                 row: Mapping[str, Any], schedule: RetrySchedule) -> None:
+                 row: Mapping[str, Any], schedule: RetrySchedule,
+                 timezone: str | None = None) -> None:
         self.mask = Masker([*request.secrets, action.get("signing_secret")])
         self.shown = {"request": request_summary(request, action, self.mask),
                       "unresolved_parameters": request.unresolved,
@@ -50,6 +51,8 @@ class Report:
         """Within this cycle (a retry by hand starts a new one)."""
         self.schedule = schedule
         self.timeout = action["timeout_seconds"]
+        self.timezone = timezone
+        """The tenant's, for the time of a retry."""
 
     def answered(self, response: Response) -> dict[str, Any]:
         if 200 <= response.status <= 299:
@@ -60,6 +63,7 @@ class Report:
                 retryable=retry.retryable_status(response.status),
                 attempt=self.attempt, schedule=self.schedule,
                 retry_after=retry.retry_after_seconds(response.retry_after),
+                timezone=self.timezone,
             )
         return {**self.shown, "http_status": response.status,
                 "response_snippet": cut(self.mask(response.text), SNIPPET_CHARS,
@@ -75,7 +79,8 @@ class Report:
                       self.mask("".join(traceback.format_exception(error))))
             what, retryable = f"unexpected error: {type(error).__name__}", False
         outcome = retry.decide(what=cut(self.mask(what), WHAT_CHARS), retryable=retryable,
-                               attempt=self.attempt, schedule=self.schedule)
+                               attempt=self.attempt, schedule=self.schedule,
+                               timezone=self.timezone)
         return {**self.shown, **_fields(outcome)}
 
 

@@ -14,8 +14,9 @@ rate algorithm (GCRA): a theoretical arrival time that moves one emission interv
    earliest send time not taken yet. Turns are handed out in the order deliveries ask,
    so they keep their order. A turn more than ``READY_SECONDS`` away is not waited for
    in a worker slot: the row is written QUEUED (or RETRYING) "waiting for the receiver's
-   limit of 10 requests/s until 10:31:05 UTC" with the turn in it, and the delivery goes
-   back to the broker with that delay; on its return it sends without reserving again.
+   limit of 10 requests/s until 19:31:05 (Asia/Tokyo)" (in the tenant's zone) with the
+   turn in it, and the delivery goes back to the broker with that delay; on its return
+   it sends without reserving again.
    A turn after the delivery's expiry is not taken: the delivery ends EXPIRED at once.
 2. Just before its request leaves, each delivery takes a *send* slot of a second
    bucket with the same rate (``Pace.sending``), measured at the moment of sending: a
@@ -46,6 +47,7 @@ from redis.exceptions import NoScriptError
 from dispatch import policy, retry
 from dispatch.live import Publisher
 from dispatch.shares import is_retry
+from event_manager.zones import clock
 from tenants.activity import CLAIMABLE, EARLY
 from tenants.database import now
 
@@ -225,19 +227,19 @@ async def take_turn(pace: Pace | None, view: TenantView, activity_id: str,
     due = row.get("next_attempt_at")
     if row["status"] == "RETRYING" and due is not None and due > now() + EARLY:
         return Ready(row)  # an early copy: the claim refuses it
-    action, _ = await view.action_and_settings(row["action_id"] or "")
-    limit = limit_of(action)
+    action, settings = await view.action_and_settings(row["action_id"] or "")
+    limit, timezone = limit_of(action), settings.get("timezone")
     if action is None or limit is None:
         return Ready(row)
     ends = policy.deadline(row, action)
     within = None if ends is None else max(0.0, (ends - now()).total_seconds())
     turn = await pace.reserve(view.code, row["action_id"], limit, held_turn(row), within)
     if turn.late:
-        return Ready(row, too_late(row, action, limit, turn))
+        return Ready(row, too_late(row, action, limit, turn, timezone))
     if turn.wait <= READY_SECONDS:
         await asyncio.sleep(turn.wait)
         return Ready(row)
-    waiting = await view.wait(row, wait_changes(row, limit, turn))
+    waiting = await view.wait(row, wait_changes(row, limit, turn, timezone))
     if waiting is not None:  # else it moved on meanwhile: sent, or taken back
         await publisher.publish(view.code, [waiting])
         await enqueue(view.code, [activity_id], retry.seconds_until(turn.when), [waiting],
@@ -253,25 +255,26 @@ def held_turn(row: dict[str, Any]) -> int | None:
     return None
 
 
-def wait_changes(row: dict[str, Any], limit: Limit, turn: Turn) -> dict[str, Any]:
+def wait_changes(row: dict[str, Any], limit: Limit, turn: Turn,
+                 timezone: str | None) -> dict[str, Any]:
     """The changes of a row that waits for its turn (its status stays as it is)."""
     return {"message": f"waiting for the receiver's limit of {limit.shown} until "
-                       f"{_clock(turn.when)} UTC",
+                       f"{clock(turn.when, timezone)}",
             "next_attempt_at": turn.when, "turn": [row["attempts"], turn.at]}
 
 
 def too_late(row: dict[str, Any], action: dict[str, Any], limit: Limit,
-             turn: Turn) -> dict[str, Any]:
+             turn: Turn, timezone: str | None) -> dict[str, Any]:
     """The changes that end a row EXPIRED whose turn would come after its deadline."""
     ends = policy.deadline(row, action)
     assert ends is not None
     return {"status": "EXPIRED", "next_attempt_at": None, "message": (
         f"not sent: the receiver's limit of {limit.shown} gives it a turn at "
-        f"{_clock(turn.when)} UTC, after it expires at {_clock(ends)} UTC")}
+        f"{clock(turn.when, timezone)}, after it expires at {clock(ends, timezone)}")}
 
 
-def throttled(row: dict[str, Any], changes: dict[str, Any],
-              retry_after: str | None) -> tuple[float, dict[str, Any]] | None:
+def throttled(row: dict[str, Any], changes: dict[str, Any], retry_after: str | None,
+              timezone: str | None) -> tuple[float, dict[str, Any]] | None:
     """A 429 with Retry-After: the pause it asks for, and the attempt's changes that send
     the delivery again then, not counted (``cycle_start`` moves with it); None when it is
     some other answer, or this delivery has waited ``MAX_WAITS`` times already."""
@@ -284,8 +287,4 @@ def throttled(row: dict[str, Any], changes: dict[str, Any],
         **changes, "status": "RETRYING", "next_attempt_at": at, "waits": waits + 1,
         "cycle_start": row.get("cycle_start", 0) + 1,
         "message": f"429 Too Many Requests (the receiver asked to wait {seconds:g} s), "
-                   f"retry at {_clock(at)} UTC, not counted against the retries"}
-
-
-def _clock(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%H:%M:%S")
+                   f"retry at {clock(at, timezone)}, not counted against the retries"}

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from event_manager.zones import clock
+
 MAX_EXPIRE_SECONDS = 7 * 24 * 3600
 """The longest expiry an action may have: a week, past the longest retry schedule."""
 
@@ -59,10 +61,10 @@ def _start(row: Mapping[str, Any]) -> datetime:
     return start if start.tzinfo is not None else start.replace(tzinfo=UTC)
 
 
-def expired(row: Mapping[str, Any], action: Mapping[str, Any],
+def expired(row: Mapping[str, Any], action: Mapping[str, Any], timezone: str | None,
             now: datetime | None = None) -> dict[str, Any] | None:
     """The changes that end a row EXPIRED when its turn to be sent comes after its
-    deadline; None when it may be sent."""
+    deadline; None when it may be sent. Times are told in ``timezone``, the tenant's."""
     ends = deadline(row, action)
     now = now or datetime.now(UTC)
     if ends is None or now < ends:
@@ -70,11 +72,11 @@ def expired(row: Mapping[str, Any], action: Mapping[str, Any],
     late = (now - ends).total_seconds()
     return _expired(f"not sent: {_seconds(late)} late (the action allows "
                     f"{_seconds(of(action)['expire_after_seconds'])} after {_what(row)} at "
-                    f"{_clock(_start(row))} UTC)")
+                    f"{clock(_start(row), timezone, now)})")
 
 
-def within(changes: dict[str, Any], row: Mapping[str, Any],
-           action: Mapping[str, Any]) -> dict[str, Any]:
+def within(changes: dict[str, Any], row: Mapping[str, Any], action: Mapping[str, Any],
+           timezone: str | None, now: datetime | None = None) -> dict[str, Any]:
     """An attempt's changes, unless they plan a retry after the row's deadline: then the
     row ends EXPIRED now, saying what happened and when the retry would have been."""
     ends = deadline(row, action)
@@ -83,15 +85,15 @@ def within(changes: dict[str, Any], row: Mapping[str, Any],
         return changes
     what = changes["message"].split(", retry ", 1)[0]
     return {**changes, **_expired(
-        f"{what}; not retried: the next attempt, at {_clock(planned)} UTC, would be after "
-        f"the delivery expires at {_clock(ends)} UTC "
+        f"{what}; not retried: the next attempt, at {clock(planned, timezone, now)}, would "
+        f"be after the delivery expires at {clock(ends, timezone, now)} "
         f"({_seconds(of(action)['expire_after_seconds'])} after {_what(row)})")}
 
 
-def refusal(row: Mapping[str, Any]) -> str:
+def refusal(row: Mapping[str, Any], timezone: str | None) -> str:
     """Why ``retryActivity`` does not send an EXPIRED row again."""
     return (f"an EXPIRED delivery is not sent again: it was meant for {_what(row)} at "
-            f"{_clock(_start(row))} UTC. Send the action now with testEvent, or raise its "
+            f"{clock(_start(row), timezone)}. Send the action now with testEvent, or raise its "
             "policy's expireAfterSeconds for the deliveries to come")
 
 
@@ -101,10 +103,6 @@ def _expired(message: str) -> dict[str, Any]:
 
 def _what(row: Mapping[str, Any]) -> str:
     return "its retry by hand" if row.get("cycle_at") else "the event"
-
-
-def _clock(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%H:%M:%S")
 
 
 def _seconds(value: float) -> str:

@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
 from event_manager.config import RetrySchedule
+from event_manager.zones import clock
 
 MAX_RETRY_AFTER = 3600.0
 
@@ -60,11 +61,14 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 def decide(
     *, what: str, retryable: bool, attempt: int, schedule: RetrySchedule,
     retry_after: float | None = None, now: datetime | None = None,
+    timezone: str | None = None,
 ) -> Outcome:
     """The outcome of a failed attempt number ``attempt`` (1-based, within this cycle).
 
-    ``decide(what="503 Service Unavailable", retryable=True, attempt=1, ...)`` with the
-    default schedule gives RETRYING, "503 Service Unavailable, retry 1 of 5 at 06:12:03 UTC".
+    ``decide(what="503 Service Unavailable", retryable=True, attempt=1,
+    timezone="Asia/Tokyo", ...)`` with the default schedule gives RETRYING,
+    "503 Service Unavailable, retry 1 of 5 at 15:12:03 (Asia/Tokyo)": the time in the
+    tenant's zone (``event_manager.zones``).
     """
     now = now or datetime.now(UTC)
     if not retryable:
@@ -78,7 +82,7 @@ def decide(
     at = now + timedelta(seconds=delay)
     retries = len(schedule.delays)
     return Outcome("RETRYING", f"{what}, retry {attempt} of {retries} at "
-                               f"{at.strftime('%H:%M:%S')} UTC", at)
+                               f"{clock(at, timezone, now)}", at)
 
 
 def succeeded(code: int, elapsed_ms: float) -> Outcome:

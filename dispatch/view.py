@@ -84,6 +84,9 @@ class Values:
     """Each tag's value (``parameter_values``)."""
     secrets: list[str]
     """The values of the tenant's secret parameters, masked wherever they are shown."""
+    timezone: str = "UTC"
+    """The tenant's time zone: of the date and time placeholders, and of every time the
+    row's messages tell (``event_manager.zones``)."""
 
 
 class TenantView:
@@ -109,7 +112,7 @@ class TenantView:
         return action, Values(parameter_values(
             tenant_code=self.code, master=self.store.master, timezone=settings["timezone"],
             occurred_at=row["occurred_at"], params=row.get("params", {}), custom=by_tag,
-        ), secrets)
+        ), secrets, settings["timezone"])
 
     async def action_and_settings(
             self, action_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:

@@ -227,8 +227,9 @@ def rotate_secrets() -> None:
     (and seal any stored before sealing existed). Run it after putting a new key first."""
     counts = asyncio.run(_rotate_secrets(settings()))
     for code, count in counts.items():
-        typer.echo(f"{code}: {count} documents resealed")
-    typer.echo(f"Done: {sum(counts.values())} documents in {len(counts)} tenants.")
+        typer.echo(f"{code}: {counted(count, 'document')} resealed")
+    typer.echo(f"Done: {counted(sum(counts.values()), 'document')} in "
+               f"{counted(len(counts), 'tenant')}.")
 
 
 async def _rotate_secrets(config: Settings) -> dict[str, int]:

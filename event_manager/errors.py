@@ -58,9 +58,20 @@ class NotFound(ApiError):
 
 
 class BadInput(ApiError):
-    """Raised when an input is invalid; ``field`` names its path, e.g. ``input.headers[2].key``."""
+    """Raised when an input is invalid; ``field`` names its path, e.g. ``input.headers[2].key``.
+
+    A message that names the field names it as ``named(field)`` does, its path within
+    the argument, and reads on from there: "headers[2].key must not be empty"."""
 
     code = "BAD_USER_INPUT"
+
+
+def named(field: str) -> str:
+    """How a message names a field: its path within its argument, the way a form shows
+    it (the whole path is in ``extensions.field``). ``input.headers[2].key`` →
+    ``headers[2].key``, ``input.policy.expireAfterSeconds`` → ``policy.expireAfterSeconds``,
+    ``first`` → ``first``."""
+    return field.split(".", 1)[1] if "." in field else field
 
 
 class Conflict(ApiError):

@@ -9,6 +9,7 @@ import strawberry
 
 from event_manager import metrics
 from event_manager.errors import BadInput
+from event_manager.zones import clock
 from resolvers.context import READ
 from schema.activity import Activity, ActivityFilter, ActivityPage
 from schema.live import live_activity
@@ -44,7 +45,8 @@ async def activity(info: strawberry.Info, filter: ActivityFilter | None = None,
         docs, next_cursor, searched_to = await store.log.search_page(query, first, cursor)
         note = None
         if searched_to is not None:
-            note = (f"searched the rows created since {searched_to:%Y-%m-%d %H:%M:%S} UTC "
+            timezone = (await store.get_settings())["timezone"]
+            note = (f"searched the rows created since {clock(searched_to, timezone, date=True)} "
                     f"(a search reads for about {SEARCH_SECONDS:g} s per page); the next "
                     "page (after: nextCursor) searches older rows")
         return ActivityPage(items=[Activity.from_doc(d) for d in docs],

@@ -96,13 +96,15 @@ async def plan(store: TenantStore, config: Snapshot,
 
 
 def planned_rows(trigger: Trigger, trigger_id: str, actions: list[dict[str, Any]],
-                 reason: str | None, created: datetime) -> list[dict[str, Any]]:
+                 reason: str | None, created: datetime,
+                 timezone: str | None) -> list[dict[str, Any]]:
     """A QUEUED row per action; a SKIPPED one naming each disabled action (``testEvent``
-    sends to those too, so that an admin can see whether the receiver is back); one
-    SKIPPED row saying why when there is no action to plan."""
+    sends to those too, so that an admin can see whether the receiver is back), and when,
+    in the tenant's ``timezone``; one SKIPPED row saying why when there is no action to
+    plan."""
     if not actions:
         return [new_row(trigger, trigger_id, None, "SKIPPED", reason or "", created)]
-    return [new_row(trigger, trigger_id, a, "SKIPPED", skip_message(a), created)
+    return [new_row(trigger, trigger_id, a, "SKIPPED", skip_message(a, timezone), created)
             if a.get("disabled") and trigger.source == "SYSTEM" else
             new_row(trigger, trigger_id, a, "QUEUED", "queued", created) for a in actions]
 
@@ -170,7 +172,10 @@ async def run(ctx: Context, store: TenantStore, triggers: list[Trigger], *,
             plans[which] = await plan(store, config, trigger)
         actions, reason = plans[which]
         trigger_id = str(row_id(created))
-        rows = planned_rows(trigger, trigger_id, actions, reason, created)
+        timezone = None
+        if trigger.source == "SYSTEM" and any(a.get("disabled") for a in actions):
+            timezone = (await config.part("settings", store.get_settings))["timezone"]
+        rows = planned_rows(trigger, trigger_id, actions, reason, created, timezone)
         if reason is None:
             try:
                 joined += await join_calls(ctx, store, trigger, actions, rows)

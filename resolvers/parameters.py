@@ -18,7 +18,7 @@ SYSTEM = [
 
 
 def _read_only(tag: str) -> None:
-    if tag in SYSTEM_TAGS:
+    if tag.casefold() in SYSTEM_TAGS:
         raise BadInput(f"{tag!r} is a system parameter: it cannot be edited or deleted",
                        field="tag")
 

@@ -167,7 +167,7 @@ async def retry_activity(info: strawberry.Info, id: strawberry.ID) -> Activity:
     if row is None:
         raise NotFound(f"no activity with id {id[:40]!r}", field="id")
     if row["status"] == "EXPIRED":
-        raise BadInput(policy.refusal(row), field="id")
+        raise BadInput(policy.refusal(row, (await store.get_settings())["timezone"]), field="id")
     if row["status"] != "FAILED" or row["action_id"] is None:
         raise BadInput(f"only FAILED deliveries can be retried; this one is {row['status']}",
                        field="id")

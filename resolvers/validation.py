@@ -14,7 +14,7 @@ from zoneinfo import available_timezones
 from dispatch import policy
 from dispatch.signing import secret_bytes
 from dispatch.template import PLACEHOLDER, TAG, tags_in
-from event_manager.errors import BadInput
+from event_manager.errors import BadInput, named
 from schema.inputs import (
     ActionInput,
     AuthorizationInput,
@@ -51,13 +51,13 @@ def text(
     """``value`` checked: length, and no control characters (line breaks only if multiline)."""
     value = value or ""
     if required and not value.strip():
-        raise BadInput(f"{field} must not be empty", field=field)
+        raise BadInput(f"{named(field)} must not be empty", field=field)
     if len(value) > max_len:
-        raise BadInput(f"{field} is longer than {max_len} characters", field=field)
+        raise BadInput(f"{named(field)} is longer than {max_len} characters", field=field)
     if (NUL if multiline else CONTROL).search(value):
-        raise BadInput(f"{field} contains a control character", field=field)
+        raise BadInput(f"{named(field)} contains a control character", field=field)
     if not multiline and (found := INVISIBLE.search(value)):
-        raise BadInput(f"{field} contains an invisible formatting character "
+        raise BadInput(f"{named(field)} contains an invisible formatting character "
                        f"(U+{ord(found.group()):04X})", field=field)
     return value
 
@@ -68,7 +68,7 @@ def rows(
 ) -> list[dict[str, Any]]:
     items = items or []
     if len(items) > MAX_ROWS:
-        raise BadInput(f"{field} has more than {MAX_ROWS} rows", field=field)
+        raise BadInput(f"{named(field)} has more than {MAX_ROWS} rows", field=field)
     out = []
     for i, item in enumerate(items):
         key = text(item.key, f"{field}[{i}].key", max_len=256, required=True)
@@ -127,7 +127,7 @@ def _secret(
             return stored[key]
         if not required:
             return ""
-        raise BadInput(f"{field} is required", field=field)
+        raise BadInput(f"{named(field)} is required", field=field)
     return text(value, field, max_len=4096, required=required)
 
 
@@ -149,7 +149,8 @@ def authorization(
         given = getattr(auth, name)
         if name not in used and given not in (None, ""):
             camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
-            raise BadInput(f"{camel} is not used with {kind}", field=f"{base}.{camel}")
+            raise BadInput(f"{named(base)}.{camel} is not used with {kind}",
+                           field=f"{base}.{camel}")
     if kind == "API_KEY":
         location = (auth.api_key_in.value if auth.api_key_in else "HEADER")
         name = text(auth.api_key_name, f"{base}.apiKeyName", max_len=256, required=True)
@@ -161,7 +162,8 @@ def authorization(
     if kind == "BASIC_AUTH":
         username = text(auth.username, f"{base}.username", max_len=256, required=True)
         if ":" in username:
-            raise BadInput("username must not contain ':'", field=f"{base}.username")
+            raise BadInput("authorization.username must not contain ':'",
+                           field=f"{base}.username")
         password = _secret(auth.password, same, "password", f"{base}.password", required=False)
         return {"type": kind, "username": username, "password": password}
     if kind == "BEARER_TOKEN":
@@ -290,12 +292,13 @@ def delivery_policy(data: DeliveryPolicyInput | None,
         return policy.of(stored or {})
     seconds = data.expire_after_seconds
     if seconds is not None and not 1 <= seconds <= policy.MAX_EXPIRE_SECONDS:
-        raise BadInput(f"expireAfterSeconds must be between 1 and {policy.MAX_EXPIRE_SECONDS} "
-                       "(a week), or null for never", field="input.policy.expireAfterSeconds")
+        raise BadInput(f"policy.expireAfterSeconds must be between 1 and "
+                       f"{policy.MAX_EXPIRE_SECONDS} (a week), or null for never",
+                       field="input.policy.expireAfterSeconds")
     rate = data.max_requests_per_second
     if rate is not None and not policy.MIN_RATE <= rate <= policy.MAX_RATE:
-        raise BadInput(f"maxRequestsPerSecond must be between {policy.MIN_RATE:g} (one request "
-                       f"every 100 s) and {policy.MAX_RATE:,.0f}, or null for no limit",
+        raise BadInput(f"policy.maxRequestsPerSecond must be between {policy.MIN_RATE:g} (one "
+                       f"request every 100 s) and {policy.MAX_RATE:,.0f}, or null for no limit",
                        field="input.policy.maxRequestsPerSecond")
     return {**policy.DEFAULT, "order": data.order.value if data.order else "ANY",
             "expire_after_seconds": seconds, "max_requests_per_second": rate}

@@ -28,6 +28,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
 from event_manager.errors import BadInput
+from event_manager.zones import clock
 from tenants.database import is_duplicate
 
 DEFAULT_HOURS = 24
@@ -65,10 +66,11 @@ def failing_reason(health: dict[str, Any], hours: int) -> str:
     return f"failed {times} over {span}; last: {health.get('last_error') or 'unknown'}"
 
 
-def skip_message(action: dict[str, Any]) -> str:
-    """What the SKIPPED row of a trigger says of a disabled action."""
+def skip_message(action: dict[str, Any], timezone: str | None) -> str:
+    """What the SKIPPED row of a trigger says of a disabled action: "action CRM disabled
+    on 2026-12-03 05:40:00 (Europe/Sarajevo): failed …", in the tenant's zone."""
     disabled = action["disabled"]
-    return (f"action {action['name']} disabled on {disabled['at']:%Y-%m-%d %H:%M} UTC: "
+    return (f"action {action['name']} disabled on {clock(disabled['at'], timezone, date=True)}: "
             f"{disabled['reason']}; setActionEnabled turns it back on")
 
 

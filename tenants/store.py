@@ -201,7 +201,10 @@ class TenantStore:
         return {d["tag"].casefold() for d in docs}
 
     async def get_parameter(self, tag: str) -> dict[str, Any]:
-        doc = await self.parameters.find_one({"tag": tag})
+        """The parameter tagged ``tag`` in any case, as placeholders find it: ``TEAM`` is
+        ``team``. By ``tag_key``, the lower-cased tag its unique index holds (a plain
+        index: no collation, which FerretDB 1.24 does not have)."""
+        doc = await self.parameters.find_one({"tag_key": tag.casefold()})
         if doc is None:
             raise NotFound(f"no parameter with tag {tag[:64]!r}", field="tag")
         return self._parameter_with(doc, self.vault.open)

@@ -4,6 +4,7 @@ no fixtures, so that scripts run by hand (bench/soak.py) can use them too."""
 from __future__ import annotations
 
 import multiprocessing
+import re
 import shutil
 import socket
 import subprocess
@@ -11,8 +12,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -20,6 +23,19 @@ CLI = [sys.executable, "-m", "event_manager"]
 API_LOGS: dict[str, Path] = {}
 """The log file of each API process a test started, by URL: an INTERNAL error in a
 reply is reported with the traceback the API logged for it."""
+
+
+def times_said(message: str, timezone: str) -> list[datetime]:
+    """The moments a message tells in ``timezone``, naming it (``event_manager.zones``):
+    "retry 1 of 5 at 00:11:32 (Asia/Tokyo)" (today there) or "2026-12-03 05:40:00
+    (Europe/Sarajevo)"."""
+    zone = ZoneInfo(timezone)
+    found = []
+    for date, clock in re.findall(r"(?:(\d{4}-\d\d-\d\d) )?(\d\d:\d\d:\d\d) \("
+                                  + re.escape(timezone) + r"\)", message):
+        day = date or datetime.now(zone).strftime("%Y-%m-%d")
+        found.append(datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=zone))
+    return found
 
 
 def free_port() -> int:

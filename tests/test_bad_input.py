@@ -3,6 +3,7 @@ written (the tenant's documents are the same before and after)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,9 @@ from tests.conftest import TenantHandle
 CREATE_ACTION = "mutation($input: ActionInput!) { createAction(input: $input) { id } }"
 CREATE_PARAMETER = "mutation($input: ParameterInput!) { createParameter(input: $input) { tag } }"
 UPDATE_SETTINGS = "mutation($input: SettingsInput!) { updateSettings(input: $input) { timezone } }"
+TRIGGER = "mutation($input: TriggerInput!) { triggerEvent(input: $input) { triggerId } }"
+TRIGGERS = "mutation($inputs: [TriggerInput!]!) { triggerEvents(inputs: $inputs) { triggerId } }"
+ACTIVITY = "query($first: Int) { activity(first: $first) { items { id } } }"
 
 
 def action(**fields: Any) -> dict[str, Any]:
@@ -91,7 +95,36 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("parameter value with NUL", CREATE_PARAMETER, param(value="a\x00b"), "input.value"),
     ("unknown time zone", UPDATE_SETTINGS, {"input": {"timezone": "Europe/Atlantis"}},
      "input.timezone"),
+    ("hours out of bounds", UPDATE_SETTINGS, {"input": {"autoDisableAfterHours": 0}},
+     "input.autoDisableAfterHours"),
+    ("description with NUL", CREATE_ACTION, action(description="a\x00b"),
+     "input.description"),
+    ("expiry of zero", CREATE_ACTION, action(policy={"expireAfterSeconds": 0}),
+     "input.policy.expireAfterSeconds"),
+    ("rate limit of zero", CREATE_ACTION, action(policy={"maxRequestsPerSecond": 0}),
+     "input.policy.maxRequestsPerSecond"),
+    ("params not an object", TRIGGER, {"input": {"event": "HANGUP", "params": [1]}},
+     "input.params"),
+    ("empty idempotency key", TRIGGER, {"input": {"event": "HANGUP", "idempotencyKey": ""}},
+     "input.idempotencyKey"),
+    ("second trigger of a batch", TRIGGERS, {"inputs": [
+        {"event": "HANGUP"}, {"event": "HANGUP", "params": "x"}]}, "inputs[1].params"),
+    ("page of zero rows", ACTIVITY, {"first": 0}, "first"),
 ]
+
+
+def names_its_field_as_the_form_does(message: str, field: str) -> bool:
+    """The style of every BAD_USER_INPUT message (``event_manager.errors.named``): one that
+    begins with the field's name begins with its path within the argument
+    ("headers[2].key must not be empty" for ``input.headers[2].key``, "name must …" for
+    ``input.name``), never with the argument ("input.name must …") nor a bare last part
+    ("key must …", "expireAfterSeconds must …") where more of the path is needed."""
+    within = field.split(".", 1)[1] if "." in field else field
+    first = message.split(" ", 1)[0].rstrip(":")
+    parts = set(re.split(r"[.\[\]]+", field)) - {""}
+    if not set(re.split(r"[.\[\]]+", first)) & parts:
+        return True  # it begins with something else: "'X Bad' is not a valid header name"
+    return first == within
 
 
 @pytest.mark.parametrize("query, variables, field",
@@ -103,8 +136,23 @@ def test_bad_input_names_the_field_and_writes_nothing(
     reply = tenant.admin(query, **variables)
     assert reply.code == "BAD_USER_INPUT", reply.error
     assert reply.error["extensions"].get("field") == field, reply.error
+    assert names_its_field_as_the_form_does(reply.error["message"], field), reply.error
     assert "Traceback" not in str(reply.body)
     assert tenant.snapshot() == before
+
+
+def test_the_style_rule_tells_the_forms_apart() -> None:
+    for message, field in [("name must not be empty", "input.name"),
+                           ("headers[2].key must not be empty", "input.headers[2].key"),
+                           ("policy.expireAfterSeconds must be between", "input.policy."
+                            "expireAfterSeconds"),
+                           ("'X Bad' is not a valid header name", "input.headers[1].key"),
+                           ("first must be between 1 and 500", "first")]:
+        assert names_its_field_as_the_form_does(message, field), message
+    for message, field in [("input.name must not be empty", "input.name"),
+                           ("key must not be empty", "input.headers[2].key"),
+                           ("expireAfterSeconds must be", "input.policy.expireAfterSeconds")]:
+        assert not names_its_field_as_the_form_does(message, field), message
 
 
 def test_the_catalogue_has_at_least_20_distinct_cases() -> None:

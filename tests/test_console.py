@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -392,6 +393,34 @@ def test_failed_delivery_is_retried_from_the_activity_monitor(
     expect(detail).to_contain_text("SUCCEEDED")
     assert len(receiver.received(path)) == 2
     assert receiver.received(path)[1].query == "ticket=T-1"  # the retry renders anew
+
+
+def test_activity_monitor_says_the_time_zone_of_every_time_it_shows(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path,
+        receiver: Receiver) -> None:
+    """The tenant's zone, far from UTC: the Time column and the details name it, and the
+    row's message tells the retry in it too, naming it the same way."""
+    tenant.admin('mutation { updateSettings(input: {timezone: "Asia/Tokyo"}) { timezone } }').data
+    path = f"/console/{tenant.code}/busy"
+    receiver.script(path, Reply(503, headers={"Retry-After": "60"}))
+    attach(tenant, f"{receiver.url}{path}")
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Activity Monitor", "Activity Monitor")
+    expect(page.locator("#activity-table thead")).to_contain_text("Time (Asia/Tokyo)")
+    page.get_by_role("button", name="Test Answered Call").click()
+    page.get_by_role("dialog", name="Test Answered Call").get_by_role(
+        "button", name="Send test").click()
+    row = page.locator(ROWS).first
+    expect(row).to_have_attribute("data-status", "RETRYING", timeout=30_000)
+    expect(row).to_contain_text(re.compile(
+        r"503 Service Unavailable, retry 1 of \d+ at \d\d:\d\d:\d\d \(Asia/Tokyo\)"))
+    shown = datetime.fromisoformat(row.locator("td").first.inner_text().strip())
+    assert abs((shown.replace(tzinfo=ZoneInfo("Asia/Tokyo")) - datetime.now(UTC))
+               .total_seconds()) < 120  # the row's time, in Tokyo
+    row.get_by_role("button", name=re.compile("^Details")).click()
+    detail = page.get_by_role("dialog", name="Delivery")
+    expect(detail).to_contain_text("Created (Asia/Tokyo)")
+    expect(detail).to_contain_text("Updated (Asia/Tokyo)")
 
 
 def test_filters_narrow_the_activity_list_and_live_rows(

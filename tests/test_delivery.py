@@ -15,6 +15,7 @@ from bson import ObjectId
 
 from tests.conftest import Client, TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
+from tests.support import times_said
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -118,15 +119,24 @@ def test_503_twice_then_200_succeeds_on_the_third_attempt(tenant: TenantHandle,
     assert len(receiver.received(f"/{tenant.code}/flaky")) == 3
 
 
-def test_retrying_row_says_what_happened_and_when_next(tenant: TenantHandle,
-                                                      receiver: Receiver) -> None:
+def in_zone(tenant: TenantHandle, timezone: str) -> None:
+    tenant.admin("mutation($tz: String) { updateSettings(input: {timezone: $tz}) "
+                 "{ timezone } }", tz=timezone).data
+
+
+def test_retrying_row_says_what_happened_and_when_next_in_the_tenants_zone(
+        tenant: TenantHandle, receiver: Receiver) -> None:
+    in_zone(tenant, "Asia/Tokyo")  # UTC+9: a time told in UTC would be 9 hours off
     receiver.script(f"/{tenant.code}/slow-down", Reply(503, headers={"Retry-After": "2"}))
     hook(tenant, receiver, "slow-down")
     trigger_id = trigger(tenant, "HANGUP")["triggerId"]
     row = wait_until(lambda: next((r for r in rows(tenant, trigger_id)
                                    if r["status"] == "RETRYING"), None))
     assert row["message"].startswith("503 Service Unavailable, retry 1 of 2 at ")
-    assert row["message"].endswith(" UTC") and row["httpStatus"] == 503
+    assert row["message"].endswith(" (Asia/Tokyo)") and row["httpStatus"] == 503
+    [at] = times_said(row["message"], "Asia/Tokyo")
+    ahead = (at - datetime.fromisoformat(row["updatedAt"])).total_seconds()
+    assert 0 < ahead < 4  # Retry-After: 2 s after the attempt (to the second)
 
 
 def test_429_retry_after_is_honoured(tenant: TenantHandle, receiver: Receiver) -> None:

@@ -13,7 +13,8 @@ from bson import ObjectId
 from dispatch import policy
 from tests.conftest import TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
-from tests.test_delivery import ROW, attach, enable, make_action, rows
+from tests.support import times_said
+from tests.test_delivery import ROW, attach, enable, in_zone, make_action, rows
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -69,7 +70,9 @@ def test_a_delivery_in_time_is_sent_and_one_without_expiry_is_never_expired(
 
 def test_a_retry_that_would_come_after_the_expiry_ends_the_delivery_expired_at_once(
         tenant: TenantHandle, receiver: Receiver) -> None:
-    """The receiver asks for 2 minutes; the action allows 20 s: no retry is planned."""
+    """The receiver asks for 2 minutes; the action allows 20 s: no retry is planned. Both
+    times are told in the tenant's zone, naming it."""
+    in_zone(tenant, "Asia/Tokyo")
     path = f"/{tenant.code}/busy"
     receiver.script(path, Reply(503, headers={"Retry-After": "120"}))
     expiring(tenant, receiver, "busy", 20)
@@ -77,8 +80,12 @@ def test_a_retry_that_would_come_after_the_expiry_ends_the_delivery_expired_at_o
     assert row["status"] == "EXPIRED" and row["httpStatus"] == 503
     assert row["message"].startswith("503 Service Unavailable; not retried: the next attempt, "
                                      "at ")
-    assert "would be after the delivery expires at " in row["message"]
-    assert row["message"].endswith(" UTC (20 s after the event)")
+    assert "(Asia/Tokyo), would be after the delivery expires at " in row["message"]
+    assert row["message"].endswith(" (Asia/Tokyo) (20 s after the event)")
+    planned, ends = times_said(row["message"], "Asia/Tokyo")
+    attempted = datetime.fromisoformat(row["updatedAt"])
+    assert 118 < (planned - attempted).total_seconds() <= 120
+    assert 10 < (ends - attempted).total_seconds() <= 20
     assert len(receiver.received(path)) == 1
 
 
@@ -120,6 +127,8 @@ def test_retry_activity_refuses_an_expired_delivery_saying_why(
     assert reply.code == "BAD_USER_INPUT" and reply.error["extensions"]["field"] == "id"
     assert reply.error["message"].startswith("an EXPIRED delivery is not sent again: it was "
                                              "meant for the event at ")
+    [meant] = times_said(reply.error["message"], "UTC")  # the tenant's zone: UTC by default
+    assert abs((meant - datetime.now(UTC)).total_seconds() + 3600) < 60
     assert rows(tenant, row["triggerId"])[0]["status"] == "EXPIRED"
 
 
@@ -189,9 +198,12 @@ def test_expiry_counts_from_the_event_or_from_a_retry_by_hand() -> None:
     assert policy.deadline({**row, "cycle_at": AT + timedelta(hours=1)}, action) == \
         AT + timedelta(hours=1, seconds=30)
     assert policy.deadline(row, {}) is None and policy.deadline(row, {"policy": None}) is None
-    assert policy.expired(row, action, AT + timedelta(seconds=29)) is None
-    assert policy.expired(row, action, AT + timedelta(seconds=72))["message"] == (
-        "not sent: 42 s late (the action allows 30 s after the event at 10:00:00 UTC)")
+    assert policy.expired(row, action, "Asia/Tokyo", AT + timedelta(seconds=29)) is None
+    assert policy.expired(row, action, "Asia/Tokyo", AT + timedelta(seconds=72))["message"] == (
+        "not sent: 42 s late (the action allows 30 s after the event at 19:00:00 (Asia/Tokyo))")
+    next_day = AT + timedelta(days=1)  # a time not today is told with its date
+    assert policy.expired(row, action, "UTC", next_day)["message"].endswith(
+        "after the event at 2026-12-03 10:00:00 (UTC))")
 
 
 def test_only_a_retry_planned_after_the_deadline_expires_the_row() -> None:
@@ -199,11 +211,12 @@ def test_only_a_retry_planned_after_the_deadline_expires_the_row() -> None:
     row = {"occurred_at": AT}
     soon = {"status": "RETRYING", "message": "503 Service Unavailable, retry 1 of 5 at "
             "10:00:30 UTC", "next_attempt_at": AT + timedelta(seconds=30)}
-    assert policy.within(soon, row, action) is soon
+    assert policy.within(soon, row, action, "Asia/Tokyo", AT) is soon
     late = {**soon, "next_attempt_at": AT + timedelta(seconds=90)}
-    assert policy.within(late, row, action) == {**late, "status": "EXPIRED",
-                                                 "next_attempt_at": None, "message": (
-        "503 Service Unavailable; not retried: the next attempt, at 10:01:30 UTC, would be "
-        "after the delivery expires at 10:01:00 UTC (60 s after the event)")}
+    assert policy.within(late, row, action, "Asia/Tokyo", AT) == {
+        **late, "status": "EXPIRED", "next_attempt_at": None, "message": (
+            "503 Service Unavailable; not retried: the next attempt, at 19:01:30 (Asia/Tokyo), "
+            "would be after the delivery expires at 19:01:00 (Asia/Tokyo) (60 s after the "
+            "event)")}
     done = {"status": "SUCCEEDED", "message": "200 OK in 3 ms", "next_attempt_at": None}
-    assert policy.within(done, row, action) is done
+    assert policy.within(done, row, action, "Asia/Tokyo", AT) is done

@@ -18,7 +18,8 @@ from event_manager.config import Settings
 from tenants.database import now
 from tests.conftest import TenantHandle, wait_until
 from tests.receiver import Receiver, Reply
-from tests.test_delivery import attach, enable, make_action, rows, settled, trigger
+from tests.support import times_said
+from tests.test_delivery import attach, enable, in_zone, make_action, rows, settled, trigger
 from tests.test_tenant_view import with_views
 
 HEALTH = """health { state consecutiveFailures lastSuccessAt lastFailureAt disabledAt
@@ -109,6 +110,7 @@ def test_an_action_failing_for_the_set_hours_is_disabled_and_triggers_skip_it(
     fine = make_action(tenant, name="Log", url=f"{receiver.url}/{tenant.code}/log")
     attach(tenant, "ANSWERED_CALL", crm, fine)
     enable(tenant)
+    in_zone(tenant, "Asia/Tokyo")
     assert set_hours(tenant, None)["data"]["updateSettings"]["autoDisableAfterHours"] is None
     ended(tenant)
     wait_until(lambda: health(tenant, crm)["consecutiveFailures"] == 1, what="a failure")
@@ -135,6 +137,11 @@ def test_an_action_failing_for_the_set_hours_is_disabled_and_triggers_skip_it(
     skipped = by_action["CRM"]
     assert skipped["status"] == "SKIPPED" and skipped["actionId"] == crm
     assert skipped["message"].startswith("action CRM disabled on ")
+    [at] = times_said(skipped["message"], "Asia/Tokyo")  # with its date, in the zone
+    disabled_at = datetime.fromisoformat(disabled["disabledAt"])
+    assert at == disabled_at.replace(microsecond=0)
+    assert skipped["message"].startswith(
+        f"action CRM disabled on {at:%Y-%m-%d %H:%M:%S} (Asia/Tokyo): ")
     assert "failed 3 times in a row over 1 hour" in skipped["message"]
     wait_until(lambda: {r["actionName"]: r["status"] for r in rows(
         tenant, result["triggerId"])} == {"Log": "SUCCEEDED", "CRM": "SKIPPED"},

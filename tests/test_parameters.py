@@ -89,3 +89,15 @@ def test_tags_are_unique_ignoring_case(tenant: TenantHandle) -> None:
     assert reply.code == "CONFLICT" and reply.error["extensions"]["field"] == "input.tag"
     tenant.admin(CREATE, i={"tag": "other", "value": "b"}).data
     assert tenant.admin(UPDATE, t="other", i={"tag": "Crm", "value": "b"}).code == "CONFLICT"
+
+
+def test_update_and_delete_find_a_tag_in_any_case(tenant: TenantHandle) -> None:
+    """As ``{{TEAM}}`` finds the parameter ``team``, so do updateParameter and
+    deleteParameter; a system tag in capitals is still read-only."""
+    tenant.admin(CREATE, i={"tag": "team", "value": "sales"}).data
+    reply = tenant.admin(UPDATE, t="TEAM", i={"tag": "team", "value": "support"})
+    assert reply.data["updateParameter"] == {"tag": "team", "value": "support", "secret": False}
+    assert tenant.admin('mutation { deleteParameter(tag: "Team") }').data["deleteParameter"]
+    assert tenant.collection("parameters").count_documents({}) == 0
+    reply = tenant.admin('mutation { deleteParameter(tag: "CALLER_ID") }')
+    assert reply.code == "BAD_USER_INPUT" and reply.error["extensions"]["field"] == "tag"

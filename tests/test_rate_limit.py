@@ -28,6 +28,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ from dispatch.pace import MAX_WAITS, Limit, Pace, throttled
 from event_manager.config import Settings, environment
 from tests.conftest import CLI, Client, TenantHandle, free_port, make_tenant, run_cli, wait_until
 from tests.receiver import Receiver, Reply
-from tests.support import answers, stop
-from tests.test_delivery import ROW
+from tests.support import answers, stop, times_said
+from tests.test_delivery import ROW, in_zone
 from tests.test_imports import IMPORT, MASTER_IMPORT, collection, request
 
 RATE = 5
@@ -169,6 +170,7 @@ def test_a_burst_of_deliveries_goes_out_at_the_limit_in_order_without_holding_sl
     while they wait no worker holds them, and an unlimited action of the same tenant
     flows meanwhile."""
     limited, free = f"/{place.code}/crm", f"/{place.code}/free"
+    in_zone(place, "America/Los_Angeles")  # the turn in the row: in the tenant's zone
     action(place, receiver, "crm", maxRequestsPerSecond=RATE)
     action(place, receiver, "free", event="ANSWERED_CALL")
     accepted = trigger_all(place, "HANGUP", range(COUNT))
@@ -178,7 +180,7 @@ def test_a_burst_of_deliveries_goes_out_at_the_limit_in_order_without_holding_sl
     shown = wait_until(lambda: [r for r in all_rows(place) if r["status"] == "QUEUED"
                                 and r["message"].startswith("waiting")], 30, "a waiting row")
     assert re.fullmatch(r"waiting for the receiver's limit of 5 requests/s until "
-                        r"\d\d:\d\d:\d\d UTC", shown[0]["message"])
+                        r"\d\d:\d\d:\d\d \(America/Los_Angeles\)", shown[0]["message"])
     receiver.wait_for(free, count=8, timeout=60)
     assert len(receiver.received(limited)) <= COUNT - 10  # B's 8 came while 10+ waited
 
@@ -275,6 +277,7 @@ def test_a_delivery_whose_turn_comes_after_it_expires_ends_expired(
     """1 request/s and an expiry of 2 s: of 6 triggers at once, those whose turn would
     come after their deadline end EXPIRED at once, saying why, and are never sent."""
     path = f"/{place.code}/slow"
+    in_zone(place, "Asia/Tokyo")
     action(place, receiver, "slow", maxRequestsPerSecond=1, expireAfterSeconds=2)
     trigger_all(place, "HANGUP", range(6))
     rows = wait_until(lambda: (found := all_rows(place)) and len(found) == 6 and all(
@@ -284,7 +287,10 @@ def test_a_delivery_whose_turn_comes_after_it_expires_ends_expired(
     assert len(sent) >= 1 and len(expired) >= 3  # turns 1 s apart: 3 at most in 2 s
     for row in expired:
         assert re.fullmatch(r"not sent: the receiver's limit of 1 request/s gives it a turn "
-                            r"at \S+ UTC, after it expires at \S+ UTC", row["message"])
+                            r"at \S+ \(Asia/Tokyo\), after it expires at \S+ \(Asia/Tokyo\)",
+                            row["message"])
+        turn, ends = times_said(row["message"], "Asia/Tokyo")
+        assert turn >= ends
     assert len(receiver.received(path)) == len(sent)
     times = [r.at for r in receiver.received(path)]
     assert most_in_window(times, 1) <= 2  # burst 1, plus 1 a second
@@ -321,11 +327,16 @@ def test_429s_not_counted_are_bounded_per_delivery() -> None:
     """After ``MAX_WAITS`` of them, a 429 counts as an attempt like a 503."""
     row = {"attempts": 3, "cycle_start": 0, "waits": 0}
     changes = {"http_status": 429, "status": "RETRYING", "message": "429 Too Many Requests"}
-    seconds, waited = throttled(row, changes, "2") or (None, {})
+    seconds, waited = throttled(row, changes, "2", "Asia/Tokyo") or (None, {})
     assert (seconds, waited["waits"], waited["cycle_start"]) == (2.0, 1, 1)
-    assert throttled(row, changes, None) is None  # no Retry-After: the retry schedule
-    assert throttled({**row, "waits": MAX_WAITS}, changes, "2") is None
-    assert throttled(row, {**changes, "http_status": 503}, "2") is None
+    assert re.fullmatch(r"429 Too Many Requests \(the receiver asked to wait 2 s\), retry at "
+                        r"\d\d:\d\d:\d\d \(Asia/Tokyo\), not counted against the retries",
+                        waited["message"])
+    [at] = times_said(waited["message"], "Asia/Tokyo")
+    assert 0 < (at - datetime.now(UTC)).total_seconds() <= 2
+    assert throttled(row, changes, None, "UTC") is None  # no Retry-After: the retry schedule
+    assert throttled({**row, "waits": MAX_WAITS}, changes, "2", "UTC") is None
+    assert throttled(row, {**changes, "http_status": 503}, "2", "UTC") is None
 
 
 @pytest.mark.parametrize("value", [0, -1, 0.001, 10_001, 1e12])

@@ -228,7 +228,7 @@ def test_rotate_secrets_command(env: dict[str, str], mongo: Any, settings: Any) 
         result = run_cli({**env, "EVENT_MANAGER_DATABASE": database,
                           "EVENT_MANAGER_SECRET_KEY": f"{new_key},{settings.secret_key}"},
                          "rotate-secrets")
-        assert "acme: 1 documents resealed" in result.stdout
+        assert "acme: 1 document resealed" in result.stdout
         token = actions.find_one({"name": "a"})["auth"]["token"]
         assert Vault([new_key.encode()]).open(token) == "t1"
     finally:

@@ -366,6 +366,12 @@ export function formatTime(iso, timezone) {
   }
 }
 
+/** "Time (Europe/Sarajevo)": the label of times shown in the tenant's zone, naming it as
+ * the API's messages do ("retry 2 of 5 at 08:38:28 (Europe/Sarajevo)"). */
+export function inZone(label, timezone) {
+  return `${label} (${timezone || "UTC"})`;
+}
+
 export function statusBadge(status) {
   return h("span", { class: `badge status-${status.toLowerCase()}` }, status);
 }

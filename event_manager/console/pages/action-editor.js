@@ -11,6 +11,7 @@ import {
   formatTime,
   h,
   icon,
+  inZone,
   nextId,
   pageHeader,
   showError,
@@ -532,7 +533,7 @@ export async function actionEditor(view, id) {
           ? ["Attached to ", action.events.map((e) => EVENT_NAMES[e]).join(", "), ". "]
           : "Not attached to any event. ",
         action.origin ? `Origin: ${action.origin}. ` : "",
-        `Updated ${formatTime(action.updatedAt, app.settings.timezone)}.`,
+        `${inZone("Updated", app.settings.timezone)} ${formatTime(action.updatedAt, app.settings.timezone)}.`,
       );
 
   clear(

@@ -10,6 +10,7 @@ import {
   formatTime,
   h,
   icon,
+  inZone,
   openDialog,
   pageHeader,
   refreshButton,
@@ -343,7 +344,7 @@ export async function activityMonitor(view) {
           h(
             "tr",
             {},
-            ["Time", "Event", "Source", "Action", "Status", "Attempts", "HTTP", "Message"].map((t) =>
+            [inZone("Time", app.settings.timezone), "Event", "Source", "Action", "Status", "Attempts", "HTTP", "Message"].map((t) =>
               h("th", { scope: "col" }, t),
             ),
             h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Tools")),
@@ -381,8 +382,8 @@ function detailView(a) {
       item("Attempts", String(a.attempts)),
       item("HTTP status", a.httpStatus == null ? "—" : String(a.httpStatus)),
       item("Trigger", h("code", {}, a.triggerId)),
-      item("Created", formatTime(a.createdAt, tz)),
-      item("Updated", formatTime(a.updatedAt, tz)),
+      item(inZone("Created", tz), formatTime(a.createdAt, tz)),
+      item(inZone("Updated", tz), formatTime(a.updatedAt, tz)),
     ),
     h("h3", {}, "Request"),
     request

@@ -4,7 +4,7 @@
 
 import { gql, subscribe } from "../api.js";
 import { app } from "../app.js";
-import { clear, formatTime, h, pageHeader, refreshButton, statusBadge } from "../dom.js";
+import { clear, formatTime, h, inZone, pageHeader, refreshButton, statusBadge } from "../dom.js";
 
 const RANGES = [
   { label: "Last hour", hours: 1, minutes: 5 },
@@ -164,7 +164,7 @@ function actionsTable(actions, timezone) {
         h(
           "tr",
           {},
-          ["Action", "Failed", "Expired", "Succeeded", "p95", "Last", "Last at"].map((t) => h("th", { scope: "col" }, t)),
+          ["Action", "Failed", "Expired", "Succeeded", "p95", "Last", inZone("Last at", timezone)].map((t) => h("th", { scope: "col" }, t)),
         ),
       ),
       h(
@@ -226,14 +226,14 @@ export async function dashboard(view) {
       h(
         "section",
         { class: "card chart-card" },
-        h("h2", {}, "Deliveries over time"),
+        h("h2", {}, inZone("Deliveries over time", timezone)),
         legend(STATUSES),
         deliveriesChart(stats.buckets, timezone),
       ),
       h(
         "section",
         { class: "card chart-card" },
-        h("h2", {}, "Latency (trigger accepted → final response)"),
+        h("h2", {}, inZone("Latency, trigger accepted → final response", timezone)),
         legend([
           ["p50", "p50"],
           ["p95", "p95"],
