@@ -839,6 +839,49 @@ def test_pbx_key_cannot_open_the_console(page: Page, api_url: str, tenant: Tenan
     expect(page.get_by_role("navigation", name="Sections")).to_be_hidden()
 
 
+# --- what a person reads: errors, notes, descriptions, long lists, what was sent ----------
+
+def test_parameter_dialog_drops_the_tag_error_once_the_tag_changes(
+        page: Page, api_url: str, tenant: TenantHandle) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Parameters", "Parameters")
+    page.get_by_role("button", name="Add Parameter").click()
+    dialog = page.get_by_role("dialog", name="Add parameter")
+    tag = dialog.get_by_label("Tag")
+    tag.fill("caller_id")
+    dialog.get_by_label("Data").fill("x")
+    dialog.get_by_role("button", name="Add parameter").click()
+    expect(dialog.locator(".field-error")).to_contain_text("system parameter")
+    tag.fill("crm_team")  # the refusal was about caller_id: it goes with it
+    expect(dialog.locator(".field-error")).to_have_count(0)
+    expect(tag).not_to_have_attribute("aria-invalid", "true")
+    dialog.get_by_role("button", name="Add parameter").click()
+    expect(dialog).to_have_count(0)
+    assert {"tag": "crm_team", "value": "x"} in tenant.admin(
+        "{ parameters { tag value } }").data["parameters"]
+
+
+def test_empty_new_action_marks_every_missing_field_at_once(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/actions/new")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add Action")
+    page.get_by_role("button", name="Create action").click()
+    name, url = page.get_by_label("Name", exact=True), page.get_by_label("URL", exact=True)
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error")).to_have_text(
+        [re.compile("Name must not be empty"), re.compile("URL must not be empty")])
+    expect(name).to_be_focused()
+    snap(page, shots, "27-action-missing-fields")
+    name.fill("CRM")  # each note goes with its own field's change
+    expect(name).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error")).to_have_text([re.compile("URL must not be empty")])
+    url.fill("https://crm.example.com/calls")
+    url.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: CRM")
+
+
 # --- widths: phone, tablet, desktop -----------------------------------------------------
 
 WIDTHS = (360, 768, 1280)

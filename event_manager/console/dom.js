@@ -265,38 +265,72 @@ function readable(message, path, el) {
   return message.replace(/^input\./, "");
 }
 
-/**
- * Shows an ApiError in `form`: next to the control its `field` names (focused, marked
- * aria-invalid), or at the top of the form when no control matches.
- */
-export function showError(form, error) {
-  clearErrors(form);
-  const found = error.field ? controlFor(form, error.field) : null;
-  const message = readable(error.message, error.field, found?.el);
-  if (found) {
-    const { el } = found;
-    const id = nextId("err");
-    const note = h("p", { class: "field-error", id, role: "alert" }, icon("alert"), " ", message);
-    // Right under the control: after its row, or before the field's hint.
-    const slot = el.closest("[data-error-slot], .field-switch, .field-check") || el;
-    slot.after(note);
-    el.setAttribute("aria-invalid", "true");
-    el.setAttribute("aria-describedby", [el.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
-    const details = el.closest("details");
-    if (details) details.open = true;
-    el.focus();
-    return note;
-  }
-  const note = h(
-    "div",
-    { class: "form-error", role: "alert" },
-    icon("alert"),
-    " ",
-    message,
-    error.code && error.code !== "BAD_USER_INPUT" ? h("code", {}, error.code) : null,
-  );
-  form.prepend(note);
+/** Takes one control's error away: its note, aria-invalid and the note's id. */
+function unmark(el, note) {
+  note.remove();
+  el.removeAttribute("aria-invalid");
+  const ids = (el.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== note.id);
+  if (ids.length) el.setAttribute("aria-describedby", ids.join(" "));
+  else el.removeAttribute("aria-describedby");
+}
+
+/** The note of one error next to its control; it goes once the control's value changes. */
+function markField(el, message) {
+  const id = nextId("err");
+  const note = h("p", { class: "field-error", id, role: "alert" }, icon("alert"), " ", message);
+  // Right under the control: after its row, or before the field's hint.
+  const slot = el.closest("[data-error-slot], .field-switch, .field-check") || el;
+  slot.after(note);
+  el.setAttribute("aria-invalid", "true");
+  el.setAttribute("aria-describedby", [el.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
+  const details = el.closest("details");
+  if (details) details.open = true;
+  // A refusal is about the value that was sent: once it is edited, the note is stale.
+  const changed = () => {
+    if (note.isConnected) unmark(el, note);
+    el.removeEventListener("input", changed);
+    el.removeEventListener("change", changed);
+  };
+  el.addEventListener("input", changed);
+  el.addEventListener("change", changed);
   return note;
+}
+
+/**
+ * Shows ApiErrors in `form`, all at once: each next to the control its `field` names
+ * (marked aria-invalid), or at the top of the form when no control matches. The first
+ * control named is focused. Returns the notes.
+ */
+export function showErrors(form, errors) {
+  clearErrors(form);
+  const notes = [];
+  let first = null;
+  for (const error of errors) {
+    const found = error.field ? controlFor(form, error.field) : null;
+    const message = readable(error.message, error.field, found?.el);
+    if (found) {
+      notes.push(markField(found.el, message));
+      first ||= found.el;
+      continue;
+    }
+    const note = h(
+      "div",
+      { class: "form-error", role: "alert" },
+      icon("alert"),
+      " ",
+      message,
+      error.code && error.code !== "BAD_USER_INPUT" ? h("code", {}, error.code) : null,
+    );
+    form.prepend(note);
+    notes.push(note);
+  }
+  if (first) first.focus();
+  return notes;
+}
+
+/** Shows one ApiError in `form` (see showErrors). */
+export function showError(form, error) {
+  return showErrors(form, [error])[0];
 }
 
 // --- notices ---------------------------------------------------------------------------
