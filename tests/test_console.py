@@ -26,7 +26,7 @@ import pytest
 from bson import ObjectId
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
-from tests.conftest import ROOT, SHARED, TenantHandle, wait_until
+from tests.conftest import ROOT, SHARED, TenantHandle, make_tenant, wait_until
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.browser
@@ -113,6 +113,14 @@ def sign_in(page: Page, api_url: str, key: str) -> None:
     page.get_by_label("API key").press("Enter")
     expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
     expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
+
+
+def sign_in_anywhere(page: Page, api_url: str, key: str) -> None:
+    """Signs in without waiting for the Event List: the first page may be refused."""
+    page.goto(f"{api_url}/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_label("API key").press("Enter")
+    expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
 
 
 def go(page: Page, section: str, heading: str | re.Pattern[str]) -> None:
@@ -798,14 +806,20 @@ def test_unknown_key_is_refused_next_to_the_key_field(page: Page, api_url: str) 
     wait_until(lambda: page.evaluate("sessionStorage.length") == 0)
 
 
-def test_system_admin_enables_a_disabled_tenant_from_the_console(
-        page: Page, api_url: str, system: Any) -> None:
+def test_system_admin_reads_why_a_tenant_is_off_and_enables_it_from_the_console(
+        page: Page, api_url: str, system: Any, tenant: TenantHandle, shots: Path) -> None:
+    """``tenant``: an enabled tenant for the console to open first (run alone, this test's
+    switched-off tenant would be the only one, and sign_in waits for the Event List)."""
     code = f"off{secrets.token_hex(3)}"
     system("mutation($c: String!) { createTenant(code: $c, name: \"Switched off\") { code } }",
            c=code).data
     sign_in(page, api_url, system.key)
     page.get_by_label("Tenant").select_option(code)
-    expect(page.get_by_role("alert")).to_contain_text("FEATURE_DISABLED")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"The Event Manager is switched off for tenant {code}")
+    expect(alert).not_to_contain_text("FEATURE_DISABLED")
+    expect(alert).not_to_contain_text("not enabled for tenant '")  # the API's own words
+    snap(page, shots, "26-tenant-switched-off")
     page.get_by_role("button", name=f"Enable the Event Manager for {code}").click()
     expect(page.locator("#events-table tbody tr")).to_have_count(5)
     tenants = system("{ tenants { code eventManagerEnabled } }").data["tenants"]
@@ -880,6 +894,16 @@ def test_empty_new_action_marks_every_missing_field_at_once(
     url.fill("https://crm.example.com/calls")
     url.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: CRM")
+
+
+def test_tenant_admin_of_a_switched_off_tenant_reads_a_sentence_not_a_code(
+        page: Page, api_url: str, system: Any, mongo: Any, settings: Any) -> None:
+    off = make_tenant(system, mongo, settings, enabled=False)
+    sign_in_anywhere(page, api_url, off.admin.key or "")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"The Event Manager is switched off for tenant {off.code}")
+    expect(alert).to_contain_text("Ask a system admin")
+    expect(alert).not_to_contain_text("FEATURE_DISABLED")
 
 
 # --- widths: phone, tablet, desktop -----------------------------------------------------
