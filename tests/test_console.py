@@ -906,6 +906,18 @@ def test_tenant_admin_of_a_switched_off_tenant_reads_a_sentence_not_a_code(
     expect(alert).not_to_contain_text("FEATURE_DISABLED")
 
 
+def test_master_tenant_is_not_offered_to_import_from_itself(
+        page: Page, api_url: str, master: TenantHandle, tenant: TenantHandle) -> None:
+    sign_in(page, api_url, master.admin.key or "")
+    go(page, "Actions", "Actions")
+    expect(page.get_by_role("button", name="Import Postman Collection")).to_be_visible()
+    expect(page.get_by_role("button", name="Import Actions")).to_have_count(0)
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, api_url, tenant.admin.key or "")  # any other tenant is
+    go(page, "Actions", "Actions")
+    expect(page.get_by_role("button", name="Import Actions")).to_be_visible()
+
+
 # --- widths: phone, tablet, desktop -----------------------------------------------------
 
 WIDTHS = (360, 768, 1280)

@@ -136,10 +136,14 @@ export async function actionList(view) {
       reload();
     }
   });
+  // The Master tenant's actions are the ones the others import: it has none to import.
+  const { settings } = await gql("{ settings { masterTenant } }");
   const tools = app.canWrite
     ? [
         h("a", { href: "#/actions/new", class: "button primary" }, icon("plus"), " Add Action"),
-        h("button", { type: "button", onclick: () => openMasterImport(reload) }, icon("download"), " Import Actions"),
+        settings.masterTenant
+          ? null
+          : h("button", { type: "button", onclick: () => openMasterImport(reload) }, icon("download"), " Import Actions"),
         h(
           "button",
           { type: "button", onclick: () => openPostmanImport(reload) },
