@@ -634,7 +634,8 @@ def test_import_actions_from_the_master_tenant(
     expect(dialog.get_by_role("status")).to_contain_text("1 imported")
     dialog.get_by_role("button", name="Done").click()
     expect(page.locator("#actions-table tbody tr")).to_have_count(1)
-    expect(page.locator("#actions-table")).to_contain_text(f"master:{name}")
+    notes = cells(page, "#actions-table", page.locator("#actions-table tbody tr"), "Notes")[0]
+    expect(notes).to_have_text("Copied from Master")
 
 
 def test_action_editor_keeps_secrets_and_deletes(
@@ -916,6 +917,43 @@ def test_master_tenant_is_not_offered_to_import_from_itself(
     sign_in(page, api_url, tenant.admin.key or "")  # any other tenant is
     go(page, "Actions", "Actions")
     expect(page.get_by_role("button", name="Import Actions")).to_be_visible()
+
+
+def test_postman_description_shows_as_text_with_safe_markdown_and_its_origin_in_words(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path, tmp_path: Path) -> None:
+    file = tmp_path / "crm.postman_collection.json"
+    file.write_text(json.dumps({
+        "info": {"name": "CRM hooks", "schema": SCHEMA_V21},
+        "item": [{"name": "Log call", "request": {
+            "method": "POST", "url": "https://crm.example.com/calls",
+            "description": "**Logs** the call, see [the docs](https://docs.example.com/calls)."
+                           "\n<script>window.injected = 1</script> "
+                           "[not a link](javascript:window.injected=2)"}}],
+    }))
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Actions", "Actions")
+    page.get_by_role("button", name="Import Postman Collection").click()
+    dialog = page.get_by_role("dialog", name="Import Postman Collection")
+    dialog.get_by_label("Collection file").set_input_files(file)
+    expect(dialog.locator(".collection-name")).to_contain_text("1 request, 1 can be imported")
+    dialog.get_by_label("Select all Actions").check()
+    dialog.get_by_role("button", name="Import", exact=True).click()
+    expect(dialog.get_by_role("status")).to_contain_text("1 imported")
+    dialog.get_by_role("button", name="Done").click()
+    row = page.locator("#actions-table tbody tr")
+    expect(row).to_have_count(1)
+    description = row.locator(".description")
+    expect(description.locator("strong")).to_have_text("Logs")
+    expect(description.get_by_role("link", name="the docs")).to_have_attribute(
+        "href", "https://docs.example.com/calls")
+    expect(description).to_contain_text("<script>window.injected = 1</script>")
+    expect(description).not_to_contain_text("**")
+    expect(description.get_by_role("link")).to_have_count(1)  # javascript: stays text
+    assert description.locator("script").count() == 0
+    assert page.evaluate("window.injected") is None
+    notes = cells(page, "#actions-table", row, "Notes")[0]
+    expect(notes).to_have_text("Imported from Postman collection CRM hooks")
+    snap(page, shots, "28-actions-postman-description")
 
 
 # --- widths: phone, tablet, desktop -----------------------------------------------------

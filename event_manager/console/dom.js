@@ -333,6 +333,11 @@ export function showError(form, error) {
   return showErrors(form, [error])[0];
 }
 
+/** "1 request", "2 requests"; `many` for a plural that is not `one` + "s". */
+export function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
 // --- notices ---------------------------------------------------------------------------
 
 export function toast(message, kind = "ok") {
@@ -398,6 +403,18 @@ export function formatTime(iso, timezone) {
   } catch {
     return date.toISOString();
   }
+}
+
+/** Where an imported action came from, as its `origin` records it ("postman:Wise Cards
+ * API" → "Imported from Postman collection Wise Cards API", "master:…" → "Copied from
+ * Master"); null for an action made here. */
+export function originText(origin) {
+  if (!origin) return null;
+  const [kind, ...rest] = origin.split(":");
+  const name = rest.join(":");
+  if (kind === "postman") return name ? `Imported from Postman collection ${name}` : "Imported from Postman";
+  if (kind === "master") return "Copied from Master";
+  return origin;
 }
 
 export function statusBadge(status) {

@@ -12,6 +12,7 @@ import {
   h,
   icon,
   nextId,
+  originText,
   pageHeader,
   showError,
   showErrors,
@@ -548,7 +549,7 @@ export async function actionEditor(view, id) {
         action.events.length
           ? ["Attached to ", action.events.map((e) => EVENT_NAMES[e]).join(", "), ". "]
           : "Not attached to any event. ",
-        action.origin ? `Origin: ${action.origin}. ` : "",
+        action.origin ? `${originText(action.origin)}. ` : "",
         `Updated ${formatTime(action.updatedAt, app.settings.timezone)}.`,
       );
 
