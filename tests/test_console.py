@@ -956,6 +956,44 @@ def test_postman_description_shows_as_text_with_safe_markdown_and_its_origin_in_
     snap(page, shots, "28-actions-postman-description")
 
 
+def test_event_editor_searches_200_actions_and_keeps_the_chosen_ones(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    for number in range(1, 201):
+        tenant.admin("mutation($i: ActionInput!) { createAction(input: $i) { id } }",
+                     i={"name": f"Action {number:03}",
+                        "url": "https://crm.example.com/hook"}).data
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/events/ANSWERED_CALL")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit event: Answered Call")
+    boxes = page.locator(".check-list li:not([hidden])")
+    expect(boxes).to_have_count(200)
+    search = page.get_by_role("searchbox", name="Search actions")
+    search.fill("action 137")
+    expect(boxes).to_have_count(1)
+    box_137 = page.get_by_role("checkbox", name=re.compile("^Action 137"))
+    box_137.check()
+    search.fill("action 05")
+    expect(boxes).to_have_count(10)
+    box_055 = page.get_by_role("checkbox", name=re.compile("^Action 055"))
+    box_055.check()
+    # Action 137 is filtered out of the list, and still shown as chosen.
+    chosen = page.locator(".check-chosen li")
+    expect(chosen).to_have_text(["Action 137", "Action 055"])
+    expect(page.locator(".check-count")).to_have_text("2 selected")
+    search.fill("no such action")
+    expect(boxes).to_have_count(0)
+    expect(page.get_by_text("Nothing matches the search.")).to_be_visible()
+    snap(page, shots, "29-event-editor-search")
+    search.fill("")
+    expect(boxes).to_have_count(200)
+    expect(box_137).to_be_checked()
+    expect(box_055).to_be_checked()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
+    event = tenant.admin("{ event(type: ANSWERED_CALL) { actions { name } } }").data["event"]
+    assert sorted(a["name"] for a in event["actions"]) == ["Action 055", "Action 137"]
+
+
 # --- widths: phone, tablet, desktop -----------------------------------------------------
 
 WIDTHS = (360, 768, 1280)
