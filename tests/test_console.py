@@ -361,7 +361,7 @@ def test_manual_scenario_action_on_answered_call_turns_succeeded_live(
     expect(detail).to_contain_text("SUCCEEDED")
     expect(detail).to_contain_text(f"{receiver.url}{path}?caller=%2B38761111222&source=pbx")
     expect(detail).to_contain_text("X-Source")
-    expect(detail.locator("pre.snippet")).to_have_text("ok")
+    expect(detail.locator("pre.response-body")).to_have_text("ok")
     snap(page, shots, "11-activity-detail")
     page.keyboard.press("Escape")  # Escape closes dialogs
     expect(detail).to_have_count(0)
@@ -384,7 +384,7 @@ def test_failed_delivery_is_retried_from_the_activity_monitor(
     expect(row).to_contain_text("404")
     row.get_by_role("button", name=re.compile("^Details")).click()
     detail = page.get_by_role("dialog", name="Delivery")
-    expect(detail.locator("pre.snippet")).to_have_text("no such customer")
+    expect(detail.locator("pre.response-body")).to_have_text("no such customer")
     expect(detail).to_contain_text(f"{path}?ticket=%7B%7Bticket%7D%7D")  # sent as written
     snap(page, shots, "12-activity-failed-detail")
     # An unresolved placeholder is one click from being a parameter.
@@ -992,6 +992,33 @@ def test_event_editor_searches_200_actions_and_keeps_the_chosen_ones(
     expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
     event = tenant.admin("{ event(type: ANSWERED_CALL) { actions { name } } }").data["event"]
     assert sorted(a["name"] for a in event["actions"]) == ["Action 055", "Action 137"]
+
+
+def test_activity_details_show_the_body_sent_with_secrets_masked(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver,
+        shots: Path) -> None:
+    path = f"/console/{tenant.code}/body"
+    action = attach(tenant, f"{receiver.url}{path}")
+    tenant.admin('mutation { createParameter(input: {tag: "crm_token", value: "tok-s3cret", '
+                 'secret: true}) { tag } }').data
+    tenant.admin("""mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i)
+        { id } }""", id=action, i={
+        "name": "hook ANSWERED_CALL", "url": f"{receiver.url}{path}", "bodyType": "RAW",
+        "rawContentType": "application/json",
+        "rawBody": '{"caller": "{{caller_id}}", "token": "{{crm_token}}"}'}).data
+    tenant.admin("mutation { testEvent(event: ANSWERED_CALL) { triggerId } }").data
+    sent = receiver.wait_for(path)[0]
+    assert json.loads(sent.body)["token"] == "tok-s3cret"
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Activity Monitor", "Activity Monitor")
+    row = page.locator(ROWS).first
+    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    row.get_by_role("button", name=re.compile("^Details")).click()
+    detail = page.get_by_role("dialog", name="Delivery")
+    body = detail.locator("pre.request-body")
+    expect(body).to_have_text(sent.body.decode().replace("tok-s3cret", "********"))
+    expect(detail).not_to_contain_text("tok-s3cret")
+    snap(page, shots, "30-activity-request-body")
 
 
 # --- widths: phone, tablet, desktop -----------------------------------------------------
