@@ -1,5 +1,5 @@
-"""What the Activity Monitor shows of a request that was sent: method, URL and headers,
-secrets masked, every part cut to a fixed size (the body is never shown)."""
+"""What the Activity Monitor shows of a request that was sent: method, URL, headers and
+the start of the body, secrets masked, every part cut to a fixed size."""
 
 from __future__ import annotations
 
@@ -15,16 +15,19 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
 URL_CHARS = 4096
 NAME_CHARS = 256
 VALUE_CHARS = 2048
+BODY_CHARS = 4096
 
 
 def request_summary(rendered: RenderedRequest, action: Mapping[str, Any],
                     mask: Masker | None = None) -> dict[str, Any]:
-    """What the activity shows of a request: method, URL and headers, secrets masked.
+    """What the activity shows of a request: method, URL, headers and body, secrets masked.
 
     ``Authorization: Bearer s3cr3t`` → ``Bearer ********``; the API key's header or query
     value → ``********``; a secret anywhere else, in any form ``Masker`` knows (raw,
-    percent-encoded, …) → ``********``. The body is never included. The URL is cut at
-    4,096 characters, header names at 256 and values at 2,048, each saying so.
+    percent-encoded, JSON-escaped, …) → ``********``, in the body too. The URL is cut at
+    4,096 characters, header names at 256, values at 2,048 and the body (as UTF-8 text,
+    masked first so that no secret is cut in two) at 4,096, each saying so; ``body`` is
+    None when the request has none.
     """
     mask = mask if mask is not None else Masker(rendered.secrets)
     auth = action.get("auth") or {}
@@ -45,5 +48,9 @@ def request_summary(rendered: RenderedRequest, action: Mapping[str, Any],
             value = mask(value)
         headers.append({"key": cut(mask(name), NAME_CHARS),
                         "value": cut(value, VALUE_CHARS), "enabled": True})
+    body = None
+    if rendered.body is not None:
+        text = rendered.body.decode("utf-8", "replace")
+        body = cut(mask(text), BODY_CHARS)
     return {"method": rendered.method, "url": cut(mask(url), URL_CHARS),
-            "headers": headers}
+            "headers": headers, "body": body}

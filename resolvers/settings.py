@@ -14,7 +14,7 @@ from tenants.health import checked_hours
 
 async def settings(info: strawberry.Info) -> Settings:
     store = await info.context.tenant_store(READ)
-    return Settings.from_doc(await store.get_settings())
+    return Settings.from_doc(await store.get_settings(), store.tenant)
 
 
 async def update_settings(info: strawberry.Info, input: SettingsInput) -> Settings:
@@ -27,4 +27,4 @@ async def update_settings(info: strawberry.Info, input: SettingsInput) -> Settin
     if input.auto_disable_after_hours is not strawberry.UNSET:
         changes["auto_disable_after_hours"] = checked_hours(
             input.auto_disable_after_hours, "input.autoDisableAfterHours")
-    return Settings.from_doc(await store.update_settings(changes))
+    return Settings.from_doc(await store.update_settings(changes), store.tenant)

@@ -21,6 +21,11 @@ class RequestSummary:
     method: HttpMethod
     url: str
     headers: list[KeyValue]
+    body: str | None = strawberry.field(
+        default=None,
+        description="the body as sent (UTF-8 text), secrets masked, cut at 4,096 "
+                    "characters saying so (\"… [cut, 12 KiB in all]\"); null when the "
+                    "request had none, or was sent before bodies were kept")
 
 
 @strawberry.type
@@ -59,7 +64,8 @@ class Activity:
             attempts=doc["attempts"],
             http_status=doc.get("http_status"),
             request=RequestSummary(method=HttpMethod(request["method"]), url=request["url"],
-                                   headers=key_values(request["headers"])) if request else None,
+                                   headers=key_values(request["headers"]),
+                                   body=request.get("body")) if request else None,
             response_snippet=doc.get("response_snippet"),
             unresolved_parameters=doc.get("unresolved_parameters", []),
             empty_parameters=doc.get("empty_parameters", []),

@@ -226,11 +226,17 @@ class Settings:
     auto_disable_after_hours: int | None = strawberry.field(
         description="an action whose deliveries have all FAILED for this long is DISABLED; "
                     "null: never. Default 24")
+    master_tenant: bool = strawberry.field(
+        default=False,
+        description="true in the Master tenant, whose actions the others import (it has "
+                    "nothing to import itself)")
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Settings:
+    def from_doc(cls, doc: dict[str, Any], tenant: dict[str, Any] | None = None) -> Settings:
+        """``doc`` the tenant's settings, ``tenant`` its registration (for ``master``)."""
         return cls(actions_enabled=doc["actions_enabled"], timezone=doc["timezone"],
-                   auto_disable_after_hours=auto_disable_hours(doc))
+                   auto_disable_after_hours=auto_disable_hours(doc),
+                   master_tenant=bool((tenant or {}).get("master")))
 
 
 @strawberry.type

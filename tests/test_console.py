@@ -27,7 +27,7 @@ import pytest
 from bson import ObjectId
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
-from tests.conftest import ROOT, SHARED, TenantHandle, wait_until
+from tests.conftest import ROOT, SHARED, TenantHandle, make_tenant, wait_until
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.browser
@@ -114,6 +114,14 @@ def sign_in(page: Page, api_url: str, key: str) -> None:
     page.get_by_label("API key").press("Enter")
     expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
     expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
+
+
+def sign_in_anywhere(page: Page, api_url: str, key: str) -> None:
+    """Signs in without waiting for the Event List: the first page may be refused."""
+    page.goto(f"{api_url}/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_label("API key").press("Enter")
+    expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
 
 
 def go(page: Page, section: str, heading: str | re.Pattern[str]) -> None:
@@ -354,7 +362,7 @@ def test_manual_scenario_action_on_answered_call_turns_succeeded_live(
     expect(detail).to_contain_text("SUCCEEDED")
     expect(detail).to_contain_text(f"{receiver.url}{path}?caller=%2B38761111222&source=pbx")
     expect(detail).to_contain_text("X-Source")
-    expect(detail.locator("pre.snippet")).to_have_text("ok")
+    expect(detail.locator("pre.response-body")).to_have_text("ok")
     snap(page, shots, "11-activity-detail")
     page.keyboard.press("Escape")  # Escape closes dialogs
     expect(detail).to_have_count(0)
@@ -377,7 +385,7 @@ def test_failed_delivery_is_retried_from_the_activity_monitor(
     expect(row).to_contain_text("404")
     row.get_by_role("button", name=re.compile("^Details")).click()
     detail = page.get_by_role("dialog", name="Delivery")
-    expect(detail.locator("pre.snippet")).to_have_text("no such customer")
+    expect(detail.locator("pre.response-body")).to_have_text("no such customer")
     expect(detail).to_contain_text(f"{path}?ticket=%7B%7Bticket%7D%7D")  # sent as written
     snap(page, shots, "12-activity-failed-detail")
     # An unresolved placeholder is one click from being a parameter.
@@ -655,7 +663,8 @@ def test_import_actions_from_the_master_tenant(
     expect(dialog.get_by_role("status")).to_contain_text("1 imported")
     dialog.get_by_role("button", name="Done").click()
     expect(page.locator("#actions-table tbody tr")).to_have_count(1)
-    expect(page.locator("#actions-table")).to_contain_text(f"master:{name}")
+    notes = cells(page, "#actions-table", page.locator("#actions-table tbody tr"), "Notes")[0]
+    expect(notes).to_have_text("Copied from Master")
 
 
 def test_action_editor_keeps_secrets_and_deletes(
@@ -827,14 +836,20 @@ def test_unknown_key_is_refused_next_to_the_key_field(page: Page, api_url: str) 
     wait_until(lambda: page.evaluate("sessionStorage.length") == 0)
 
 
-def test_system_admin_enables_a_disabled_tenant_from_the_console(
-        page: Page, api_url: str, system: Any) -> None:
+def test_system_admin_reads_why_a_tenant_is_off_and_enables_it_from_the_console(
+        page: Page, api_url: str, system: Any, tenant: TenantHandle, shots: Path) -> None:
+    """``tenant``: an enabled tenant for the console to open first (run alone, this test's
+    switched-off tenant would be the only one, and sign_in waits for the Event List)."""
     code = f"off{secrets.token_hex(3)}"
     system("mutation($c: String!) { createTenant(code: $c, name: \"Switched off\") { code } }",
            c=code).data
     sign_in(page, api_url, system.key)
     page.get_by_label("Tenant").select_option(code)
-    expect(page.get_by_role("alert")).to_contain_text("FEATURE_DISABLED")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"The Event Manager is switched off for tenant {code}")
+    expect(alert).not_to_contain_text("FEATURE_DISABLED")
+    expect(alert).not_to_contain_text("not enabled for tenant '")  # the API's own words
+    snap(page, shots, "26-tenant-switched-off")
     page.get_by_role("button", name=f"Enable the Event Manager for {code}").click()
     expect(page.locator("#events-table tbody tr")).to_have_count(5)
     tenants = system("{ tenants { code eventManagerEnabled } }").data["tenants"]
@@ -866,6 +881,173 @@ def test_pbx_key_cannot_open_the_console(page: Page, api_url: str, tenant: Tenan
     page.get_by_label("API key").press("Enter")
     expect(page.locator(".field-error")).to_contain_text("PBX key can only report events")
     expect(page.get_by_role("navigation", name="Sections")).to_be_hidden()
+
+
+# --- what a person reads: errors, notes, descriptions, long lists, what was sent ----------
+
+def test_parameter_dialog_drops_the_tag_error_once_the_tag_changes(
+        page: Page, api_url: str, tenant: TenantHandle) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Parameters", "Parameters")
+    page.get_by_role("button", name="Add Parameter").click()
+    dialog = page.get_by_role("dialog", name="Add parameter")
+    tag = dialog.get_by_label("Tag")
+    tag.fill("caller_id")
+    dialog.get_by_label("Data").fill("x")
+    dialog.get_by_role("button", name="Add parameter").click()
+    expect(dialog.locator(".field-error")).to_contain_text("system parameter")
+    tag.fill("crm_team")  # the refusal was about caller_id: it goes with it
+    expect(dialog.locator(".field-error")).to_have_count(0)
+    expect(tag).not_to_have_attribute("aria-invalid", "true")
+    dialog.get_by_role("button", name="Add parameter").click()
+    expect(dialog).to_have_count(0)
+    assert {"tag": "crm_team", "value": "x"} in tenant.admin(
+        "{ parameters { tag value } }").data["parameters"]
+
+
+def test_empty_new_action_marks_every_missing_field_at_once(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/actions/new")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Add Action")
+    page.get_by_role("button", name="Create action").click()
+    name, url = page.get_by_label("Name", exact=True), page.get_by_label("URL", exact=True)
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error")).to_have_text(
+        [re.compile("Name must not be empty"), re.compile("URL must not be empty")])
+    expect(name).to_be_focused()
+    snap(page, shots, "27-action-missing-fields")
+    name.fill("CRM")  # each note goes with its own field's change
+    expect(name).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".field-error")).to_have_text([re.compile("URL must not be empty")])
+    url.fill("https://crm.example.com/calls")
+    url.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: CRM")
+
+
+def test_tenant_admin_of_a_switched_off_tenant_reads_a_sentence_not_a_code(
+        page: Page, api_url: str, system: Any, mongo: Any, settings: Any) -> None:
+    off = make_tenant(system, mongo, settings, enabled=False)
+    sign_in_anywhere(page, api_url, off.admin.key or "")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"The Event Manager is switched off for tenant {off.code}")
+    expect(alert).to_contain_text("Ask a system admin")
+    expect(alert).not_to_contain_text("FEATURE_DISABLED")
+
+
+def test_master_tenant_is_not_offered_to_import_from_itself(
+        page: Page, api_url: str, master: TenantHandle, tenant: TenantHandle) -> None:
+    sign_in(page, api_url, master.admin.key or "")
+    go(page, "Actions", "Actions")
+    expect(page.get_by_role("button", name="Import Postman Collection")).to_be_visible()
+    expect(page.get_by_role("button", name="Import Actions")).to_have_count(0)
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, api_url, tenant.admin.key or "")  # any other tenant is
+    go(page, "Actions", "Actions")
+    expect(page.get_by_role("button", name="Import Actions")).to_be_visible()
+
+
+def test_postman_description_shows_as_text_with_safe_markdown_and_its_origin_in_words(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path, tmp_path: Path) -> None:
+    file = tmp_path / "crm.postman_collection.json"
+    file.write_text(json.dumps({
+        "info": {"name": "CRM hooks", "schema": SCHEMA_V21},
+        "item": [{"name": "Log call", "request": {
+            "method": "POST", "url": "https://crm.example.com/calls",
+            "description": "**Logs** the call, see [the docs](https://docs.example.com/calls)."
+                           "\n<script>window.injected = 1</script> "
+                           "[not a link](javascript:window.injected=2)"}}],
+    }))
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Actions", "Actions")
+    page.get_by_role("button", name="Import Postman Collection").click()
+    dialog = page.get_by_role("dialog", name="Import Postman Collection")
+    dialog.get_by_label("Collection file").set_input_files(file)
+    expect(dialog.locator(".collection-name")).to_contain_text("1 request, 1 can be imported")
+    dialog.get_by_label("Select all Actions").check()
+    dialog.get_by_role("button", name="Import", exact=True).click()
+    expect(dialog.get_by_role("status")).to_contain_text("1 imported")
+    dialog.get_by_role("button", name="Done").click()
+    row = page.locator("#actions-table tbody tr")
+    expect(row).to_have_count(1)
+    description = row.locator(".description")
+    expect(description.locator("strong")).to_have_text("Logs")
+    expect(description.get_by_role("link", name="the docs")).to_have_attribute(
+        "href", "https://docs.example.com/calls")
+    expect(description).to_contain_text("<script>window.injected = 1</script>")
+    expect(description).not_to_contain_text("**")
+    expect(description.get_by_role("link")).to_have_count(1)  # javascript: stays text
+    assert description.locator("script").count() == 0
+    assert page.evaluate("window.injected") is None
+    notes = cells(page, "#actions-table", row, "Notes")[0]
+    expect(notes).to_have_text("Imported from Postman collection CRM hooks")
+    snap(page, shots, "28-actions-postman-description")
+
+
+def test_event_editor_searches_200_actions_and_keeps_the_chosen_ones(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    for number in range(1, 201):
+        tenant.admin("mutation($i: ActionInput!) { createAction(input: $i) { id } }",
+                     i={"name": f"Action {number:03}",
+                        "url": "https://crm.example.com/hook"}).data
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/events/ANSWERED_CALL")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit event: Answered Call")
+    boxes = page.locator(".check-list li:not([hidden])")
+    expect(boxes).to_have_count(200)
+    search = page.get_by_role("searchbox", name="Search actions")
+    search.fill("action 137")
+    expect(boxes).to_have_count(1)
+    box_137 = page.get_by_role("checkbox", name=re.compile("^Action 137"))
+    box_137.check()
+    search.fill("action 05")
+    expect(boxes).to_have_count(10)
+    box_055 = page.get_by_role("checkbox", name=re.compile("^Action 055"))
+    box_055.check()
+    # Action 137 is filtered out of the list, and still shown as chosen.
+    chosen = page.locator(".check-chosen li")
+    expect(chosen).to_have_text(["Action 137", "Action 055"])
+    expect(page.locator(".check-count")).to_have_text("2 selected")
+    search.fill("no such action")
+    expect(boxes).to_have_count(0)
+    expect(page.get_by_text("Nothing matches the search.")).to_be_visible()
+    snap(page, shots, "29-event-editor-search")
+    search.fill("")
+    expect(boxes).to_have_count(200)
+    expect(box_137).to_be_checked()
+    expect(box_055).to_be_checked()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Event List")
+    event = tenant.admin("{ event(type: ANSWERED_CALL) { actions { name } } }").data["event"]
+    assert sorted(a["name"] for a in event["actions"]) == ["Action 055", "Action 137"]
+
+
+def test_activity_details_show_the_body_sent_with_secrets_masked(
+        page: Page, api_url: str, tenant: TenantHandle, worker: Path, receiver: Receiver,
+        shots: Path) -> None:
+    path = f"/console/{tenant.code}/body"
+    action = attach(tenant, f"{receiver.url}{path}")
+    tenant.admin('mutation { createParameter(input: {tag: "crm_token", value: "tok-s3cret", '
+                 'secret: true}) { tag } }').data
+    tenant.admin("""mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i)
+        { id } }""", id=action, i={
+        "name": "hook ANSWERED_CALL", "url": f"{receiver.url}{path}", "bodyType": "RAW",
+        "rawContentType": "application/json",
+        "rawBody": '{"caller": "{{caller_id}}", "token": "{{crm_token}}"}'}).data
+    tenant.admin("mutation { testEvent(event: ANSWERED_CALL) { triggerId } }").data
+    sent = receiver.wait_for(path)[0]
+    assert json.loads(sent.body)["token"] == "tok-s3cret"
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Activity Monitor", "Activity Monitor")
+    row = page.locator(ROWS).first
+    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
+    row.get_by_role("button", name=re.compile("^Details")).click()
+    detail = page.get_by_role("dialog", name="Delivery")
+    body = detail.locator("pre.request-body")
+    expect(body).to_have_text(sent.body.decode().replace("tok-s3cret", "********"))
+    expect(detail).not_to_contain_text("tok-s3cret")
+    snap(page, shots, "30-activity-request-body")
 
 
 # --- widths: phone, tablet, desktop -----------------------------------------------------

@@ -441,7 +441,17 @@ def test_summary_masks_every_secret() -> None:
     assert {"key": "Authorization", "value": "Token ********", "enabled": True} in (
         summary["headers"])
     assert {"key": "X-Note", "value": "id ******** end", "enabled": True} in summary["headers"]
-    assert set(summary) == {"method", "url", "headers"}
+    assert summary["body"] == '{"s": "********"}'
+    assert set(summary) == {"method", "url", "headers", "body"}
+
+
+def test_summary_keeps_the_body_cut_at_4_kib_saying_so() -> None:
+    doc = action(body_type="RAW", raw_body="{{big}}", raw_content_type="text/plain")
+    rendered = render_request(doc, values_for(big="é" * 3000 + "x" * 2000))
+    body = request_summary(rendered, doc)["body"]
+    assert len(body) == 4096 and body.startswith("é" * 3000)
+    assert body.endswith("… [cut, 7.8 KiB in all]")
+    assert request_summary(render_request(action(), values_for()), action())["body"] is None
 
 
 @pytest.mark.parametrize("auth", [

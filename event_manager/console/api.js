@@ -154,7 +154,7 @@ export const ACTION_FIELDS = `
 
 export const ACTIVITY_FIELDS = `
   id triggerId event source actionId actionName status message attempts httpStatus
-  request { method url headers { key value enabled } } responseSnippet unresolvedParameters
+  request { method url headers { key value enabled } body } responseSnippet unresolvedParameters
   emptyParameters createdAt updatedAt`;
 
 export const MASK = "********";

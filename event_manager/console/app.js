@@ -25,8 +25,13 @@ export const app = {
       signOut(error);
       return h("div");
     }
+    if (error.code === "FEATURE_DISABLED") return errorBox(switchedOff(), ...this.switchOn());
+    return errorBox(error);
+  },
+  /** What turns a switched-off tenant on: a button for a system admin, whom to ask for others. */
+  switchOn() {
     const extra = [];
-    if (error.code === "FEATURE_DISABLED" && this.me?.role === "SYSTEM_ADMIN" && session.tenant) {
+    if (this.me?.role === "SYSTEM_ADMIN" && session.tenant) {
       const button = h(
         "button",
         { type: "button", class: "primary" },
@@ -48,12 +53,21 @@ export const app = {
         }),
       );
       extra.push(h("p", {}, button));
-    } else if (error.code === "FEATURE_DISABLED") {
-      extra.push(h("p", {}, "Ask the PBX's support to enable the Event Manager for this tenant."));
+    } else {
+      extra.push(h("p", {}, "Ask a system admin, or the PBX's support, to turn it on."));
     }
-    return errorBox(error, ...extra);
+    return extra;
   },
 };
+
+/** FEATURE_DISABLED as a sentence: the API's own names the tenant's code and the code. */
+function switchedOff() {
+  const tenant = session.tenant || app.me?.tenant;
+  return new ApiError(
+    `The Event Manager is switched off for ${tenant ? `tenant ${tenant}` : "this tenant"}, so its events, actions and activity cannot be shown or changed.`,
+    { code: null },
+  );
+}
 
 const ROUTES = [
   [/^#\/events$/, "events", () => import("./pages/events.js"), "eventList"],

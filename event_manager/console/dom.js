@@ -265,38 +265,77 @@ function readable(message, path, el) {
   return message.replace(/^input\./, "");
 }
 
-/**
- * Shows an ApiError in `form`: next to the control its `field` names (focused, marked
- * aria-invalid), or at the top of the form when no control matches.
- */
-export function showError(form, error) {
-  clearErrors(form);
-  const found = error.field ? controlFor(form, error.field) : null;
-  const message = readable(error.message, error.field, found?.el);
-  if (found) {
-    const { el } = found;
-    const id = nextId("err");
-    const note = h("p", { class: "field-error", id, role: "alert" }, icon("alert"), " ", message);
-    // Right under the control: after its row, or before the field's hint.
-    const slot = el.closest("[data-error-slot], .field-switch, .field-check") || el;
-    slot.after(note);
-    el.setAttribute("aria-invalid", "true");
-    el.setAttribute("aria-describedby", [el.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
-    const details = el.closest("details");
-    if (details) details.open = true;
-    el.focus();
-    return note;
-  }
-  const note = h(
-    "div",
-    { class: "form-error", role: "alert" },
-    icon("alert"),
-    " ",
-    message,
-    error.code && error.code !== "BAD_USER_INPUT" ? h("code", {}, error.code) : null,
-  );
-  form.prepend(note);
+/** Takes one control's error away: its note, aria-invalid and the note's id. */
+function unmark(el, note) {
+  note.remove();
+  el.removeAttribute("aria-invalid");
+  const ids = (el.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== note.id);
+  if (ids.length) el.setAttribute("aria-describedby", ids.join(" "));
+  else el.removeAttribute("aria-describedby");
+}
+
+/** The note of one error next to its control; it goes once the control's value changes. */
+function markField(el, message) {
+  const id = nextId("err");
+  const note = h("p", { class: "field-error", id, role: "alert" }, icon("alert"), " ", message);
+  // Right under the control: after its row, or before the field's hint.
+  const slot = el.closest("[data-error-slot], .field-switch, .field-check") || el;
+  slot.after(note);
+  el.setAttribute("aria-invalid", "true");
+  el.setAttribute("aria-describedby", [el.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
+  const details = el.closest("details");
+  if (details) details.open = true;
+  // A refusal is about the value that was sent: once it is edited, the note is stale.
+  const changed = () => {
+    if (note.isConnected) unmark(el, note);
+    el.removeEventListener("input", changed);
+    el.removeEventListener("change", changed);
+  };
+  el.addEventListener("input", changed);
+  el.addEventListener("change", changed);
   return note;
+}
+
+/**
+ * Shows ApiErrors in `form`, all at once: each next to the control its `field` names
+ * (marked aria-invalid), or at the top of the form when no control matches. The first
+ * control named is focused. Returns the notes.
+ */
+export function showErrors(form, errors) {
+  clearErrors(form);
+  const notes = [];
+  let first = null;
+  for (const error of errors) {
+    const found = error.field ? controlFor(form, error.field) : null;
+    const message = readable(error.message, error.field, found?.el);
+    if (found) {
+      notes.push(markField(found.el, message));
+      first ||= found.el;
+      continue;
+    }
+    const note = h(
+      "div",
+      { class: "form-error", role: "alert" },
+      icon("alert"),
+      " ",
+      message,
+      error.code && error.code !== "BAD_USER_INPUT" ? h("code", {}, error.code) : null,
+    );
+    form.prepend(note);
+    notes.push(note);
+  }
+  if (first) first.focus();
+  return notes;
+}
+
+/** Shows one ApiError in `form` (see showErrors). */
+export function showError(form, error) {
+  return showErrors(form, [error])[0];
+}
+
+/** "1 request", "2 requests"; `many` for a plural that is not `one` + "s". */
+export function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
 }
 
 // --- notices ---------------------------------------------------------------------------
@@ -370,6 +409,18 @@ export function formatTime(iso, timezone) {
  * the API's messages do ("retry 2 of 5 at 08:38:28 (Europe/Sarajevo)"). */
 export function inZone(label, timezone) {
   return `${label} (${timezone || "UTC"})`;
+}
+
+/** Where an imported action came from, as its `origin` records it ("postman:Wise Cards
+ * API" → "Imported from Postman collection Wise Cards API", "master:…" → "Copied from
+ * Master"); null for an action made here. */
+export function originText(origin) {
+  if (!origin) return null;
+  const [kind, ...rest] = origin.split(":");
+  const name = rest.join(":");
+  if (kind === "postman") return name ? `Imported from Postman collection ${name}` : "Imported from Postman";
+  if (kind === "master") return "Copied from Master";
+  return origin;
 }
 
 export function statusBadge(status) {

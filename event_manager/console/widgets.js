@@ -109,7 +109,10 @@ const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 /**
  * A filterable list of checkboxes: the console's multi-select. `items` are
  * {id, label, detail, note, disabled}; `selected` a set of ids. With `selectAll`, a
- * "Select all" box ticks every item that can be chosen. Returns {el, selectedIds()}.
+ * "Select all" box ticks every item that can be chosen. With `search` (the search box's
+ * label, e.g. "Search actions"), a labelled search box stands above a long list and the
+ * chosen items are listed as chips that stay in view, with a button each to take one
+ * out, whatever the search hides. Returns {el, selectedIds()}.
  */
 export function checkList(
   items,
@@ -121,6 +124,7 @@ export function checkList(
     disabled = false,
     selectAll = false,
     selectAllLabel = "Select all",
+    search = null,
     onChange = () => {},
   },
 ) {
@@ -128,10 +132,14 @@ export function checkList(
   const count = h("span", { class: "muted check-count", "aria-live": "polite" });
   const filter = h("input", {
     type: "search",
+    id: nextId("search"),
     placeholder: "Filter…",
-    "aria-label": `Filter ${label.toLowerCase()}`,
+    "aria-label": search || `Filter ${label.toLowerCase()}`,
     autocomplete: "off",
   });
+  const noMatch = h("p", { class: "muted", hidden: true }, "Nothing matches the search.");
+  const chosen = h("ul", { class: "chips check-chosen", "aria-label": "Chosen" });
+  const labels = new Map(items.map((item) => [item.id, item.label]));
   const list = h("ul", { class: "check-list", role: "list" });
   const boxes = [];
   for (const item of items) {
@@ -169,7 +177,12 @@ export function checkList(
   });
   filter.addEventListener("input", () => {
     const text = filter.value.toLowerCase();
-    for (const li of list.children) li.hidden = text && !li.dataset.text.includes(text);
+    let shown = 0;
+    for (const li of list.children) {
+      li.hidden = Boolean(text) && !li.dataset.text.includes(text);
+      if (!li.hidden) shown += 1;
+    }
+    noMatch.hidden = shown > 0;
   });
   // Enter in the filter ticks the only match instead of submitting the form.
   filter.addEventListener("keydown", (event) => {
@@ -194,7 +207,33 @@ export function checkList(
     all.checked = ticked > 0 && ticked === choosable.length;
     all.indeterminate = ticked > 0 && ticked < choosable.length;
     count.textContent = `${order.length} selected`;
+    if (search) showChosen();
     onChange(order);
+  }
+  function showChosen() {
+    chosen.replaceChildren(
+      ...order.map((id) => {
+        const box = boxes.find((b) => b.value === id);
+        const name = labels.get(id) ?? id;
+        return h(
+          "li",
+          { class: "chip" },
+          name,
+          box && !box.disabled
+            ? iconButton(
+                "x",
+                `Remove ${name}`,
+                () => {
+                  box.checked = false;
+                  update();
+                  (chosen.querySelector("button") || filter).focus();
+                },
+                "chip-remove",
+              )
+            : null,
+        );
+      }),
+    );
   }
   update();
   const el = h(
@@ -203,9 +242,15 @@ export function checkList(
     h("legend", { id: legendId }, label, " ", count),
     items.length
       ? [
-          items.length > 6 ? filter : null,
+          search ? chosen : null,
+          search && items.length > 6
+            ? h("div", { class: "field" }, h("label", { for: filter.id }, search), filter)
+            : items.length > 6
+              ? filter
+              : null,
           selectAll ? h("label", { class: "select-all", for: all.id }, all, ` ${selectAllLabel}`) : null,
           list,
+          noMatch,
         ]
       : h("p", { class: "muted" }, empty),
   );

@@ -1,6 +1,6 @@
 // Actions → Add / Edit Action: every field of ActionInput, and the undefined-parameters banner.
 
-import { ACTION_FIELDS, gql, MASK } from "../api.js";
+import { ACTION_FIELDS, ApiError, gql, MASK } from "../api.js";
 import { app } from "../app.js";
 import {
   busy,
@@ -13,8 +13,10 @@ import {
   icon,
   inZone,
   nextId,
+  originText,
   pageHeader,
   showError,
+  showErrors,
   toast,
   toggle,
 } from "../dom.js";
@@ -453,8 +455,24 @@ export async function actionEditor(view, id) {
     ),
   );
 
+  /** The required fields left empty, as the API would refuse them, but all at once (the
+   * API names only the first). */
+  function missing() {
+    return [
+      [name, "input.name"],
+      [url, "input.url"],
+    ]
+      .filter(([control]) => !control.value.trim())
+      .map(([, path]) => new ApiError(`${path} must not be empty`, { code: "BAD_USER_INPUT", field: path }));
+  }
+
   form.addEventListener("submit", (e) => {
     e.preventDefault();
+    const empty = missing();
+    if (empty.length) {
+      showErrors(form, empty);
+      return;
+    }
     busy(save, async () => {
       try {
         const data = isNew
@@ -532,7 +550,7 @@ export async function actionEditor(view, id) {
         action.events.length
           ? ["Attached to ", action.events.map((e) => EVENT_NAMES[e]).join(", "), ". "]
           : "Not attached to any event. ",
-        action.origin ? `Origin: ${action.origin}. ` : "",
+        action.origin ? `${originText(action.origin)}. ` : "",
         `${inZone("Updated", app.settings.timezone)} ${formatTime(action.updatedAt, app.settings.timezone)}.`,
       );
 

@@ -3,7 +3,19 @@
 
 import { gql } from "../api.js";
 import { app } from "../app.js";
-import { clear, confirmDialog, debounce, EVENT_NAMES, h, icon, iconButton, pageHeader, toast } from "../dom.js";
+import {
+  clear,
+  confirmDialog,
+  debounce,
+  EVENT_NAMES,
+  h,
+  icon,
+  iconButton,
+  originText,
+  pageHeader,
+  toast,
+} from "../dom.js";
+import { markdown } from "../markdown.js";
 import { openMasterImport, openPostmanImport } from "./imports.js";
 
 export async function actionList(view) {
@@ -33,7 +45,7 @@ export async function actionList(view) {
             "td",
             {},
             h("a", { href: `#/actions/${a.id}`, class: "strong" }, a.name),
-            a.description ? h("div", { class: "muted small clamp" }, a.description) : null,
+            a.description ? h("div", { class: "muted small clamp description" }, markdown(a.description)) : null,
           ),
           h("td", {}, h("span", { class: `method method-${a.method.toLowerCase()}` }, a.method)),
           h("td", { class: "url-cell" }, h("code", { title: a.url }, a.url)),
@@ -63,7 +75,7 @@ export async function actionList(view) {
                   ` ${a.undefinedParameters.length} undefined`,
                 )
               : null,
-            a.origin ? h("div", { class: "muted small" }, a.origin) : null,
+            a.origin ? h("div", { class: "muted small origin" }, originText(a.origin)) : null,
           ),
           h("td", {}, healthCell(a)),
           h(
@@ -136,10 +148,14 @@ export async function actionList(view) {
       reload();
     }
   });
+  // The Master tenant's actions are the ones the others import: it has none to import.
+  const { settings } = await gql("{ settings { masterTenant } }");
   const tools = app.canWrite
     ? [
         h("a", { href: "#/actions/new", class: "button primary" }, icon("plus"), " Add Action"),
-        h("button", { type: "button", onclick: () => openMasterImport(reload) }, icon("download"), " Import Actions"),
+        settings.masterTenant
+          ? null
+          : h("button", { type: "button", onclick: () => openMasterImport(reload) }, icon("download"), " Import Actions"),
         h(
           "button",
           { type: "button", onclick: () => openPostmanImport(reload) },

@@ -414,11 +414,15 @@ function detailView(a) {
                 ),
               )
             : h("p", { class: "muted" }, "No headers."),
+          h("h3", {}, "Request body"),
+          request.body
+            ? h("pre", { class: "snippet request-body" }, request.body)
+            : h("p", { class: "muted" }, "No body."),
         ]
       : h("p", { class: "muted" }, "Not sent yet."),
     h("h3", {}, "Response"),
     a.responseSnippet
-      ? h("pre", { class: "snippet" }, a.responseSnippet)
+      ? h("pre", { class: "snippet response-body" }, a.responseSnippet)
       : h("p", { class: "muted" }, "No response body."),
     h("h3", {}, "Unresolved parameters"),
     a.unresolvedParameters.length

@@ -126,6 +126,7 @@ export async function eventEditor(view, type) {
     {
       label: "Select one or more actions to send when this event occurs",
       path: "input.actionIds",
+      search: "Search actions",
       disabled: !app.canWrite,
       empty: "There are no actions yet.",
     },

@@ -1,7 +1,8 @@
 // Actions → Import Actions (from the Master tenant) and Import Postman Collection.
 
 import { gql } from "../api.js";
-import { busy, clear, field, h, icon, nextId, openDialog, showError } from "../dom.js";
+import { busy, clear, field, h, icon, nextId, openDialog, plural, showError } from "../dom.js";
+import { markdown } from "../markdown.js";
 import { checkList } from "../widgets.js";
 
 const RESULT_FIELDS = "imported { id name } skipped renamed errors";
@@ -120,7 +121,12 @@ export function openMasterImport(onImported) {
       const formId = nextId("form");
       const submit = h("button", { type: "submit", class: "primary", form: formId, disabled: true }, "Import");
       const picker = checkList(
-        masterActions.map((a) => ({ id: a.id, label: a.name, detail: `${a.method} ${a.url}`, note: a.description })),
+        masterActions.map((a) => ({
+          id: a.id,
+          label: a.name,
+          detail: `${a.method} ${a.url}`,
+          note: a.description ? markdown(a.description) : null,
+        })),
         new Set(),
         {
           label: "Actions of the Master tenant",
@@ -245,13 +251,13 @@ export function openPostmanImport(onImported) {
           "p",
           { class: "collection-name" },
           h("strong", {}, parsed.name),
-          ` · Postman ${parsed.format} · ${parsed.requests.length} requests, ${importable} can be imported`,
+          ` · Postman ${parsed.format} · ${plural(parsed.requests.length, "request")}, ${importable} can be imported`,
         ),
         parsed.warnings.length
           ? h(
               "details",
               { class: "warnings" },
-              h("summary", {}, `${parsed.warnings.length} warnings`),
+              h("summary", {}, plural(parsed.warnings.length, "warning")),
               h(
                 "ul",
                 {},
