@@ -183,10 +183,10 @@ class Tally:
     def add(self, part: dict[str, Any]) -> None:
         counts = self.counts
         for key, value in part.items():
-            if key == "h":
+            if key == "h":  # bins as numbers (``Sections(doc, numbered=True)``)
                 histogram = self.histogram
                 for bin_, n in value.items():
-                    histogram[int(bin_)] += n
+                    histogram[bin_] += n
             elif key == "l":
                 if value > self.last:
                     self.last = value
@@ -228,16 +228,27 @@ def split(hour: datetime, docs: list[dict[str, Any]]
 class Sections(dict):  # type: ignore[type-arg]
     """A document's sections, each unpacked when first read (``p`` is read for the
     window's first and last hours only); a section written as fields (``$inc``) is read
-    as it is."""
+    as it is. ``numbered``: with each histogram's bins as numbers (as ``Tally.add``
+    takes them: converted once, not at each add of a cached folded hour); otherwise as
+    stored, text (as ``fold`` merges and packs them)."""
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], numbered: bool = False) -> None:
         super().__init__()
         self.doc = doc
+        self.numbered = numbered
 
     def __missing__(self, section: str) -> dict[str, Any]:
         value = self.doc.get(section, {})
-        decoded = self[section] = value if isinstance(value, dict) else unpack(value)
+        decoded = value if isinstance(value, dict) else unpack(value)
+        self[section] = decoded = _numbered(decoded) if self.numbered else decoded
         return decoded
+
+
+def _numbered(counters: dict[str, Any]) -> dict[Any, Any]:
+    """``counters`` (nested as a section nests them) with each histogram's (``h``) bins
+    as numbers."""
+    return {key: ({int(b): n for b, n in value.items()} if key == "h" else _numbered(value))
+            if isinstance(value, dict) else value for key, value in counters.items()}
 
 
 FOLDED_CACHE = 256
@@ -253,11 +264,11 @@ def folded_sections(namespace: str, doc: dict[str, Any]) -> Sections:
     from ``gen`` 1). At most ``FOLDED_CACHE`` are kept, the least recently read dropped
     first. A document of an earlier version, without ``v``, is unpacked at each read."""
     if "v" not in doc:
-        return Sections(doc)
+        return Sections(doc, numbered=True)
     key = (namespace, doc["_id"], doc["v"])
     found = _folded.get(key)
     if found is None:
-        found = _folded[key] = Sections(doc)
+        found = _folded[key] = Sections(doc, numbered=True)
         while len(_folded) > FOLDED_CACHE:
             _folded.popitem(last=False)
     else:
@@ -335,7 +346,7 @@ class TenantStats:
         foldable = now() - timedelta(hours=1) - FOLD_AFTER
         for hour, found in sorted(by_hour.items()):
             folded, live = split(hour, found)
-            parts = [Sections(d) for d in live]
+            parts = [Sections(d, numbered=True) for d in live]
             if folded is not None:
                 parts.insert(0, folded_sections(self.collection.full_name, folded))
             whole = start <= hour.timestamp() and hour.timestamp() + 3600 <= stop
