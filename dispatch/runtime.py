@@ -50,6 +50,9 @@ from tenants.database import Database, is_transient
 from tenants.registry import TenantRegistry
 
 HOUSEKEEPING_SECONDS = 3600.0
+SWEEP_TURN = 0.9
+"""A process that sweeps holds the turn for this part of the sweep period: the next
+sweep falls to whichever process comes first after it."""
 HAND_BACK_SECONDS = 1.0
 """A delivery whose action's line here is full goes back to the broker for this long."""
 RETRY_HAND_BACK_SECONDS = 5.0
@@ -232,7 +235,8 @@ class DeliveryRuntime(dramatiq.Middleware):
             await asyncio.sleep(liveness.every)
 
     async def _sweep(self, db: Database, liveness: Liveness) -> None:
-        """Every half recovery period, queue stuck deliveries again; hourly, forget
+        """Every half recovery period, queue stuck deliveries again (one process of the
+        installation at a time: ``Liveness.turn``); hourly, forget
         expired idempotency keys and claims. First, give every tenant's activity the
         indexes this version reads and drop the collections of earlier versions
         (``TenantRegistry.index_all``)."""
@@ -247,7 +251,9 @@ class DeliveryRuntime(dramatiq.Middleware):
                     log.info("activity indexes and collections: %d tenants changed",
                              await TenantRegistry(db).index_all())
                     indexed = True
-                await recovery.sweep()
+                if await liveness.turn(f"{self.settings.database}:sweeping", self.worker_id,
+                                       every * SWEEP_TURN):
+                    await recovery.sweep()
                 if time.monotonic() - tidied > HOUSEKEEPING_SECONDS:
                     tidied = time.monotonic()
                     log.info("housekeeping: %d expired keys, claims and old rows dropped",

@@ -163,6 +163,25 @@ TRAP = '{"_id":"trap","status":"SUCCEEDED"}'
 that reads it fails. SQLite itself reads its status, so that indexes hold it."""
 
 
+def test_one_worker_process_sweeps_at_a_time(settings: Settings) -> None:
+    """Each worker process wakes to sweep every half recovery period; the one that takes
+    the turn sweeps, the others skip that round, and the turn is free again after it."""
+    async def turns() -> list[bool]:
+        broker = aioredis.Redis.from_url(settings.redis_url)
+        key = f"{settings.database}:sweeping:{uuid4().hex[:6]}"
+        try:
+            first, second = (Liveness(broker, f"{settings.database}:holding:", ttl=1.0)
+                             for _ in range(2))
+            taken = [await first.turn(key, "w1", 0.3), await second.turn(key, "w2", 0.3),
+                     await first.turn(key, "w1", 0.3)]
+            await asyncio.sleep(0.4)
+            return [*taken, await second.turn(key, "w2", 0.3)]
+        finally:
+            await broker.aclose()
+
+    assert asyncio.run(turns()) == [True, False, False, True]
+
+
 def test_the_sweep_reads_no_final_row_on_our_ferretdb(
         own_ferretdb: tuple[str, Path]) -> None:
     """The sweep's query reads, through the status index, only rows QUEUED, RETRYING or
