@@ -8,7 +8,8 @@ or never reached the broker (QUEUED); or when a planned retry's message is lost
 way: after the action's timeout ran out) such a row is queued again; the claim on each
 attempt keeps two workers from sending the same attempt. A sweep finds such rows by
 their status, through the activity's index on it (``ActivityLog.unfinished``): it reads
-the deliveries in flight, not the history.
+the deliveries in flight, not the history. One worker process of the installation sweeps at a time
+(``Liveness.turn``): the others would read the same rows.
 
 An attempt whose worker stopped is counted and the row handed back as RETRYING: the
 request may or may not have left, so the receiver may get it twice (at-least-once).
