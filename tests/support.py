@@ -4,6 +4,7 @@ no fixtures, so that scripts run by hand (bench/soak.py) can use them too."""
 from __future__ import annotations
 
 import multiprocessing
+import random
 import re
 import shutil
 import socket
@@ -38,10 +39,45 @@ def times_said(message: str, timezone: str) -> list[datetime]:
     return found
 
 
+LOCAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+SERVICE_PORTS = frozenset({5672, 6379, 8000, 8080, 9090, 9191, 15672, 25672, 27017})
+"""Ports the services and the README's stack listen on by default: never handed out."""
+_handed_out: set[int] = set()
+
+
+def _ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections (Linux's default when unknown)."""
+    try:
+        low, high = (int(part) for part in LOCAL_PORTS.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1 for a server a test starts, outside the kernel's range
+    for outgoing connections.
+
+    A port from that range (what binding to port 0 gives) can be taken while its server
+    is down: a client reconnecting to it from a port of the same range may be handed
+    that very port and connect to itself (TCP's simultaneous open), and the server,
+    started again, then fails with EADDRINUSE. The CI saw it with RabbitMQ restarted on
+    33489 while the worker kept reconnecting."""
+    ephemeral = _ephemeral_ports()
+    candidates = [port for port in range(10_000, 65_536)
+                  if port not in ephemeral and port not in SERVICE_PORTS]
+    for _ in range(200):
+        port = random.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise AssertionError("no free port outside the range for outgoing connections")
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition",

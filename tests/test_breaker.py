@@ -4,9 +4,11 @@ clock of the test's own, then with the session's worker and a real receiver."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from dispatch.breaker import (
     FIRST_PAUSE_SECONDS,
@@ -17,7 +19,9 @@ from dispatch.breaker import (
     Breakers,
     Change,
 )
-from tests.conftest import TenantHandle, wait_until
+from event_manager.config import Settings
+from tests.conftest import TenantHandle, make_tenant, wait_until
+from tests.installation import Installation, installation
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import ROW, attach, enable, make_action, trigger
 
@@ -145,14 +149,26 @@ def all_rows(tenant: TenantHandle) -> list[dict[str, Any]]:
     return reply.data["activity"]["items"]
 
 
-@pytest.mark.usefixtures("worker")
+@pytest.fixture(scope="module")
+def pausing(settings: Settings, mongo: Any, redis_client: redis.Redis,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    """A worker whose second retry comes 3 s after the first: the 20 first retries have
+    all failed, and the action is paused, before any second retry is due, however slowly
+    the machine sends the first ones (with the session's 0.2 s and 0.4 s, a slow
+    machine's second retries overtook its last first retries)."""
+    with installation(settings, mongo, redis_client, tmp_path_factory.mktemp("pausing"),
+                      "pause", retry_schedule="0.2,3", pause_after_failures=20) as place:
+        yield place
+
+
 def test_a_dead_endpoint_pauses_its_action_until_a_probe_answers(
-        tenant: TenantHandle, receiver: Receiver) -> None:
-    """20 deliveries to an endpoint answering 503: their first attempts (in the session
-    worker's first-attempts process) and first retries (in its retry process) fail, and
-    each process pauses the action; the second retries, due 0.4 s later, are not sent
-    while it is paused. Once the endpoint answers, a probe ends the pause and every
-    delivery succeeds, the attempts they waited through not counted."""
+        pausing: Installation, mongo: Any, receiver: Receiver) -> None:
+    """20 deliveries to an endpoint answering 503: their first attempts (in the worker's
+    first-attempts process) and first retries (in its retry process) fail, and each
+    process pauses the action for 5 s; the second retries, due 3 s after the first, are
+    not sent while it is paused. Once the endpoint answers, a probe ends the pause and
+    every delivery succeeds, the attempts they waited through not counted."""
+    tenant = make_tenant(pausing.system, mongo, pausing.settings)
     path = f"/{tenant.code}/down"
     receiver.script(path, *[Reply(503, "down")] * 1000)
     action = make_action(tenant, name="CRM", url=f"{receiver.url}{path}")
@@ -160,13 +176,14 @@ def test_a_dead_endpoint_pauses_its_action_until_a_probe_answers(
     enable(tenant)
     for _ in range(20):
         trigger(tenant, "ANSWERED_CALL")
-    receiver.wait_for(path, 40)
+    first_retries = receiver.wait_for(path, 40)
     paused = wait_until(lambda: (h := action_health(tenant, action))["pausedUntil"] and h,
                         what="the pause shown in the action's health")
     assert paused["pausedReason"] == (
         "20 attempts in a row failed (last: 503 Service Unavailable); its deliveries wait "
         "while one of them tries the endpoint")
-    time.sleep(3)
+    every_second_retry_due = first_retries[39].at + 3.5  # the pause ends 5 s after it
+    time.sleep(max(0.0, every_second_retry_due - time.monotonic()))
     assert len(receiver.received(path)) == 40, "the second retries wait for the pause"
     assert {r["status"] for r in all_rows(tenant)} == {"RETRYING"}
 

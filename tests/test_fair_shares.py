@@ -14,22 +14,18 @@ must stay within twice the quiet median, with a generous margin for a busy machi
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from event_manager.config import Settings, environment
-from tests.conftest import CLI, Client, TenantHandle, free_port, make_tenant, run_cli, wait_until
+from event_manager.config import Settings
+from tests.conftest import TenantHandle, make_tenant, wait_until
+from tests.installation import Installation, installation
 from tests.receiver import Receiver, Reply
-from tests.support import answers, stop
 
 HEAVY = 20
 LIGHT = 12
@@ -39,49 +35,16 @@ MARGIN = 0.3
 """Seconds allowed over twice B's quiet median: a busy two-core machine's noise."""
 
 
-@dataclass
-class Installation:
-    settings: Settings
-    system: Client
-    worker_log: Path
-
-
-def _spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen([*CLI, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
 def shared_worker(settings: Settings, mongo: Any, redis_client: redis.Redis,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     """API and worker of their own: a worker of 16 slots, 8 per tenant, 4 for retries.
     It never pauses an action (``dispatch.breaker``): A's 60 failing attempts would
     otherwise wait for probes, and the shares are what is tested here."""
-    own = settings.model_copy(update={
-        "database": f"{settings.database}_fair", "worker_in_flight": 16,
-        "tenant_in_flight": 8, "retry_in_flight": 4, "retry_schedule": "0.5,0.5",
-        "worker_metrics_port": free_port(), "pause_after_failures": 0})
-    env = {**os.environ, **environment(own)}
-    logs = tmp_path_factory.mktemp("fair")
-    port = free_port()
-    api = _spawn(env, logs / "api.log", "serve", "--port", str(port))
-    worker = _spawn(env, logs / "worker.log", "worker", "--threads", "2")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: answers(url), 30, "the API answers")
-        wait_until(lambda: "ready for action" in (logs / "worker.log").read_text(), 60,
-                   "the worker is ready")
-        key = run_cli(env, "create-key", "--role", "SYSTEM_ADMIN", "--label", "fair")
-        yield Installation(own, Client(url, key.stdout.strip().splitlines()[-1]),
-                           logs / "worker.log")
-    finally:
-        for process in (worker, api):
-            stop(process)
-        for name in (own.system_database, own.tenant_database):
-            mongo.drop_database(name)
-        leftovers = list(redis_client.scan_iter(f"*{own.queue_name}*"))
-        if leftovers:
-            redis_client.delete(*leftovers)
+    with installation(settings, mongo, redis_client, tmp_path_factory.mktemp("fair"), "fair",
+                      worker_in_flight=16, tenant_in_flight=8, retry_in_flight=4,
+                      retry_schedule="0.5,0.5", pause_after_failures=0) as place:
+        yield place
 
 
 def send_on_hangup(tenant: TenantHandle, **action: Any) -> None:

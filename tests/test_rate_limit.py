@@ -21,15 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,10 +32,11 @@ import redis
 import redis.asyncio as aioredis
 
 from dispatch.pace import MAX_WAITS, Limit, Pace, throttled
-from event_manager.config import Settings, environment
-from tests.conftest import CLI, Client, TenantHandle, free_port, make_tenant, run_cli, wait_until
+from event_manager.config import Settings
+from tests.conftest import TenantHandle, make_tenant, wait_until
+from tests.installation import Installation, installation
 from tests.receiver import Receiver, Reply
-from tests.support import answers, stop, times_said
+from tests.support import times_said
 from tests.test_delivery import ROW, in_zone
 from tests.test_imports import IMPORT, MASTER_IMPORT, collection, request
 
@@ -49,67 +45,14 @@ BURST = 5
 COUNT = 40
 
 
-@dataclass
-class Installation:
-    settings: Settings
-    system: Client
-    env: dict[str, str]
-    logs: Path
-    worker: subprocess.Popen[bytes] | None = None
-
-    def start_worker(self) -> None:
-        """``worker --processes 2``, in a process group of its own (``kill_worker``)."""
-        log = self.logs / "worker.log"
-        with log.open("a") as out:
-            self.worker = subprocess.Popen(
-                [*CLI, "worker", "--processes", "2", "--threads", "2"], env=self.env,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        ready = log.read_text().count("ready for action") + 2
-        wait_until(lambda: log.read_text().count("ready for action") >= ready, 60,
-                   "both worker processes are ready")
-
-    def kill_worker(self) -> None:
-        """SIGKILL to the worker and the processes it forked: nothing is handed back."""
-        assert self.worker is not None
-        os.killpg(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(10)
-        self.worker = None
-
-
-def _spawn(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen([*CLI, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
 def paced(settings: Settings, mongo: Any, redis_client: redis.Redis,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     """API and two worker processes of their own."""
-    own = settings.model_copy(update={
-        "database": f"{settings.database}_pace", "worker_in_flight": 64,
-        "tenant_in_flight": 64, "retry_in_flight": 8, "worker_metrics_port": 0})
-    env = {**os.environ, **environment(own)}
-    logs = tmp_path_factory.mktemp("pace")
-    port = free_port()
-    api = _spawn(env, logs / "api.log", "serve", "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
-    place = Installation(own, Client(url, None), env, logs)
-    try:
-        wait_until(lambda: answers(url), 30, "the API answers")
-        place.start_worker()
-        key = run_cli(env, "create-key", "--role", "SYSTEM_ADMIN", "--label", "pace")
-        place.system = Client(url, key.stdout.strip().splitlines()[-1])
+    with installation(settings, mongo, redis_client, tmp_path_factory.mktemp("pace"), "pace",
+                      processes=2, worker_in_flight=64, tenant_in_flight=64,
+                      retry_in_flight=8) as place:
         yield place
-    finally:
-        if place.worker is not None:
-            stop(place.worker)
-        stop(api)
-        for name in (own.system_database, own.tenant_database):
-            mongo.drop_database(name)
-        leftovers = [*redis_client.scan_iter(f"*{own.queue_name}*"),
-                     *redis_client.scan_iter(f"{own.database}:*")]
-        if leftovers:
-            redis_client.delete(*leftovers)
 
 
 @pytest.fixture
