@@ -38,6 +38,11 @@ class Sizes:
     """Scenario 12: deliveries of the hanging action, whose retries come due together."""
     first_seconds: float = 20.0
     """Scenario 12: seconds the healthy action is measured, alone and while they are due."""
+    tenants: int = 1_000
+    """Scenario 13: tenants made, each with three actions and two parameters."""
+    tenant_seconds: float = 20.0
+    """Scenario 13: seconds of one tenant's triggers timed alone (and at least as long
+    when spread over all tenants: one trigger each)."""
     memory_deliveries: int = 20_000
     ceiling_requests: int = 5_000
     trigger_samples: int = 40
@@ -48,7 +53,7 @@ class Sizes:
                    latency_seconds=4.0, warm_up_events=20, sweep_rates=(20.0, 50.0),
                    sweep_seconds=2.0, idle_seconds=2.0, rows=3_000, dashboard_rows=5_000,
                    memory_deliveries=1_000, ceiling_requests=1_000, trigger_samples=8,
-                   failing=100, first_seconds=3.0)
+                   failing=100, first_seconds=3.0, tenants=20, tenant_seconds=2.0)
 
 
 def in_flight_limit() -> int:

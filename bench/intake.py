@@ -6,6 +6,11 @@ a tenant whose HANGUP event has one action. The worker is stopped meanwhile, so 
 numbers are the API's and the database's alone; afterwards the queued messages and the
 rows they name are dropped, and the worker starts again.
 
+Then ``triggerEvent`` again at the same concurrency, the calls going to two API
+processes in turn (a second ``event-manager serve`` started for it, as on a second
+host; a round-robin in the load generator stands for the proxy): the same tenant, the
+same database and Redis. Reported beside the first with each process's CPU.
+
 Two ceilings of the same API process at the same concurrency put the numbers in scale:
 ``GET /healthz`` (the HTTP server alone) and ``{ __typename }`` with the key (GraphQL
 and the key's look-up, no trigger).
@@ -15,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import load
 from bench.context import Bench
 from bench.probes import CpuMeter
 from bench.profile import Profiler
+from tests.support import free_port
 
 CONCURRENCY = 32
 BATCH = 100
@@ -90,6 +97,7 @@ async def scenario_4(bench: Bench) -> dict[str, Any]:
         singles, took = await measure(bench, requests, CONCURRENCY, single,
                                       "api-profile.svg" if bench.profile else None)
         singles["requests_per_s"] = round(requests / took, 1)
+        two = await two_apis(bench, requests, tenant.key, trigger)
         batches = max(1, sizes.intake_events // BATCH)
         batched, took = await measure(bench, batches, BATCH_CONCURRENCY, batch)
         batched.update(batch=BATCH, events=batches * BATCH,
@@ -97,9 +105,43 @@ async def scenario_4(bench: Bench) -> dict[str, Any]:
     finally:
         await drop_backlog(bench, tenant.code)
         await stack.start_worker()
-    return {"trigger_event": singles, "trigger_events": batched, "failures": failures,
+    return {"trigger_event": singles, "trigger_event_two_apis": two,
+            "trigger_events": batched, "failures": failures,
             "ceiling_healthz": health, "ceiling_typename": bare,
             "note": "worker stopped during intake; its messages and rows dropped afterwards"}
+
+
+async def two_apis(bench: Bench, requests: int, key: str,
+                   trigger: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    """``triggerEvent`` at ``CONCURRENCY``, call ``i`` to API ``i % 2``: requests/s and
+    each process's CPU; the second API is stopped after."""
+    stack = bench.stack
+    assert stack.http is not None
+    second = stack._spawn("api-2", "serve", "--port", str(port := free_port()))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await stack._wait(second, f"{url}/healthz")
+        urls = [f"{stack.api_url}/graphql", f"{url}/graphql"]
+        failures = 0
+
+        async def single(i: int) -> None:
+            nonlocal failures
+            async with stack.http.post(urls[i % 2], headers={"Authorization": f"Bearer {key}"},
+                                       json={"query": TRIGGER_EVENT,
+                                             "variables": {"i": trigger(10_000_000 + i)}}
+                                       ) as reply:
+                doc = await reply.json(content_type=None)
+            if reply.status != 200 or doc.get("errors"):
+                failures += 1
+
+        await load.closed_loop(single, min(requests, 200), CONCURRENCY)  # warm: keys, plans
+        meter = CpuMeter({**stack.pids(), "api_2": second.pid}).start()
+        elapsed, latencies = await load.closed_loop(single, requests, CONCURRENCY)
+        return {"seconds": round(elapsed, 2), "concurrency": CONCURRENCY,
+                "requests_per_s": round(requests / elapsed, 1), "failures": failures,
+                "latency_ms": load.summary_ms(latencies), "cpu_cores": meter.stop()}
+    finally:
+        await asyncio.to_thread(second.stop)
 
 
 async def drop_backlog(bench: Bench, code: str) -> None:

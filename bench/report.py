@@ -82,9 +82,21 @@ def targets(results: dict[str, Any]) -> list[Row]:
     single = _get(s, "4", "trigger_event", "requests_per_s")
     rows.append(_row("4", "triggerEvent/s, concurrency 32", single, f"{single} /s",
                      "≥ 1,500 /s", lambda v: v >= 1500))
+    two = _get(s, "4", "trigger_event_two_apis", "requests_per_s")
+    rows.append(_info("4", "triggerEvent/s, concurrency 32, two API processes in turn", two,
+                      f"{two} /s (one process: {single} /s)", two is not None))
     batched = _get(s, "4", "trigger_events", "events_per_s")
     rows.append(_row("4", "events/s, triggerEvents × 100", batched, f"{batched} /s",
                      "≥ 10,000 /s", lambda v: v >= 10_000))
+    many = s.get("13") or {}
+    ran = "ratio_p99_warm" in many
+    rows.append(_info("13", "trigger p99 over all tenants / one tenant alone (warm)",
+                      many.get("ratio_p99_warm"),
+                      f"×{many.get('ratio_p99_warm')} over {many.get('tenants')} tenants "
+                      f"(first contact ×{many.get('ratio_p99_cold')})", ran))
+    rows.append(_info("13", "createTenant p50 / p95", _get(s, "13", "create_tenant_ms", "p50"),
+                      f"{_get(s, '13', 'create_tenant_ms', 'p50')} / "
+                      f"{_get(s, '13', 'create_tenant_ms', 'p95')} ms", ran))
     kept = _get(s, "5", "kept_target_rate")
     at = _get(s, "5", "measured_at_rate")
     last_kept = (_get(s, "5", "attempts") or [{}])[-1].get("kept")

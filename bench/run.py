@@ -46,6 +46,7 @@ from bench import (
     memory,
     report,
     sweep,
+    tenants,
 )
 from bench.context import Bench, Sizes
 from bench.probes import wake_penalty
@@ -68,6 +69,8 @@ SCENARIOS = {
     "11": ("dashboards: activityStats over 24 h of many rows", dashboard.scenario_11),
     "12": ("first attempts first: a healthy action while a hanging one's retries are due",
            first_attempts.scenario_12),
+    "13": ("thousands of tenants: cost per tenant, latency among many",
+           tenants.scenario_13),
 }
 CPU_COLUMNS = ("api", "worker", "ferretdb", "redis", "installation", "bench", "others",
                "machine")
@@ -102,6 +105,11 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scenario 12: seconds the healthy action is timed alone and "
                              "again while the retries are due (default 20; at 5 triggers/s, "
                              "its p99 is the second largest of 100 samples)")
+    parser.add_argument("--tenants", type=int,
+                        help="scenario 13: tenants made (default 1,000)")
+    parser.add_argument("--cached-tenants", type=int,
+                        help="EVENT_MANAGER_CACHED_TENANTS of the API and worker (default: "
+                             "the setting's default); listed under settings_changed")
     parser.add_argument("--intake-requests", type=int, help="scenario 4: triggerEvent calls")
     parser.add_argument("--intake-events", type=int, help="scenario 4: events in batches")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
@@ -144,6 +152,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         ("warm_up_events", args.warm_up_events), ("sweep_rates", args.sweep_rates),
         ("sweep_seconds", args.sweep_seconds), ("worker_processes", args.worker_processes),
         ("idle_seconds", args.idle_seconds), ("first_seconds", args.first_attempts_seconds),
+        ("tenants", args.tenants),
     ) if value is not None}
     return replace(sizes, **changes)
 
@@ -175,8 +184,8 @@ def cpu_table(results: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None
-                 ) -> AsyncIterator[Bench]:
+async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None,
+                 overrides: dict[str, Any] | None = None) -> AsyncIterator[Bench]:
     """Services, receiver, API and worker up; everything the bench made gone after, also
     when the bench is stopped by SIGTERM (``timeout``, ``kill``), which cancels it as
     Ctrl-C does instead of ending Python with the API and worker left running."""
@@ -184,7 +193,7 @@ async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    stack = Stack(logs, worker_threads=worker_threads)
+    stack = Stack(logs, worker_threads=worker_threads, overrides=overrides or {})
     print(f"bench: database prefix {stack.settings.database}, logs in {logs}", flush=True)
     await asyncio.to_thread(stack.start_services)
     receiver = await Receiver(free_port(), logs / "receiver.log").ready()
@@ -207,7 +216,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     results: dict[str, Any] = {}
     started, load_at_start = datetime.now(UTC), os.getloadavg()
     woken = await asyncio.to_thread(wake_penalty, 50 if args.quick else 200)
-    async with system(sizes, profile) as bench:
+    overrides = {} if args.cached_tenants is None else {"cached_tenants": args.cached_tenants}
+    async with system(sizes, profile, overrides=overrides) as bench:
         for number in args.chosen:
             title, scenario = SCENARIOS[number]
             print(f"scenario {number}: {title} …", flush=True)

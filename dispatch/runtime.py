@@ -127,7 +127,7 @@ class DeliveryRuntime(dramatiq.Middleware):
                 stamps = ConfigStamps.of(redis, settings)
                 db.on_change = stamps.touch  # an action disabled by its health
                 self.deliverer = Deliverer(
-                    views=Views(db, ConfigCache(stamps)),
+                    views=Views(db, ConfigCache(stamps, tenants=settings.cached_tenants)),
                     session=create_session(guard, limit=self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
                     enqueue=self.enqueue, pace=Pace(redis, f"{settings.database}:pace:"),

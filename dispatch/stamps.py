@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -135,12 +136,17 @@ def _retrieved(load: asyncio.Future[Any]) -> None:
 
 class ConfigCache:
     """The current snapshot of each tenant: reused while the tenant's stamp is the one it
-    was made at, for ``seconds`` at most (the bound for a stamp lost to a Redis error)."""
+    was made at, for ``seconds`` at most (the bound for a stamp lost to a Redis error).
+    The snapshots of ``tenants`` tenants at most are kept, the least recently asked for
+    dropped first (``EVENT_MANAGER_CACHED_TENANTS``): an installation of many tenants
+    costs each process no more memory than that many."""
 
-    def __init__(self, stamps: ConfigStamps | None, seconds: float = 30.0) -> None:
+    def __init__(self, stamps: ConfigStamps | None, seconds: float = 30.0,
+                 tenants: int = 1_000) -> None:
         self.stamps = stamps
         self.seconds = seconds
-        self.held: dict[str, Snapshot] = {}
+        self.tenants = tenants
+        self.held: OrderedDict[str, Snapshot] = OrderedDict()
 
     async def snapshot(self, tenant: str) -> Snapshot:
         """One Redis read. Without an answer (or without stamps) the snapshot is new and
@@ -156,6 +162,9 @@ class ConfigCache:
         held = self.held.get(tenant)
         if held is None or held.stamp != stamp or held.until <= time.monotonic():
             held = self.held[tenant] = Snapshot(stamp, time.monotonic() + self.seconds)
+            while len(self.held) > self.tenants:
+                self.held.popitem(last=False)
+        self.held.move_to_end(tenant)
         return held
 
     def peek(self, tenant: str, key: Hashable) -> Any:

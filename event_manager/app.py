@@ -245,8 +245,8 @@ class Services:
         self.intake = Intake()
         self.parsers = ParserPool(settings.postman_parsers, settings.postman_parse_timeout)
         stamps = ConfigStamps.of(self.redis, settings)
-        self.configs = ConfigCache(stamps)  # keys, tenants and what triggers read, kept
-        # until a change
+        self.configs = ConfigCache(stamps, tenants=settings.cached_tenants)
+        # keys, tenants and what triggers read, kept until a change
         self.stamps = stamps
         self.db.on_change = self.changed  # each change of a tenant's configuration
 

@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         "probes the endpoint every 5 s, then 10, 20, up to 60 s; an answer under 500 ends "
         "the pause. 0: never pause",
     )
+    cached_tenants: int = Field(
+        1_000, ge=1, le=1_000_000, description="tenants whose configuration (actions, "
+        "events, settings, parameters, registration) each API and worker process keeps in "
+        "memory, the least recently used dropped first: a tenant beyond it is read from "
+        "the database when its next trigger or delivery comes",
+    )
     retry_processes: int = Field(
         1, ge=0, le=64, description="worker processes of each `event-manager worker` that "
         "take only retries (and deliveries handed back for want of room), besides its "

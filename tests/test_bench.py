@@ -1,5 +1,5 @@
-"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10,11,12`` against
-the real services, and its result file has the expected keys and sane values.
+"""The benchmark runs end to end: ``python -m bench --quick --scenarios 1,4,9,10,11,12,13``
+against the real services, and its result file has the expected keys and sane values.
 
 No timing thresholds: the suite must pass on a slow or busy machine.
 """
@@ -27,9 +27,9 @@ def bench_run(mongo: Any, redis_client: Any,
     document and its standard output."""
     out = tmp_path_factory.mktemp("bench") / "result.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10,11,12", "--no-profile",
-         "--sweep-rates", "20,50", "--sweep-seconds", "2", "--worker-processes", "1,2",
-         "--output", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1,4,9,10,11,12,13",
+         "--no-profile", "--sweep-rates", "20,50", "--sweep-seconds", "2",
+         "--worker-processes", "1,2", "--output", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return json.loads(out.read_text()), done.stdout
@@ -42,9 +42,9 @@ def positive(value: Any) -> bool:
 def test_bench_reports_scenarios_run_and_what_was_measured(bench_run: Any) -> None:
     document, _ = bench_run
     assert set(document) >= {"date", "machine", "options", "scenarios", "targets"}
-    assert document["options"]["scenarios"] == ["1", "4", "9", "10", "11", "12"]
+    assert document["options"]["scenarios"] == ["1", "4", "9", "10", "11", "12", "13"]
     assert document["options"]["database"].startswith("bench_")
-    assert set(document["scenarios"]) == {"1", "4", "9", "10", "11", "12"}
+    assert set(document["scenarios"]) == {"1", "4", "9", "10", "11", "12", "13"}
     assert document["machine"]["cpus"] >= 1
 
 
@@ -101,6 +101,10 @@ def test_bench_intake_scenario_measures_both_mutations(bench_run: Any) -> None:
     assert positive(intake["trigger_events"]["events_per_s"])
     assert intake["trigger_events"]["batch"] == 100
     assert positive(intake["ceiling_healthz"]["requests_per_s"])
+    two = intake["trigger_event_two_apis"]
+    assert two["failures"] == 0 and positive(two["requests_per_s"])
+    assert positive(two["cpu_cores"]["api"]) and positive(two["cpu_cores"]["api_2"]), (
+        "both API processes took calls")
 
 
 def test_bench_sweep_reports_every_rate_at_each_worker_process_count(bench_run: Any) -> None:
@@ -157,6 +161,24 @@ def test_bench_first_attempts_scenario_times_the_healthy_action_alone_and_during
     assert first["retrying_when_measured"] >= 95  # the hanging action's attempts had failed
     assert first["ratio_p99"] == pytest.approx(
         first["retries"]["latency_ms"]["p99"] / first["quiet"]["latency_ms"]["p99"], abs=0.01)
+
+
+def test_bench_tenants_scenario_makes_the_tenants_and_times_triggers_spread_over_them(
+        bench_run: Any) -> None:
+    many = bench_run[0]["scenarios"]["13"]
+    assert "error" not in many, many
+    assert many["tenants"] == 20 and many["create_tenant_ms"]["n"] == 19
+    assert [c["tenants"] for c in many["checkpoints"]] == [1, 10, 20]
+    assert all(positive(c["api_rss_mb"]) and positive(c["worker_rss_mb"])
+               for c in many["checkpoints"])
+    assert positive(many["checkpoints"][-1]["ferretdb_file_mb"])
+    for phase in ("alone", "spread_cold", "spread_warm"):
+        assert many[phase]["received"] == many[phase]["triggers"] > 0, many[phase]
+    assert many["spread_cold"]["tenants"] == 20 and many["alone"]["tenants"] == 1
+    assert many["curve"][-1]["touched"] == 20
+    assert many["ratio_p99_warm"] == pytest.approx(
+        many["spread_warm"]["latency_ms"]["p99"] / many["alone"]["latency_ms"]["p99"],
+        abs=0.01)
 
 
 def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any) -> None:

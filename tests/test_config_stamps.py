@@ -172,6 +172,30 @@ def test_without_an_answer_from_redis_nothing_is_kept() -> None:
     assert reads_of(cache, [lambda: None] * 3) == 3 and cache.held == {}
 
 
+def test_the_snapshots_of_the_least_recently_used_tenants_are_dropped_past_the_bound() -> None:
+    """``cached_tenants`` snapshots at most: a tenant asked for again stays, the one
+    asked for least recently goes, and its next use reads the database again."""
+    cache = ConfigCache(ConfigStamps(FakeRedis(), "x:"), tenants=3)  # type: ignore[arg-type]
+    reads: list[str] = []
+
+    async def use(*tenants: str) -> None:
+        for tenant in tenants:
+            async def load(name: str = tenant) -> str:
+                reads.append(name)
+                return name
+
+            await (await cache.snapshot(tenant)).part("settings", load)
+
+    asyncio.run(use("a", "b", "c", "a", "d"))
+    assert list(cache.held) == ["c", "a", "d"], "b, least recently used, dropped"
+    assert reads == ["a", "b", "c", "d"]
+    asyncio.run(use("a", "b"))
+    assert reads == ["a", "b", "c", "d", "b"], "a kept; b read again"
+    assert list(cache.held) == ["d", "a", "b"]
+    asyncio.run(use(*[f"t{i}" for i in range(1000)]))
+    assert len(cache.held) == 3
+
+
 def test_stamps_asked_for_together_are_read_in_one_round_trip() -> None:
     """The requests of one turn of the event loop share one MGET; a read asked for while
     one is on its way waits for the next, which sees a change made meanwhile."""
