@@ -159,6 +159,15 @@ def test_default_values_render_the_api_and_the_worker_and_no_database(
         assert not [doc for doc in docs if doc["kind"] == "StatefulSet"], name
 
 
+def test_readme_example_values_pass_lint(helm: Path, tmp_path: Path) -> None:
+    """The values of README's "Production topology" example are values the chart takes."""
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("cat > my-values.yaml <<'YAML'\n", 1)[1].split("\nYAML\n", 1)[0]
+    path = values_file(tmp_path, "readme", yaml.safe_load(example))
+    result = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(path))
+    assert result.returncode == 0 and "[WARNING]" not in result.stdout, result.stdout
+
+
 def test_chart_app_version_is_the_projects_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
