@@ -59,6 +59,13 @@ RETRY_HAND_BACK_SECONDS = 5.0
 """A retry's, for this long: a thousand retries of a dead endpoint due at once would
 otherwise come and go every second, each time costing the worker and the broker a
 message, while first attempts wait for the same CPU."""
+SHUTDOWN_WAIT_SECONDS = 30.0
+"""On SIGTERM, how long a worker process lets its deliveries in flight run before it
+cancels them; a cancelled delivery's claimed row is queued again by recovery. An action's
+timeout may be longer (``MAX_TIMEOUT_SECONDS``, 60 s): such an attempt is cut short."""
+SWEEP_STOP_SECONDS = 5.0
+"""On SIGTERM, how long a worker process waits for its recovery sweep to stop, before
+the wait above."""
 OUTAGE = (ConnectionFailure, BrokerConnectionError, aioredis.RedisError, OSError)
 """MongoDB or Redis not answering: expected now and then, worth one line, no traceback."""
 
@@ -268,12 +275,12 @@ class DeliveryRuntime(dramatiq.Middleware):
                 else:
                     log.exception("recovery sweep failed")
 
-    async def close(self, grace: float = 30.0) -> None:
+    async def close(self, grace: float = SHUTDOWN_WAIT_SECONDS) -> None:
         """Let in-flight deliveries finish (up to ``grace`` seconds), then close clients."""
         self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-            await asyncio.wait({self._sweeper}, timeout=5)
+            await asyncio.wait({self._sweeper}, timeout=SWEEP_STOP_SECONDS)
         if self.deliverer is not None:
             self.deliverer.stop()  # unclaimed deliveries go back to the queue
             self.shares.release_all()  # the waiting ones too, through the same path
