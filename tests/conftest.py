@@ -125,6 +125,15 @@ def queue(broker: ResilientRedisBroker) -> Iterator[str]:
     broker.flush(name)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the chart's tests are to run, helm's build (a fresh machine's first run) starts
+    now, in the background (``tests.helm.build_early``)."""
+    if any(item.path.name == "test_helm.py" for item in session.items):
+        from tests.helm import build_early
+
+        build_early()
+
+
 def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
