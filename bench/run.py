@@ -110,6 +110,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cached-tenants", type=int,
                         help="EVENT_MANAGER_CACHED_TENANTS of the API and worker (default: "
                              "the setting's default); listed under settings_changed")
+    parser.add_argument("--tenant-databases", type=int,
+                        help="EVENT_MANAGER_TENANT_DATABASES (default: the setting's default, "
+                             "1); listed under settings_changed")
     parser.add_argument("--intake-requests", type=int, help="scenario 4: triggerEvent calls")
     parser.add_argument("--intake-events", type=int, help="scenario 4: events in batches")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
@@ -216,7 +219,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     results: dict[str, Any] = {}
     started, load_at_start = datetime.now(UTC), os.getloadavg()
     woken = await asyncio.to_thread(wake_penalty, 50 if args.quick else 200)
-    overrides = {} if args.cached_tenants is None else {"cached_tenants": args.cached_tenants}
+    overrides = {name: value for name, value in (
+        ("cached_tenants", args.cached_tenants), ("tenant_databases", args.tenant_databases))
+        if value is not None}
     async with system(sizes, profile, overrides=overrides) as bench:
         for number in args.chosen:
             title, scenario = SCENARIOS[number]

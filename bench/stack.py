@@ -280,7 +280,7 @@ class Stack:
         return pymongo.MongoClient(self.settings.mongodb_url, tz_aware=True)
 
     def activity(self, client: pymongo.MongoClient, code: str) -> Any:
-        return client[self.settings.tenant_database][f"t_{code}_activity"]
+        return client[self.settings.tenant_database_of(code)][f"t_{code}_activity"]
 
     def purge_queue(self) -> int:
         """Drop the bench's messages from Redis (its queue keys carry the prefix)."""
@@ -300,6 +300,6 @@ class Stack:
         if self.http is not None:
             await self.http.close()
         with self.mongo() as client:
-            for name in (self.settings.system_database, self.settings.tenant_database):
+            for name in (self.settings.system_database, *self.settings.tenant_database_names):
                 client.drop_database(name)
         self.purge_queue()

@@ -165,10 +165,11 @@ def rss_mb(stack: Stack) -> dict[str, float | None]:
 
 
 def sqlite_mb(stack: Stack) -> float | None:
-    """The size of FerretDB's SQLite file of the tenants' database, with its WAL and
+    """The size of FerretDB's SQLite files of the tenants' databases, with their WAL and
     shared-memory files; None when FerretDB's folder is not this project's."""
     folder = Path(stack.settings.state_path) / "ferretdb" / "sqlite"
-    files = list(folder.glob(f"{stack.settings.tenant_database}.sqlite*"))
+    files = [found for name in stack.settings.tenant_database_names
+             for found in folder.glob(f"{name}.sqlite*")]
     if not files:
         return None
     return round(sum(f.stat().st_size for f in files) / 2**20, 1)

@@ -63,7 +63,7 @@ from resolvers.intake import Intake
 from schema import schema
 from schema.errors import UNREACHABLE, contract_errors
 from schema.limits import MAX_JSON_VALUES, MAX_WS_MESSAGE_CHARS
-from tenants.database import Database
+from tenants.database import Database, LayoutMismatch
 from tenants.keys import API_KEYS, ApiKeys, Principal, hash_key
 from tenants.registry import TENANT_CODE
 
@@ -229,6 +229,8 @@ class Services:
     def __init__(self, settings: Settings,
                  verdict: Callable[[Session], Awaitable[Verdict]]) -> None:
         self.settings = settings
+        self.layout_checked = False
+        """Whether ``Database.check_layout`` passed (at start, or at a later /readyz)."""
         self.db = Database(settings)
         self.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2,
                                        socket_timeout=2)
@@ -409,6 +411,11 @@ async def readyz(request: Request) -> JSONResponse:
     failing: dict[str, str] = {}
     try:
         await services.db.ping()
+        if not services.layout_checked:  # MongoDB did not answer at start
+            await services.db.check_layout()
+            services.layout_checked = True
+    except LayoutMismatch as exc:
+        failing["tenant_databases"] = str(exc)
     except Exception as exc:  # any failure means not ready; the reason is reported
         failing["mongodb"] = type(exc).__name__
     try:
@@ -459,6 +466,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             metrics.watch_queue(settings.redis_url, settings.broker_url, settings.queue_name)
         try:
             await services.db.ensure_system_indexes()
+            services.layout_checked = True
+        except LayoutMismatch as exc:
+            log.error("%s", exc)
+            raise
         except Exception as exc:
             log.warning("MongoDB did not answer at start (%s); /readyz reports it", exc)
         try:

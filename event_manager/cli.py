@@ -141,6 +141,7 @@ def worker(
 
     config = settings()
     check_broker(config.broker_url)
+    asyncio.run(check_layout(config))
     layout = Layout(processes, config.retry_processes if retry_processes is None
                     else retry_processes)
     os.environ[LAYOUT] = layout.encode()
@@ -149,6 +150,24 @@ def worker(
         "--processes", str(layout.first + layout.retries), "--threads", str(threads),
         "--queues", config.queue_name, config.later_queue_name,  # narrowed by dispatch.roles
     ])
+
+
+async def check_layout(config: Settings) -> None:
+    """Refuse to start with another ``EVENT_MANAGER_TENANT_DATABASES`` than the
+    installation's (``Database.check_layout``); a MongoDB that does not answer yet is
+    left to the worker, which waits for it."""
+    from tenants.database import Database, LayoutMismatch
+
+    db = Database(config)
+    try:
+        await db.check_layout()
+    except LayoutMismatch as exc:
+        raise ServiceError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - not this check's to report
+        typer.echo(f"event-manager: the tenants' databases were not checked: MongoDB did "
+                   f"not answer ({type(exc).__name__})", err=True)
+    finally:
+        await db.close()
 
 
 def check_broker(url: str) -> None:

@@ -7,6 +7,7 @@ Defaults work on a developer's machine: local MongoDB-compatible server and Redi
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -146,6 +147,14 @@ class Settings(BaseSettings):
         "probes the endpoint every 5 s, then 10, 20, up to 60 s; an answer under 500 ends "
         "the pause. 0: never pause",
     )
+    tenant_databases: int = Field(
+        1, ge=1, le=256, description="databases the tenants' collections are spread over, "
+        "by a hash of the tenant's code: `<database>_tenants` when 1, else "
+        "`<database>_tenants_0` to `_<N-1>`. On FerretDB/SQLite each is a file of its own, "
+        "whose schema every connection reads again after each tenant is made; on a "
+        "sharded MongoDB each has a primary shard of its own. Fixed for an installation "
+        "once its first process started: another value is refused at start",
+    )
     cached_tenants: int = Field(
         1_000, ge=1, le=1_000_000, description="tenants whose configuration (actions, "
         "events, settings, parameters, registration) each API and worker process keeps in "
@@ -284,7 +293,23 @@ class Settings(BaseSettings):
 
     @property
     def tenant_database(self) -> str:
+        """The tenants' database when they have one (``tenant_databases`` 1); the prefix
+        of their databases' names otherwise."""
         return f"{self.database}_tenants"
+
+    def tenant_database_of(self, code: str) -> str:
+        """The database of tenant ``code``'s collections: ``bench_tenants``, or with 8
+        databases ``bench_tenants_5`` (crc32 of the code, modulo 8)."""
+        if self.tenant_databases == 1:
+            return self.tenant_database
+        return f"{self.tenant_database}_{zlib.crc32(code.encode()) % self.tenant_databases}"
+
+    @property
+    def tenant_database_names(self) -> list[str]:
+        """Every database tenants' collections may be in."""
+        if self.tenant_databases == 1:
+            return [self.tenant_database]
+        return [f"{self.tenant_database}_{n}" for n in range(self.tenant_databases)]
 
     @property
     def queue_name(self) -> str:

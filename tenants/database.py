@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -27,7 +28,8 @@ from pymongo.errors import (
 )
 
 from event_manager.config import Settings
-from event_manager.errors import Conflict
+from event_manager.errors import Conflict, ServiceError
+from event_manager.wording import counted
 from tenants.vault import Vault, keys_from
 
 T = TypeVar("T")
@@ -38,6 +40,11 @@ def now() -> datetime:
     write returns equals what a later read returns."""
     t = datetime.now(UTC)
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+class LayoutMismatch(ServiceError):
+    """``EVENT_MANAGER_TENANT_DATABASES`` differs from the installation's
+    (``Database.check_layout``): the process must not start."""
 
 
 def is_duplicate(error: Exception) -> bool:
@@ -319,7 +326,9 @@ class Database:
         )
         self.vault = Vault(keys_from(settings.secret_key, settings.state_path))
         self.system = self.client[settings.system_database]
-        self.tenant_data = self.client[settings.tenant_database]
+        self.tenant_database_of = settings.tenant_database_of
+        self.tenant_databases = settings.tenant_databases
+        self.tenant_database_names = settings.tenant_database_names
         self.tenants: AsyncCollection = self.system["tenants"]
         self.api_keys: AsyncCollection = self.system["api_keys"]
         self._server: str | None = None
@@ -334,16 +343,46 @@ class Database:
         """``collection("acme", "actions")`` is the collection ``t_acme_actions``."""
         if kind not in TENANT_COLLECTIONS:
             raise ValueError(f"unknown tenant collection {kind!r}")
-        return self.tenant_data[collection_name(code, kind)]
+        return self.tenant_data(code)[collection_name(code, kind)]
+
+    def tenant_data(self, code: str) -> AsyncDatabase:
+        """The database holding tenant ``code``'s collections (``tenant_databases``)."""
+        return self.client[self.tenant_database_of(code)]
 
     def retired_names(self, code: str) -> list[str]:
         """The names tenant ``code``'s ``RETIRED_COLLECTIONS`` had: ``["t_acme_open"]``."""
         return [collection_name(code, kind) for kind in RETIRED_COLLECTIONS]
 
     async def ensure_system_indexes(self) -> None:
+        """The system collections' indexes, after checking the tenants' databases
+        (``check_layout``)."""
+        await self.check_layout()
         await self.tenants.create_index([("code", ASCENDING)], unique=True)
         await self.api_keys.create_index([("hash", ASCENDING)], unique=True)
         await self.api_keys.create_index([("tenant", ASCENDING)])
+
+    async def check_layout(self) -> None:
+        """Raise ``LayoutMismatch`` unless ``tenant_databases`` is what the installation
+        was started with: a tenant's collections are found by a hash of its code over
+        that many databases, so another number would look for them in the wrong one.
+
+        The number is recorded by the first process to check (``layout`` in the system
+        database's ``installation``); an installation with tenants and no record was
+        made before the setting, with one database."""
+        wanted = self.tenant_databases
+        installation = self.system["installation"]
+        found = await installation.find_one({"_id": "layout"})
+        if found is None:
+            first = 1 if await self.tenants.find_one({}, {"_id": 1}) is not None else wanted
+            with contextlib.suppress(DuplicateKeyError):  # another process recorded it
+                await installation.insert_one({"_id": "layout", "tenant_databases": first})
+            found = await installation.find_one({"_id": "layout"})
+        recorded = int((found or {}).get("tenant_databases", wanted))
+        if recorded != wanted:
+            raise LayoutMismatch(
+                f"EVENT_MANAGER_TENANT_DATABASES is {wanted}, but this installation's tenants "
+                f"are in {counted(recorded, 'database')}; set it to {recorded} (tenants are "
+                "not moved between databases)")
 
     async def reads_field_indexes(self) -> bool:
         """Whether the server answers a filter on a field other than ``_id`` from an

@@ -115,10 +115,10 @@ class TenantRegistry:
         still running writes its ``open`` entries into a new one, which the next worker
         start drops: no reader of this version needs them.)"""
         names = self.db.retired_names(code)
-        found = sorted(await self.db.tenant_data.list_collection_names(
-            filter={"name": {"$in": names}}))
+        data = self.db.tenant_data(code)
+        found = sorted(await data.list_collection_names(filter={"name": {"$in": names}}))
         for name in found:
-            await self.db.tenant_data.drop_collection(name)
+            await data.drop_collection(name)
         return [f"-{name}" for name in found]
 
     async def index_all(self) -> int:
@@ -144,7 +144,7 @@ class TenantRegistry:
         activity, idempotency, claims = c("activity"), c("idempotency"), c("claims")
         for collection in (activity, idempotency, claims, c("health"), c("stats")):
             with contextlib.suppress(CollectionInvalid):
-                await self.db.tenant_data.create_collection(collection.name)
+                await self.db.tenant_data(code).create_collection(collection.name)
         await self.index_activity(code)
         if await self.db.reads_range_indexes():
             await idempotency.create_index([("created_at", ASCENDING)])

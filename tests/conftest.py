@@ -265,7 +265,7 @@ def handle(system: Client, mongo: Any, settings: Settings, code: str, *,
     key = system("""mutation($t: String) { createApiKey(role: TENANT_ADMIN, label: "admin",
                     tenant: $t) { key } }""", t=code).data["createApiKey"]["key"]
     return TenantHandle(code, Client(system.url, key), system.acting_in(code),
-                        mongo[settings.tenant_database],
+                        mongo[settings.tenant_database_of(code)],
                         Vault(keys_from(settings.secret_key, settings.state_path)))
 
 

@@ -85,7 +85,7 @@ def installation(settings: Settings, mongo: Any, redis_client: redis.Redis, logs
 
 
 def _clean(own: Settings, mongo: Any, redis_client: redis.Redis) -> None:
-    for name in (own.system_database, own.tenant_database):
+    for name in (own.system_database, *own.tenant_database_names):
         mongo.drop_database(name)
     leftovers = [*redis_client.scan_iter(f"*{own.queue_name}*"),
                  *redis_client.scan_iter(f"{own.database}:*")]
