@@ -43,7 +43,7 @@ from tests.test_subscription import next_row, subscription, until_live
 HOLD = 1.5
 """Seconds the receiver holds a request whose sender is looked for: the liveness of the
 worker process that sends it is published at least twice meanwhile."""
-ROUNDS = 30
+ROUNDS = 40
 """Triggers sent at most until each worker has been seen sending one of them: each goes
 to whichever worker fetches it first."""
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"replicas-signing-secret!").decode()
@@ -207,8 +207,9 @@ class Crm:
 @pytest.fixture
 def crm(replicas: Installation, tenant: TenantHandle, receiver: Receiver,
         redis_client: redis.Redis) -> Crm:
-    """The tenant's "crm" action and custom parameter ``crm_team`` = "one"; the caches
-    of API 2 and of both workers warm (they hold its configuration)."""
+    """The tenant's "crm" action, attached to HANGUP, and custom parameter ``crm_team``
+    = "one". Each test first warms the caches of API 2 and of both workers
+    (``Crm.through_both_workers``), so that a cache kept past the change would show."""
     tenant.admin('mutation { createParameter(input: {tag: "crm_team", value: "one"}) '
                  "{ tag } }").data
     pbx, pbx_id = pbx_key(tenant)
@@ -308,6 +309,8 @@ def test_an_action_detached_on_one_api_is_left_out_by_the_next_trigger_on_the_ot
 
 def test_an_event_made_inactive_on_one_api_skips_the_next_trigger_on_the_other(
         crm: Crm) -> None:
+    """HANGUP made inactive through API 1: the next HANGUP on API 2 is one SKIPPED row
+    saying why."""
     crm.through_both_workers()
     reply = crm.after(lambda: crm.tenant.admin(
         "mutation { updateEvent(type: HANGUP, input: {active: false}) { type } }").data)
