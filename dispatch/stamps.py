@@ -27,6 +27,8 @@ import redis.asyncio as aioredis
 from event_manager.config import Settings
 
 log = logging.getLogger("event_manager.stamps")
+RESTAMP_SECONDS = 0.5
+"""How often a stamp that Redis refused is written again."""
 T = TypeVar("T")
 
 
@@ -35,6 +37,9 @@ class ConfigStamps:
         self.redis = redis
         self.prefix = prefix
         self._next: _Read | None = None
+        self.unstamped: set[str] = set()
+        """Changes whose stamp Redis refused, written again by ``_restamp``."""
+        self._restamping: asyncio.Future[None] | None = None
 
     @classmethod
     def of(cls, redis: aioredis.Redis, settings: Settings) -> ConfigStamps:
@@ -45,14 +50,30 @@ class ConfigStamps:
 
     async def touch(self, tenant: str) -> None:
         """After a change: workers load the tenant's configuration afresh. The change is
-        already saved, so a Redis error is logged, not raised; workers then use what
-        they hold for at most ``ConfigCache.seconds``."""
+        already saved, so a Redis error is logged, not raised, and the stamp is written
+        again every ``RESTAMP_SECONDS`` in the background until Redis takes it: a process
+        that reads stamps meanwhile uses what it holds until then (for
+        ``ConfigCache.seconds`` at most), one that cannot read them reads the database."""
         try:
             await self.redis.set(self.key(tenant), uuid4().hex)
         except (aioredis.RedisError, OSError) as exc:
-            log.warning("could not stamp the change of tenant %s (%s: %s); workers may use "
-                        "the previous configuration for a short while", tenant,
-                        type(exc).__name__, exc)
+            log.warning("could not stamp the change of tenant %s (%s: %s); trying again "
+                        "every %g s", tenant, type(exc).__name__, exc, RESTAMP_SECONDS)
+            self.unstamped.add(tenant)
+            if self._restamping is None or self._restamping.done():
+                self._restamping = asyncio.ensure_future(self._restamp())
+
+    async def _restamp(self) -> None:
+        """Stamp the changes Redis refused, until it takes them all."""
+        while self.unstamped:
+            await asyncio.sleep(RESTAMP_SECONDS)
+            for tenant in list(self.unstamped):
+                try:
+                    await self.redis.set(self.key(tenant), uuid4().hex)
+                except (aioredis.RedisError, OSError):
+                    break  # still refused: the next round
+                self.unstamped.discard(tenant)
+                log.info("stamped the change of tenant %s", tenant)
 
     async def current(self, tenant: str) -> bytes | None:
         """The tenant's stamp; None if no change was stamped since Redis started.

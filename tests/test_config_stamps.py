@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from dispatch.stamps import ConfigCache, ConfigStamps
+from dispatch.stamps import RESTAMP_SECONDS, ConfigCache, ConfigStamps
 from event_manager.app import create_app
 from event_manager.config import Settings
 from tests.conftest import TenantHandle
@@ -117,12 +118,20 @@ def test_the_next_trigger_sees_each_change_of_events_settings_and_actions(
 
 
 class FakeRedis:
-    """Answers MGET from a dict, or fails like a Redis that is down."""
+    """Answers MGET from a dict, or fails like a Redis that is down; refuses ``refusals``
+    SETs first."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
         self.down = False
         self.reads: list[list[str]] = []
+        self.refusals = 0
+
+    async def set(self, key: str, value: str) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise OSError("OOM command not allowed when used memory > 'maxmemory'")
+        self.values[key] = value.encode()
 
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         self.reads.append(keys)
@@ -170,6 +179,28 @@ def test_without_an_answer_from_redis_nothing_is_kept() -> None:
     assert reads_of(cache, [lambda: None]) == 1 and "acme" in cache.held
     redis.down = True
     assert reads_of(cache, [lambda: None] * 3) == 3 and cache.held == {}
+
+
+def test_a_stamp_redis_refused_is_written_again_until_it_takes_it() -> None:
+    """A change whose stamp Redis refused (three times) is stamped once Redis takes
+    writes again, within ``RESTAMP_SECONDS`` of it; the caller was answered at once."""
+    redis = FakeRedis()
+    stamps = ConfigStamps(redis, "x:")  # type: ignore[arg-type]
+    redis.refusals = 3
+
+    async def run() -> tuple[float, float]:
+        began = time.monotonic()
+        await stamps.touch("acme")
+        answered = time.monotonic() - began
+        assert "x:acme" not in redis.values and stamps.unstamped == {"acme"}
+        while "x:acme" not in redis.values:
+            await asyncio.sleep(0.01)
+        return answered, time.monotonic() - began
+
+    answered, stamped = asyncio.run(run())
+    assert answered < RESTAMP_SECONDS
+    assert 2 * RESTAMP_SECONDS <= stamped < 4 * RESTAMP_SECONDS, "two more refusals, then"
+    assert stamps.unstamped == set()
 
 
 def test_the_snapshots_of_the_least_recently_used_tenants_are_dropped_past_the_bound() -> None:
