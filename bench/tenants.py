@@ -56,8 +56,12 @@ async def scenario_13(bench: Bench) -> dict[str, Any]:
             since = checkpoints[-1]["tenants"]
             checkpoints.append(await checkpoint(stack, i + 1, creates[since - 1:],
                                                 setups[since - 1:]))
+            point = checkpoints[-1]
             print(f"  {i + 1} tenants ({time.monotonic() - began:.0f} s): createTenant p50 "
-                  f"{checkpoints[-1]['create_tenant_ms']['p50']} ms", flush=True)
+                  f"{point['create_tenant_ms']['p50']} ms, set-up p50 "
+                  f"{point['setup_ms']['p50']} ms; RSS MB API {point['api_rss_mb']}, worker "
+                  f"{point['worker_rss_mb']}, FerretDB {point['ferretdb_rss_mb']}; SQLite "
+                  f"{point['ferretdb_file_mb']} MB", flush=True)
     seconds = max(sizes.tenant_seconds, len(made) / RATE)
     curve: list[dict[str, Any]] = []
     cold = await spread(bench, made, seconds, 1_000_000, curve)
