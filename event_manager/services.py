@@ -168,13 +168,41 @@ FERRETDB_ATOMIC_PATCHES = (
 connections updating one document at once lost one of the updates, where MongoDB makes
 each single-document update atomic (a call's queue lost an entry: a delivery of a
 PER_CALL action went out before the one ahead of it)."""
+FERRETDB_LIST_BY_NAME_PATCH = (
+    Path("internal/backends/sqlite/database.go"),
+    "func (db *database) ListCollections(ctx context.Context, params "
+    "*backends.ListCollectionsParams) (*backends.ListCollectionsResult, error) {\n",
+    "func (db *database) ListCollections(ctx context.Context, params "
+    "*backends.ListCollectionsParams) (*backends.ListCollectionsResult, error) {\n"
+    "\tif params != nil && len(params.Name) > 0 { // event-manager: one, by its name\n"
+    "\t\tres := []backends.CollectionInfo{}\n"
+    "\t\tif db.r.DatabaseGetExisting(ctx, db.name) != nil {\n"
+    "\t\t\tif c := db.r.CollectionGet(ctx, db.name, params.Name); c != nil {\n"
+    "\t\t\t\tres = append(res, backends.CollectionInfo{\n"
+    "\t\t\t\t\tName:            c.Name,\n"
+    "\t\t\t\t\tUUID:            c.Settings.UUID,\n"
+    "\t\t\t\t\tCappedSize:      c.Settings.CappedSize,\n"
+    "\t\t\t\t\tCappedDocuments: c.Settings.CappedDocuments,\n"
+    "\t\t\t\t})\n"
+    "\t\t\t}\n"
+    "\t\t}\n\n"
+    "\t\treturn &backends.ListCollectionsResult{Collections: res}, nil\n"
+    "\t}\n\n",
+)
+"""``find``, ``aggregate``, ``collStats``, ``explain`` and ``compact`` each ask the
+backend for the one collection they work on (``ListCollections`` with a name),
+and FerretDB 1.24 answered by copying the metadata of every collection of the database,
+sorting them all and searching the sorted names: at 6,000 collections (500 tenants)
+a find by ``_id`` cost the server 8-9.5 ms of CPU instead of 0.3-0.4 ms in a small
+database. The build looks the collection up by its name in the same registry, as the
+query that follows does: the same answer (the collection, or none), in constant time."""
 FERRETDB_RELEASE = FERRETDB_VERSION + PUSHDOWN_RELEASE
 """The version our build reports (``buildInfo``'s ``ferretdbVersion``): the suffix tells
 ``tenants.database.Database`` that filters on indexed fields are answered from indexes."""
 FERRETDB_PATCHES = (FERRETDB_ID_PATCH, FERRETDB_UPDATE_PATCH, _debug_builds_only("Track"),
                     _debug_builds_only("Untrack"), *FERRETDB_PUSHDOWN_PATCHES,
                     *FERRETDB_BATCH_PATCHES, *FERRETDB_SCHEMA_LAST_PATCHES,
-                    *FERRETDB_ATOMIC_PATCHES)
+                    *FERRETDB_ATOMIC_PATCHES, FERRETDB_LIST_BY_NAME_PATCH)
 
 
 def _build_stamp() -> str:
@@ -183,7 +211,7 @@ def _build_stamp() -> str:
     for name in sorted(FERRETDB_FILES):
         digest.update((FERRETDB_SOURCES / name).read_bytes())
     return (f"{FERRETDB_VERSION}+sqlite-id-index+update-close+no-tracking+pushdown"
-            f"+update-batch+schema-last+{digest.hexdigest()[:12]}")
+            f"+update-batch+schema-last+list-by-name+{digest.hexdigest()[:12]}")
 
 
 FERRETDB_BUILD = _build_stamp()
