@@ -171,7 +171,8 @@ def test_bench_tenants_scenario_makes_the_tenants_and_times_triggers_spread_over
     assert [c["tenants"] for c in many["checkpoints"]] == [1, 10, 20]
     assert all(positive(c["api_rss_mb"]) and positive(c["worker_rss_mb"])
                for c in many["checkpoints"])
-    assert positive(many["checkpoints"][-1]["ferretdb_file_mb"])
+    size = many["checkpoints"][-1]["ferretdb_file_mb"]  # None: FerretDB's folder is not ours
+    assert size is None or positive(size)
     for phase in ("alone", "spread_cold", "spread_warm"):
         assert many[phase]["received"] == many[phase]["triggers"] > 0, many[phase]
     assert many["spread_cold"]["tenants"] == 20 and many["alone"]["tenants"] == 1
