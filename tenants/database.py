@@ -328,7 +328,6 @@ class Database:
         self.system = self.client[settings.system_database]
         self.tenant_database_of = settings.tenant_database_of
         self.tenant_databases = settings.tenant_databases
-        self.tenant_database_names = settings.tenant_database_names
         self.tenants: AsyncCollection = self.system["tenants"]
         self.api_keys: AsyncCollection = self.system["api_keys"]
         self._server: str | None = None

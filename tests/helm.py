@@ -24,6 +24,8 @@ HELM_VERSION = "v4.3.2"
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".state" / "tools" / f"helm-{HELM_VERSION}"
 BUILD_MINUTES = 30
+STAMP = f"{HELM_MODULE}@{HELM_VERSION}\n"
+"""What the stamp file beside a finished build says."""
 
 
 class HelmUnavailable(Exception):
@@ -38,7 +40,7 @@ def build_early() -> None:
     not built: a fresh machine's test session then builds it while the tests before the
     chart's run (most of their time is waiting), instead of stopping for it."""
     global _early
-    if _early is not None or _built(TOOLS / "helm", TOOLS / ".build", _wanted()):
+    if _early is not None or _built():
         return
     future = _early = concurrent.futures.Future()
 
@@ -59,14 +61,9 @@ def ensure_helm() -> Path:
     return _ensure()
 
 
-def _wanted() -> str:
-    return f"{HELM_MODULE}@{HELM_VERSION}\n"
-
-
 def _ensure() -> Path:
-    target, stamp = TOOLS / "helm", TOOLS / ".build"
-    wanted = _wanted()
-    if _built(target, stamp, wanted):
+    target = TOOLS / "helm"
+    if _built():
         return target
     go = shutil.which("go") or shutil.which("/usr/local/go/bin/go")
     if go is None:
@@ -74,9 +71,9 @@ def _ensure() -> Path:
     TOOLS.mkdir(parents=True, exist_ok=True)
     with (TOOLS / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _built(target, stamp, wanted):
+        if not _built():
             _build(go, target)
-            stamp.write_text(wanted)
+            (TOOLS / ".build").write_text(STAMP)
     if not _works(target):
         raise HelmUnavailable(f"the helm binary built at {target} does not run")
     return target
@@ -101,8 +98,10 @@ def _build(go: str, target: Path) -> None:
         os.replace(Path(gobin) / "helm", target)
 
 
-def _built(target: Path, stamp: Path, wanted: str) -> bool:
-    return target.exists() and stamp.exists() and stamp.read_text() == wanted
+def _built() -> bool:
+    """Whether ``TOOLS`` holds a finished build of ``HELM_VERSION``."""
+    stamp = TOOLS / ".build"
+    return (TOOLS / "helm").exists() and stamp.exists() and stamp.read_text() == STAMP
 
 
 def _works(target: Path) -> bool:
