@@ -43,6 +43,9 @@ class Sizes:
     tenant_seconds: float = 20.0
     """Scenario 13: seconds of one tenant's triggers timed alone (and at least as long
     when spread over all tenants: one trigger each)."""
+    tenant_passes: int = 2
+    """Scenario 13: passes over all tenants after they are made (the first loads each
+    tenant's configuration; the others find it cached, or read it again past the bound)."""
     memory_deliveries: int = 20_000
     ceiling_requests: int = 5_000
     trigger_samples: int = 40

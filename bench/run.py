@@ -107,6 +107,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                              "its p99 is the second largest of 100 samples)")
     parser.add_argument("--tenants", type=int,
                         help="scenario 13: tenants made (default 1,000)")
+    parser.add_argument("--tenant-passes", type=int,
+                        help="scenario 13: passes of triggers over all tenants, the RSS "
+                             "sampled throughout (default 2: cold, then warm)")
     parser.add_argument("--cached-tenants", type=int,
                         help="EVENT_MANAGER_CACHED_TENANTS of the API and worker (default: "
                              "the setting's default); listed under settings_changed")
@@ -155,7 +158,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         ("warm_up_events", args.warm_up_events), ("sweep_rates", args.sweep_rates),
         ("sweep_seconds", args.sweep_seconds), ("worker_processes", args.worker_processes),
         ("idle_seconds", args.idle_seconds), ("first_seconds", args.first_attempts_seconds),
-        ("tenants", args.tenants),
+        ("tenants", args.tenants), ("tenant_passes", args.tenant_passes),
     ) if value is not None}
     return replace(sizes, **changes)
 

@@ -10,11 +10,12 @@ and whether a trigger is slower when its tenant is one of many.
    database (its write-ahead log included).
 3. ``spread_cold``: triggers at ``RATE``, each to the next tenant in turn, so that every
    tenant's first trigger since it was made comes in this window: each API and worker
-   process loads each tenant's configuration once here. The processes' RSS is sampled as
-   tenants are touched (``curve``): it grows until ``EVENT_MANAGER_CACHED_TENANTS`` of
-   them are held, then stays flat.
+   process loads each tenant's configuration once here. The processes' RSS is sampled
+   throughout this pass and the next ones (``curve``, by triggers sent): it grows until
+   ``EVENT_MANAGER_CACHED_TENANTS`` of them are held, then stays flat.
 4. ``spread_warm``: the same again, every tenant now known (or, past the bound, read
-   again: the least recently used were dropped).
+   again: the least recently used were dropped); ``Sizes.tenant_passes`` - 2 more such
+   passes (``spread_more``).
 """
 
 from __future__ import annotations
@@ -65,11 +66,15 @@ async def scenario_13(bench: Bench) -> dict[str, Any]:
     seconds = max(sizes.tenant_seconds, len(made) / RATE)
     curve: list[dict[str, Any]] = []
     cold = await spread(bench, made, seconds, 1_000_000, curve)
-    warm = await spread(bench, made, seconds, 2_000_000)
+    warm = await spread(bench, made, seconds, 2_000_000, curve)
+    more = [await spread(bench, made, seconds, (3 + n) * 1_000_000, curve)
+            for n in range(sizes.tenant_passes - 2)]
     return {
         "tenants": len(made), "rate": RATE,
         "cached_tenants": stack.settings.cached_tenants,
         "alone": alone, "spread_cold": cold, "spread_warm": warm,
+        "spread_more": [{"latency_ms": p["latency_ms"], "cpu_cores": p["cpu_cores"]}
+                        for p in more],
         "ratio_p99_cold": ratio(cold, alone, "p99"), "ratio_p99_warm": ratio(warm, alone, "p99"),
         "ratio_p50_warm": ratio(warm, alone, "p50"),
         "create_tenant_ms": load.summary_ms(creates), "setup_ms": load.summary_ms(setups),
@@ -111,10 +116,12 @@ async def spread(bench: Bench, tenants: list[Tenant], seconds: float, first_seq:
                  curve: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Triggers at ``RATE`` for ``seconds``, trigger ``i`` to ``tenants[i % n]``:
     trigger → receipt latencies, and CPU. With ``curve``, the processes' RSS is sampled
-    into it with how many tenants had been triggered."""
+    into it with how many tenants had been triggered (counted on from the curve's last
+    sample: a second pass goes on from ``len(tenants)``)."""
     stack, receiver = bench.stack, bench.receiver
     await receiver.reset()
     sent = 0
+    before = curve[-1]["triggered"] if curve else 0
 
     async def one(i: int) -> None:
         nonlocal sent
@@ -127,7 +134,7 @@ async def spread(bench: Bench, tenants: list[Tenant], seconds: float, first_seq:
     async def sample() -> None:
         assert curve is not None
         while True:
-            curve.append({"touched": min(sent, len(tenants)), **rss_mb(stack)})
+            curve.append({"triggered": before + sent, **rss_mb(stack)})
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample()) if curve is not None else None
@@ -141,7 +148,7 @@ async def spread(bench: Bench, tenants: list[Tenant], seconds: float, first_seq:
             sampler.cancel()
     cpu = meter.stop()
     if curve is not None:
-        curve.append({"touched": min(sent, len(tenants)), **rss_mb(stack)})
+        curve.append({"triggered": before + sent, **rss_mb(stack)})
     stats = await receiver.stats(latencies=True)
     latencies = [us / 1000 for seq, us in stats["latencies_us"] if seq >= first_seq]
     return {"tenants": len(tenants), "triggers": total, "errors": paced.errors,

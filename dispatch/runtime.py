@@ -131,7 +131,7 @@ class DeliveryRuntime(dramatiq.Middleware):
                 guard = OutboundGuard(settings.allowed_networks)
                 self.room = asyncio.Event()
                 self.room.set()
-                stamps = ConfigStamps.of(redis, settings)
+                stamps = ConfigStamps.of(redis, settings, db.config_changes)
                 db.on_change = stamps.touch  # an action disabled by its health
                 self.deliverer = Deliverer(
                     views=Views(db, ConfigCache(stamps, tenants=settings.cached_tenants)),

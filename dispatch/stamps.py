@@ -9,6 +9,15 @@ were loaded, so a delivery never uses an action older than the last change its t
 admin saw acknowledged. One Redis read replaces three database reads; a random value
 (not a counter) cannot come back after Redis loses its data. If Redis does not answer,
 everything is read from the database as before (``ConfigCache.snapshot``).
+
+When Redis answers reads but refuses the stamp's write (memory full under
+``noeviction``, a write-refusing ACL, one host cut off from Redis), the change is marked
+in MongoDB instead (``config_changes`` in the system database) before the API answers,
+and every process reads those marks at most every ``POLL_SECONDS`` when it next uses a
+snapshot: a tenant with a new mark is loaded afresh. The bound is then ``POLL_SECONDS``
+(plus one read of the marks) instead of none; the mark is removed once Redis takes the
+stamp. Only when both refuse does a process keep what it holds, ``ConfigCache.seconds``
+at most.
 """
 
 from __future__ import annotations
@@ -19,61 +28,129 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
 import redis.asyncio as aioredis
+from pymongo.asynchronous.collection import AsyncCollection
 
 from event_manager.config import Settings
 
 log = logging.getLogger("event_manager.stamps")
 RESTAMP_SECONDS = 0.5
 """How often a stamp that Redis refused is written again."""
+POLL_SECONDS = 0.5
+"""How old the marks of changes Redis refused to stamp may be when a snapshot is used."""
+MARK_SECONDS = 5.0
+"""How long writing or reading the marks may take before it is given up (logged)."""
+MAX_MARKS = 10_000
+"""Marks read at most: each is one tenant whose stamp Redis refuses, normally none."""
+STALE_MARK = timedelta(hours=1)
+"""A mark older than this was left by a process that stopped before Redis took its
+stamp; any process reading the marks removes it (every snapshot has long expired)."""
 T = TypeVar("T")
 
 
 class ConfigStamps:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str,
+                 marks: AsyncCollection | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.marks = marks
+        """MongoDB's record of the changes Redis refused to stamp (``config_changes``):
+        ``{_id: tenant, token, at}``; None: not kept (a unit test)."""
         self._next: _Read | None = None
-        self.unstamped: set[str] = set()
-        """Changes whose stamp Redis refused, written again by ``_restamp``."""
+        self.unstamped: dict[str, str] = {}
+        """Changes whose stamp Redis refused, written again by ``_restamp``: tenant → the
+        token of its mark."""
         self._restamping: asyncio.Future[None] | None = None
+        self.refused: list[Callable[[str], None]] = []
+        """Called with the tenant when its stamp is refused: this process's caches."""
 
     @classmethod
-    def of(cls, redis: aioredis.Redis, settings: Settings) -> ConfigStamps:
-        return cls(redis, f"{settings.database}:config:")
+    def of(cls, redis: aioredis.Redis, settings: Settings,
+           marks: AsyncCollection | None = None) -> ConfigStamps:
+        return cls(redis, f"{settings.database}:config:", marks)
 
     def key(self, tenant: str) -> str:
         return f"{self.prefix}{tenant}"
 
     async def touch(self, tenant: str) -> None:
         """After a change: workers load the tenant's configuration afresh. The change is
-        already saved, so a Redis error is logged, not raised, and the stamp is written
-        again every ``RESTAMP_SECONDS`` in the background until Redis takes it: a process
-        that reads stamps meanwhile uses what it holds until then (for
-        ``ConfigCache.seconds`` at most), one that cannot read them reads the database."""
+        already saved, so a Redis error is logged, not raised: this process forgets what
+        it holds of the tenant, the change is marked in MongoDB (other processes see the
+        mark within ``POLL_SECONDS``), and the stamp is written again every
+        ``RESTAMP_SECONDS`` in the background until Redis takes it."""
         try:
             await self.redis.set(self.key(tenant), uuid4().hex)
         except (aioredis.RedisError, OSError) as exc:
-            log.warning("could not stamp the change of tenant %s (%s: %s); trying again "
-                        "every %g s", tenant, type(exc).__name__, exc, RESTAMP_SECONDS)
-            self.unstamped.add(tenant)
+            token = self.unstamped[tenant] = uuid4().hex
+            for forget in self.refused:
+                forget(tenant)
+            marked = await self._mark(tenant, token)
+            log.warning("could not stamp the change of tenant %s (%s: %s); %s; trying again "
+                        "every %g s", tenant, type(exc).__name__, exc,
+                        "marked it in MongoDB for the other processes" if marked else
+                        "nor mark it in MongoDB: other processes may use what they hold "
+                        "of the tenant for 30 s", RESTAMP_SECONDS)
             if self._restamping is None or self._restamping.done():
                 self._restamping = asyncio.ensure_future(self._restamp())
 
+    async def _mark(self, tenant: str, token: str) -> bool:
+        if self.marks is None:
+            return False
+        try:
+            async with asyncio.timeout(MARK_SECONDS):
+                await self.marks.replace_one(
+                    {"_id": tenant}, {"token": token, "at": datetime.now(UTC)}, upsert=True)
+        except Exception as exc:  # noqa: BLE001 - logged by the caller's warning
+            log.error("could not mark the change of tenant %s in MongoDB (%s: %s)",
+                      tenant, type(exc).__name__, exc)
+            return False
+        return True
+
     async def _restamp(self) -> None:
-        """Stamp the changes Redis refused, until it takes them all."""
+        """Stamp the changes Redis refused, until it takes them all; then remove their
+        marks. A change made meanwhile keeps its own (newer) mark until it is stamped."""
         while self.unstamped:
             await asyncio.sleep(RESTAMP_SECONDS)
-            for tenant in list(self.unstamped):
+            for tenant, token in list(self.unstamped.items()):
                 try:
                     await self.redis.set(self.key(tenant), uuid4().hex)
                 except (aioredis.RedisError, OSError):
                     break  # still refused: the next round
-                self.unstamped.discard(tenant)
+                if self.unstamped.get(tenant) == token:
+                    del self.unstamped[tenant]
                 log.info("stamped the change of tenant %s", tenant)
+                await self._unmark(tenant, token)
+
+    async def _unmark(self, tenant: str, token: str) -> None:
+        if self.marks is None:
+            return
+        try:
+            async with asyncio.timeout(MARK_SECONDS):
+                await self.marks.delete_one({"_id": tenant, "token": token})
+        except Exception as exc:  # noqa: BLE001 - a mark left is removed when stale
+            log.warning("could not remove the mark of tenant %s's change (%s: %s)",
+                        tenant, type(exc).__name__, exc)
+
+    async def read_marks(self) -> dict[str, str] | None:
+        """The marks of changes Redis refused to stamp, tenant → token (None: not read,
+        logged); removes those older than ``STALE_MARK``."""
+        if self.marks is None:
+            return {}
+        try:
+            async with asyncio.timeout(MARK_SECONDS):
+                found = await self.marks.find({}).limit(MAX_MARKS).to_list()
+                stale = datetime.now(UTC) - STALE_MARK
+                if any(_aware(d["at"]) < stale for d in found):
+                    await self.marks.delete_many({"at": {"$lt": stale}})
+        except Exception as exc:  # noqa: BLE001 - the next use reads them again
+            log.warning("could not read the marks of unstamped changes (%s: %s)",
+                        type(exc).__name__, exc)
+            return None
+        return {d["_id"]: d["token"] for d in found}
 
     async def current(self, tenant: str) -> bytes | None:
         """The tenant's stamp; None if no change was stamped since Redis started.
@@ -92,6 +169,10 @@ class ConfigStamps:
     def _send(self, read: _Read) -> None:
         self._next = None  # later reads wait for a read of their own
         asyncio.ensure_future(read.send(self))
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -168,12 +249,24 @@ class ConfigCache:
         self.seconds = seconds
         self.tenants = tenants
         self.held: OrderedDict[str, Snapshot] = OrderedDict()
+        self.marks: dict[str, str] = {}
+        """The marks of unstamped changes last read: tenant → token."""
+        self._marks_read = -POLL_SECONDS
+        self._reading: asyncio.Future[None] | None = None
+        if stamps is not None:
+            stamps.refused.append(self.forget)
+
+    def forget(self, tenant: str) -> None:
+        self.held.pop(tenant, None)
 
     async def snapshot(self, tenant: str) -> Snapshot:
-        """One Redis read. Without an answer (or without stamps) the snapshot is new and
-        not kept: every part is read from the database."""
+        """One Redis read (and, every ``POLL_SECONDS``, one read of the marks of changes
+        Redis refused to stamp). Without an answer (or without stamps) the snapshot is new
+        and not kept: every part is read from the database."""
         if self.stamps is None:
             return Snapshot(None, 0.0)
+        if time.monotonic() - self._marks_read >= POLL_SECONDS or self._reading is not None:
+            await self._read_marks()
         try:
             stamp = await self.stamps.current(tenant)
         except (aioredis.RedisError, OSError) as exc:
@@ -187,6 +280,27 @@ class ConfigCache:
                 self.held.popitem(last=False)
         self.held.move_to_end(tenant)
         return held
+
+    async def _read_marks(self) -> None:
+        """One read of the marks at a time, shared by those who wait for it; a tenant
+        whose mark is new is forgotten."""
+        if self._reading is None:
+            self._marks_read = time.monotonic()
+            self._reading = asyncio.ensure_future(self._apply_marks())
+        reading = self._reading
+        await asyncio.shield(reading)
+
+    async def _apply_marks(self) -> None:
+        assert self.stamps is not None
+        try:
+            found = await self.stamps.read_marks()
+            if found is not None:
+                for tenant, token in found.items():
+                    if self.marks.get(tenant) != token:
+                        self.forget(tenant)
+                self.marks = found
+        finally:
+            self._reading = None
 
     def peek(self, tenant: str, key: Hashable) -> Any:
         """A part of the tenant's current snapshot as loaded so far, without reading the

@@ -246,7 +246,7 @@ class Services:
         self.dispatcher = Dispatcher(self.redis, settings)
         self.intake = Intake()
         self.parsers = ParserPool(settings.postman_parsers, settings.postman_parse_timeout)
-        stamps = ConfigStamps.of(self.redis, settings)
+        stamps = ConfigStamps.of(self.redis, settings, self.db.config_changes)
         self.configs = ConfigCache(stamps, tenants=settings.cached_tenants)
         # keys, tenants and what triggers read, kept until a change
         self.stamps = stamps

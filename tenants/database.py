@@ -1,6 +1,7 @@
 """The MongoDB connection and how collections are named.
 
-One system database (``<prefix>_system``) holds ``tenants`` and ``api_keys``. Tenant data
+One system database (``<prefix>_system``) holds ``tenants``, ``api_keys``, the
+``installation``'s layout and ``config_changes`` (``dispatch.stamps``). Tenant data
 lives in ``<prefix>_tenants``, in collections named from the tenant code:
 ``t_acme_actions``, ``t_acme_events``, ... The code is validated before it gets here.
 """
@@ -330,6 +331,8 @@ class Database:
         self.tenant_databases = settings.tenant_databases
         self.tenants: AsyncCollection = self.system["tenants"]
         self.api_keys: AsyncCollection = self.system["api_keys"]
+        self.config_changes: AsyncCollection = self.system["config_changes"]
+        """Changes whose config stamp Redis refused (``dispatch.stamps``), normally none."""
         self._server: str | None = None
         from tenants.stats import StatsRecorder  # which itself uses this module's helpers
         self.stats = StatsRecorder()

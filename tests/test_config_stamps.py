@@ -8,13 +8,22 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
 from bson import ObjectId
+from pymongo import AsyncMongoClient
 
-from dispatch.stamps import RESTAMP_SECONDS, ConfigCache, ConfigStamps
+from dispatch.stamps import (
+    POLL_SECONDS,
+    RESTAMP_SECONDS,
+    STALE_MARK,
+    ConfigCache,
+    ConfigStamps,
+)
 from event_manager.app import create_app
 from event_manager.config import Settings
 from tests.conftest import TenantHandle
@@ -192,7 +201,7 @@ def test_a_stamp_redis_refused_is_written_again_until_it_takes_it() -> None:
         began = time.monotonic()
         await stamps.touch("acme")
         answered = time.monotonic() - began
-        assert "x:acme" not in redis.values and stamps.unstamped == {"acme"}
+        assert "x:acme" not in redis.values and set(stamps.unstamped) == {"acme"}
         while "x:acme" not in redis.values:
             await asyncio.sleep(0.01)
         return answered, time.monotonic() - began
@@ -200,7 +209,56 @@ def test_a_stamp_redis_refused_is_written_again_until_it_takes_it() -> None:
     answered, stamped = asyncio.run(run())
     assert answered < RESTAMP_SECONDS
     assert 2 * RESTAMP_SECONDS <= stamped < 4 * RESTAMP_SECONDS, "two more refusals, then"
-    assert stamps.unstamped == set()
+    assert stamps.unstamped == {}
+
+
+def test_a_refused_stamp_makes_this_process_forget_the_tenant_at_once() -> None:
+    """The process that made the change uses it on its very next trigger: it does not
+    wait for the marks (``ConfigCache.forget``)."""
+    redis = FakeRedis()
+    stamps = ConfigStamps(redis, "x:")  # type: ignore[arg-type]
+    cache = ConfigCache(stamps)
+    assert reads_of(cache, [lambda: None, lambda: None]) == 1 and "acme" in cache.held
+    redis.refusals = 1
+    asyncio.run(stamps.touch("acme"))
+    assert "acme" not in cache.held
+    assert reads_of(cache, [lambda: None]) == 1
+
+
+def test_a_new_mark_drops_the_tenant_once_and_old_marks_are_removed(settings: Settings,
+                                                                     mongo: Any) -> None:
+    """On the real server: a process that reads a mark it had not seen forgets that
+    tenant (once: the mark seen again changes nothing); a mark older than
+    ``STALE_MARK`` (left by a process that stopped before Redis took its stamp) is
+    removed by whoever reads the marks."""
+    name = f"{settings.database}_marks_{uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    mongo[name]["config_changes"].insert_many([
+        {"_id": "gone", "token": "a", "at": now - STALE_MARK - timedelta(minutes=1)},
+        {"_id": "acme", "token": "b", "at": now}])
+
+    async def run() -> tuple[list[str], list[str]]:
+        client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
+        stamps = ConfigStamps(FakeRedis(), "x:", client[name]["config_changes"])  # type: ignore[arg-type]
+        cache = ConfigCache(stamps)
+        forgotten: list[str] = []
+        cache.forget = forgotten.append  # type: ignore[method-assign]
+        try:
+            await cache.snapshot("acme")
+            first = list(forgotten)
+            await asyncio.sleep(POLL_SECONDS)
+            await cache.snapshot("acme")
+            return first, forgotten
+        finally:
+            await client.close()
+
+    try:
+        first, after = asyncio.run(run())
+        assert sorted(first) == ["acme", "gone"]
+        assert sorted(after) == ["acme", "gone"]  # read again: nothing new
+        assert [d["_id"] for d in mongo[name]["config_changes"].find()] == ["acme"]
+    finally:
+        mongo.drop_database(name)
 
 
 def test_the_snapshots_of_the_least_recently_used_tenants_are_dropped_past_the_bound() -> None:

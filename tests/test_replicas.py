@@ -25,18 +25,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
 import redis
 from bson import ObjectId
 
+from dispatch.stamps import POLL_SECONDS
 from event_manager.config import Settings
 from tests.conftest import Client, Reply, TenantHandle, make_tenant, wait_until
 from tests.installation import Installation, installation
 from tests.receiver import Received, Receiver
 from tests.receiver import Reply as Answer
+from tests.support import api_process
 from tests.test_delivery import attach, enable, make_action
 from tests.test_subscription import next_row, subscription, until_live
 
@@ -379,6 +382,58 @@ def test_a_tenant_switched_off_on_one_api_is_refused_at_once_by_the_other(crm: C
         "{ code } }", c=crm.tenant.code).data)
     assert reply.code == "FEATURE_DISABLED", reply.body
     assert crm.tenant.collection("activity").count_documents({}) == rows
+
+
+@dataclass
+class Stampless:
+    """An API process whose Redis user may not SET (``NOPERM``): Redis refuses its config
+    stamps and answers all else, as for a Redis whose memory is full under
+    ``noeviction``, or one process cut off from it."""
+
+    url: str
+    log: Path
+    user: str
+
+
+@pytest.fixture
+def stampless(replicas: Installation, redis_client: redis.Redis,
+              tmp_path: Path) -> Iterator[Stampless]:
+    user = f"{replicas.settings.database}_stampless"
+    redis_client.acl_setuser(user, enabled=True, passwords=["+stampless"], keys=["*"],
+                             channels=["*"], commands=["+@all", "-set"])
+    parts = urlsplit(replicas.settings.redis_url)
+    url = urlunsplit(parts._replace(netloc=f"{user}:stampless@{parts.hostname}:{parts.port}"))
+    env = {**replicas.env, "EVENT_MANAGER_REDIS_URL": url}
+    try:
+        with api_process(env, tmp_path / "api-stampless.log") as (api, _):
+            yield Stampless(api, tmp_path / "api-stampless.log", user)
+    finally:
+        redis_client.acl_deluser(user)
+
+
+def test_a_change_whose_stamp_redis_refuses_reaches_every_process_within_the_bound(
+        crm: Crm, stampless: Stampless, mongo: Any, redis_client: redis.Redis) -> None:
+    """The action edited through an API whose stamp Redis refuses: the change is marked
+    in MongoDB before it is answered, and ``POLL_SECONDS`` later the next HANGUP on
+    API 2, and every one after it, whichever worker sends it, goes to the new URL with
+    the new body. Once Redis takes the stamp, the mark is gone."""
+    crm.through_both_workers()
+    crm.hold("moved")
+    admin = Client(stampless.url, crm.tenant.admin.key, crm.tenant.admin.tenant)
+    admin("mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i) { id } }",
+          id=crm.action, i=crm_action(crm, "moved", "two")).data
+    marks = mongo[crm.replicas.settings.system_database]["config_changes"]
+    assert marks.find_one({"_id": crm.tenant.code}) is not None
+    assert "could not stamp the change of tenant" in stampless.log.read_text()
+    time.sleep(POLL_SECONDS)
+    ids = crm.through_both_workers(crm.trigger().data["triggerEvent"])
+    sent = crm.requests(ids)
+    assert {delivery_of(r) for r in sent} == set(ids)
+    assert {(r.path, r.body) for r in sent} == {(crm.path("moved"), b'{"v": "two"}')}
+    redis_client.acl_setuser(stampless.user, commands=["+set"])
+    wait_until(lambda: marks.find_one({"_id": crm.tenant.code}) is None, 10,
+               "the mark removed once the stamp is written")
+    assert "stamped the change of tenant" in stampless.log.read_text()
 
 
 # ----------------------------------------------------------------------------------------
