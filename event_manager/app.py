@@ -23,10 +23,11 @@ import redis.asyncio as aioredis
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http.exceptions import NonTextMessageReceived
@@ -272,10 +273,14 @@ class EventManagerGraphQL(GraphQL):
     websocket_adapter_class = LimitedWebSocket
     graphql_transport_ws_handler_class = LiveHandler
 
-    def __init__(self, services: dict[str, Services], max_body_bytes: int) -> None:
+    def __init__(self, services: dict[str, Services], max_body_bytes: int,
+                 origins: tuple[str, ...] = ()) -> None:
         # The contract's protocol only: the legacy graphql-ws one would bypass LiveHandler.
+        # A WebSocket handshake from a page on another origin than ``origins`` is refused
+        # (403): browsers do not apply CORS to WebSockets.
         super().__init__(schema, graphql_ide="graphiql", max_subscriptions_per_connection=None,
-                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                         allowed_origins=origins)
         self.services = services
         self.max_body_bytes = max_body_bytes
 
@@ -448,10 +453,26 @@ async def metrics_page(request: Request) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
+CORS_HEADERS = ("Authorization", "Content-Type", "X-Tenant")
+"""The request headers a page on an allowed origin may send (the preflight's answer)."""
+CORS_MAX_AGE = 600
+"""Seconds a browser may keep a preflight's answer."""
+
+
+def cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
+    """``/graphql`` over HTTP for pages on ``origins`` (``EVENT_MANAGER_ALLOWED_ORIGINS``):
+    Starlette's CORS middleware answers their preflights and marks the answers they may
+    read; a preflight from any other origin is refused (400), and an answer to another
+    origin carries no CORS header, so its page cannot read it. Keys travel in the
+    ``Authorization`` header, never in cookies: no credentials mode is needed."""
+    return CORSMiddleware(app, allow_origins=origins, allow_methods=("GET", "POST"),
+                          allow_headers=CORS_HEADERS, max_age=CORS_MAX_AGE)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     holder: dict[str, Services] = {}
-    graphql = EventManagerGraphQL(holder, settings.http_max_body_bytes)
+    graphql = EventManagerGraphQL(holder, settings.http_max_body_bytes, settings.origins)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -479,7 +500,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", cors(graphql, settings.origins),
+                  methods=["GET", "POST", "OPTIONS"]),
             WebSocketRoute("/graphql", graphql),
             *graphiql.routes(),
             Route("/healthz", healthz),

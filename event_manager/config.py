@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from strawberry.http.websocket_origin import normalize_allowed_origins
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class RenderLimits:
     body: int = 1024 * 1024
 
 
+def _parts(value: str) -> list[str]:
+    """A comma-separated setting's items, blanks left out."""
+    return [p for p in (p.strip() for p in value.split(",")) if p]
+
+
 def host_port(url: str, default_port: int) -> tuple[str, int]:
     """``("127.0.0.1", 27017)`` from ``mongodb://127.0.0.1:27017/x``; first host of a list."""
     netloc = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")[0]
@@ -94,6 +100,11 @@ class Settings(BaseSettings):
     outbound_allow: str = Field(
         "", description="CIDRs that outbound requests may reach although private/loopback, "
         "comma-separated (`up` sets `127.0.0.0/8`)",
+    )
+    allowed_origins: str = Field(
+        "", description="origins (`scheme://host[:port]`) of browser pages on other sites "
+        "that may call `/graphql` (CORS, preflight included) and open its WebSocket, "
+        "comma-separated; `*` allows any; empty: only pages served by the API itself",
     )
     max_rendered_url_bytes: int = Field(
         RenderLimits.url, ge=256, description="largest URL (query string included) a "
@@ -270,6 +281,18 @@ class Settings(BaseSettings):
         for part in filter(None, (p.strip() for p in value.split(","))):
             ipaddress.ip_network(part, strict=False)
         return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        normalize_allowed_origins(_parts(value))  # names the origin that is not one
+        return value
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """``allowed_origins`` as browsers send them (``Origin``): lowercase, without a
+        default port."""
+        return tuple(sorted(normalize_allowed_origins(_parts(self.allowed_origins))))
 
     @property
     def retries(self) -> RetrySchedule:

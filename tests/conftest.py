@@ -34,6 +34,9 @@ from tests.support import (  # noqa: F401  (re-exported)
     wait_until,
 )
 
+pytest_plugins = ("tests.browser",)
+"""The ``browser`` fixture (headless Chromium), for the tests that drive pages."""
+
 RUN_ID = secrets.token_hex(3)
 TEST_DATABASE = f"emtest_{RUN_ID}"
 

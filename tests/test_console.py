@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,14 +24,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from bson import ObjectId
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.conftest import ROOT, SHARED, TenantHandle, make_tenant, wait_until
 from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 CARDS = SHARED / "fixtures" / "postman" / "transferwise-cards-api.v2.1.json"
 ROWS = "#activity-table tbody tr"
 expect.set_options(timeout=15_000)
@@ -42,40 +40,6 @@ SCHEMA_V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.js
 
 
 # --- fixtures ------------------------------------------------------------------------
-
-def install_chromium() -> str | None:
-    """Installs Debian's chromium when it is missing; the reason when that fails."""
-    if CHROMIUM.exists():
-        return None
-    if shutil.which("apt-get") is None:
-        return "apt-get is not available to install chromium"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
-    # A fresh machine may have no package lists yet: update only when the install needs it.
-    for steps in ([install], [["apt-get", "update", "-q"], install]):
-        try:
-            if all(subprocess.run(step, env=env, capture_output=True, timeout=900).returncode == 0
-                   for step in steps) and CHROMIUM.exists():
-                return None
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return f"apt-get could not install chromium: {error}"
-    return "apt-get could not install chromium (are you root?)"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Module scope: Playwright's sync API keeps an event loop running on the main thread
-    until it stops, and later tests that run their own loop (asyncio.run) need it gone."""
-    reason = install_chromium()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture(scope="session")
 def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
