@@ -7,6 +7,7 @@ secret the receiver echoes is masked whole before the snippet is cut: a cut thro
 
 from __future__ import annotations
 
+import ssl as tls
 import time
 from dataclasses import dataclass
 
@@ -33,17 +34,23 @@ class Response:
     retry_after: str | None
 
 
-async def send(session: aiohttp.ClientSession, request: RenderedRequest,
-               timeout: float) -> Response:
+def wire_url(request: RenderedRequest) -> URL:
+    """As rendered: the URL is in its wire form already, which the row shows."""
+    return URL(request.url, encoded=True)
+
+
+async def send(session: aiohttp.ClientSession, request: RenderedRequest, timeout: float,
+               proxy: URL | None = None, ssl: tls.SSLContext | bool = True) -> Response:
+    """``proxy``: the HTTP proxy it goes through; ``ssl``: the TLS context of an https
+    receiver (``dispatch.egress``)."""
     started = time.perf_counter()
     headers = CIMultiDict(request.headers)
     # aiohttp would add "Content-Type: application/octet-stream" to a body-less POST.
     skip = () if "Content-Type" in headers else ("Content-Type",)
-    # As rendered: the URL is in its wire form already, which the row shows.
-    url = URL(request.url, encoded=True)
     async with session.request(
-        request.method, url, headers=headers, data=request.body, skip_auto_headers=skip,
-        allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout),
+        request.method, wire_url(request), headers=headers, data=request.body,
+        skip_auto_headers=skip, allow_redirects=False, proxy=proxy, ssl=ssl,
+        timeout=aiohttp.ClientTimeout(total=timeout),
     ) as response:
         body = await _read(response.content, READ_BYTES + 1)
         more = len(body) > READ_BYTES

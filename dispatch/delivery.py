@@ -19,11 +19,10 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
-import aiohttp
-
 from dispatch import policy, retry
 from dispatch.breaker import Breakers, Change
-from dispatch.client import Response, send
+from dispatch.client import Response, send, wire_url
+from dispatch.egress import Egress
 from dispatch.guard import OutboundGuard
 from dispatch.health import HealthRecorder
 from dispatch.lane import RenderLane
@@ -63,7 +62,8 @@ class Deliverer:
     """The worker's clients, and the steps of one delivery."""
 
     views: Views
-    session: aiohttp.ClientSession
+    egress: Egress
+    """The outbound sessions, proxy and TLS contexts (``dispatch.egress``)."""
     guard: OutboundGuard
     publisher: Publisher
     settings: Settings
@@ -196,7 +196,7 @@ class Deliverer:
         started = self.breakers.clock()
         try:
             self.guard.check_url(request.url)
-            response = await self._send(request, action["timeout_seconds"])
+            response = await self._send(request, action)
         except Exception as exc:  # the report classifies it; anything unknown fails, logged
             what, retryable = describe(exc, action["timeout_seconds"])
             if retryable:  # the endpoint did not answer
@@ -250,10 +250,12 @@ class Deliverer:
                 f"msg_{row['_id']}", int(time.time()), request.body)])
         return request
 
-    async def _send(self, request: RenderedRequest, timeout: float) -> Response:
+    async def _send(self, request: RenderedRequest, action: dict[str, Any]) -> Response:
         metrics.ATTEMPTS.inc()
+        session, proxy = self.egress.route(wire_url(request))
         with metrics.DELIVERY_SECONDS.time():
-            return await send(self.session, request, timeout)
+            return await send(session, request, action["timeout_seconds"], proxy,
+                              self.egress.ssl_for(action.get("ca_certificate")))
 
     async def _record(self, view: TenantView, row: dict[str, Any],
                       changes: dict[str, Any]) -> None:

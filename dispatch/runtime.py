@@ -33,7 +33,8 @@ from dramatiq.errors import BrokerConnectionError
 from pymongo.errors import ConnectionFailure
 
 from dispatch.delivery import Deliverer, Enqueue
-from dispatch.guard import OutboundGuard, create_session
+from dispatch.egress import Egress
+from dispatch.guard import OutboundGuard
 from dispatch.live import Publisher
 from dispatch.outbox import Outbox
 from dispatch.pace import Pace
@@ -135,7 +136,7 @@ class DeliveryRuntime(dramatiq.Middleware):
                 db.on_change = stamps.touch  # an action disabled by its health
                 self.deliverer = Deliverer(
                     views=Views(db, ConfigCache(stamps, tenants=settings.cached_tenants)),
-                    session=create_session(guard, limit=self.max_in_flight), guard=guard,
+                    egress=Egress.of(guard, settings, self.max_in_flight), guard=guard,
                     publisher=Publisher(redis, settings.live_channel_prefix), settings=settings,
                     enqueue=self.enqueue, pace=Pace(redis, f"{settings.database}:pace:"),
                 )
@@ -302,7 +303,7 @@ class DeliveryRuntime(dramatiq.Middleware):
             await self.liveness.redis.aclose()
         if self.deliverer is not None:
             deliverer, self.deliverer = self.deliverer, None
-            await deliverer.session.close()
+            await deliverer.egress.close()
             deliverer.lane.close()
             await deliverer.publisher.redis.aclose()
             await deliverer.views.db.close()

@@ -7,6 +7,7 @@ Defaults work on a developer's machine: local MongoDB-compatible server and Redi
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,6 +101,19 @@ class Settings(BaseSettings):
     outbound_allow: str = Field(
         "", description="CIDRs that outbound requests may reach although private/loopback, "
         "comma-separated (`up` sets `127.0.0.0/8`)",
+    )
+    outbound_proxy: str = Field(
+        "", description="HTTP proxy that deliveries go out through (`http://[user:pass@]"
+        "host:port`; https receivers by `CONNECT`); empty: straight. The guard still "
+        "judges each destination",
+    )
+    outbound_no_proxy: str = Field(
+        "", description="hosts that deliveries reach straight, not through the proxy, "
+        "comma-separated: `example.com` (and its subdomains), addresses or CIDRs, `*`",
+    )
+    outbound_ca_file: str = Field(
+        "", description="PEM file of CA certificates that deliveries trust besides the "
+        "system's (receivers with certificates from a private CA)",
     )
     allowed_origins: str = Field(
         "", description="origins (`scheme://host[:port]`) of browser pages on other sites "
@@ -280,6 +294,27 @@ class Settings(BaseSettings):
     def _check_allow(cls, value: str) -> str:
         for part in filter(None, (p.strip() for p in value.split(","))):
             ipaddress.ip_network(part, strict=False)
+        return value
+
+    @field_validator("outbound_proxy")
+    @classmethod
+    def _check_proxy(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r} is not a proxy URL such as "
+                                 "http://proxy.internal:3128")
+        return value
+
+    @field_validator("outbound_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str) -> str:
+        if value:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"{value!r} is not a readable PEM file of CA certificates "
+                                 f"({exc})") from None
         return value
 
     @field_validator("allowed_origins")

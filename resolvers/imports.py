@@ -44,7 +44,7 @@ YIELD_EVERY = 50
 """Actions checked between two turns of the event loop (about 7 ms of work)."""
 COPIED = ("description", "method", "url", "query", "headers", "body_type", "body_fields",
           "raw_body", "raw_content_type", "auth", "timeout_seconds", "signing_secret", "tags",
-          "policy")
+          "policy", "ca_certificate")
 """What an action imported from the master tenant takes from the master's."""
 
 

@@ -7,9 +7,14 @@ at, e.g. ``input.headers[1].key``. Nothing is written before all checks pass.
 from __future__ import annotations
 
 import re
+import ssl
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from dispatch import policy
 from dispatch.signing import secret_bytes
@@ -219,11 +224,54 @@ def action(data: ActionInput, stored: dict[str, Any] | None = None) -> dict[str,
         "timeout_seconds": timeout,
         "signing_secret": signing_secret(data.signing_secret, stored),
         "policy": delivery_policy(data.policy, stored),
+        "ca_certificate": ca_certificate(data.ca_certificate, stored),
     }
     doc["tags"] = action_tags(doc)
     if stored is not None:
         bound_to_origin(data, doc, stored)
     return doc
+
+
+MAX_CA_CHARS = 32 * 1024
+MAX_CA_CERTIFICATES = 10
+
+
+def ca_certificate(value: str | None, stored: dict[str, Any] | None) -> str | None:
+    """An action's own CA certificate(s): PEM, each one a certificate valid now, that a
+    TLS context accepts; stored re-encoded (text around the blocks dropped). None keeps
+    the stored one; "" removes it."""
+    field = "input.caCertificate"
+    if value is None:
+        return stored.get("ca_certificate") if stored else None
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > MAX_CA_CHARS:
+        raise BadInput(f"caCertificate is longer than {MAX_CA_CHARS} characters", field=field)
+    try:
+        found = x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise BadInput("caCertificate is not a PEM certificate (-----BEGIN CERTIFICATE-----"
+                       " … -----END CERTIFICATE-----)", field=field) from None
+    if len(found) > MAX_CA_CERTIFICATES:
+        raise BadInput(f"caCertificate holds {len(found)} certificates; at most "
+                       f"{MAX_CA_CERTIFICATES}", field=field)
+    at = datetime.now(UTC)
+    for certificate in found:
+        subject = certificate.subject.rfc4514_string()[:200] or "(no subject)"
+        if certificate.not_valid_after_utc < at:
+            raise BadInput(f"caCertificate {subject} expired on "
+                           f"{certificate.not_valid_after_utc:%Y-%m-%d}", field=field)
+        if certificate.not_valid_before_utc > at:
+            raise BadInput(f"caCertificate {subject} is not valid before "
+                           f"{certificate.not_valid_before_utc:%Y-%m-%d}", field=field)
+    pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in found)
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=pem)
+    except ssl.SSLError as exc:
+        raise BadInput(f"caCertificate cannot be trusted: {exc.reason or exc}",
+                       field=field) from None
+    return pem
 
 
 DEFAULT_PORTS = {"http": "80", "https": "443"}

@@ -53,6 +53,11 @@ class ActionInput:
     )
     policy: DeliveryPolicyInput | None = strawberry.field(
         default=None, description="null keeps the stored policy (defaults on create)")
+    ca_certificate: str | None = strawberry.field(
+        default=None,
+        description="PEM of the CA certificate(s) that the receiver's certificate comes "
+                    "from (a private CA), trusted for this action's requests besides the "
+                    'system\'s; null keeps the stored one, "" removes it')
 
 
 @strawberry.input

@@ -158,6 +158,9 @@ class Action:
     undefined_parameters: list[str] = strawberry.field(resolver=action_undefined_parameters)
     origin: str | None
     policy: DeliveryPolicy
+    ca_certificate: str | None = strawberry.field(
+        description="the CA certificate(s) trusted for this action's requests besides the "
+                    "system's, as PEM (public: not masked); null: the system's only")
     health: ActionHealth = strawberry.field(resolver=action_health)
     created_at: datetime
     updated_at: datetime
@@ -184,6 +187,7 @@ class Action:
             signing_secret=MASK if doc.get("signing_secret") else None,
             origin=doc.get("origin"),
             policy=DeliveryPolicy.from_doc(doc),
+            ca_certificate=doc.get("ca_certificate"),
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
             tags=doc.get("tags", []),

@@ -9,6 +9,7 @@ answer with what its request carried, as a careless endpoint's error page does.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        """A server context: the receiver answers https (``url``) with its certificate."""
         self.requests: list[Received] = []
         self.scripts: dict[str, list[Reply]] = {}
         self.echoes: set[str] = set()
@@ -61,7 +64,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -73,7 +76,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def script(self, path: str, *replies: Reply) -> None:
         with self.lock:

@@ -181,7 +181,7 @@ def shown_sending(attempt_seconds: float, cancel_after: float | None = None) -> 
     """What happens around an attempt of ``attempt_seconds`` (SENDING written after 0.1 s),
     the delivery cancelled after ``cancel_after`` seconds if given."""
     events: list[str] = []
-    deliverer = Deliverer(views=None, session=None, guard=None,  # type: ignore[arg-type]
+    deliverer = Deliverer(views=None, egress=None, guard=None,  # type: ignore[arg-type]
                           publisher=FakePublisher(events), settings=Settings(),
                           enqueue=None)  # type: ignore[arg-type]
 
