@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.conftest import ROOT, SHARED, TenantHandle, make_tenant, wait_until
 from tests.receiver import Receiver, Reply
+from tests.tls import PrivateCA
 
 pytestmark = pytest.mark.browser
 
@@ -667,6 +668,31 @@ def test_action_editor_keeps_secrets_and_deletes(
     page.get_by_role("dialog", name="Delete action").get_by_role("button", name="Delete").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Actions")
     assert tenant.admin("{ actions { id } }").data["actions"] == []
+
+
+def test_action_editor_trusts_a_private_ca(page: Page, api_url: str,
+                                           tenant: TenantHandle) -> None:
+    """The Delivery section's CA certificate: a paste that is not a certificate is
+    refused at its field; a CA's PEM is saved and shown again; emptied, it is removed."""
+    ca = PrivateCA("Console test CA")
+    made = tenant.admin("""mutation($i: ActionInput!) { createAction(input: $i) { id } }""",
+                        i={"name": "Internal", "url": "https://crm.internal/x"}).data
+    sign_in(page, api_url, tenant.admin.key or "")
+    page.goto(f"{api_url}/#/actions/{made['createAction']['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Edit action: Internal")
+    page.get_by_label("CA certificate").fill("my CA, trust me")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("form")).to_contain_text("caCertificate is not a PEM certificate")
+    page.get_by_label("CA certificate").fill(ca.pem)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Internal saved")).to_be_visible()
+    assert tenant.collection("actions").find_one({"name": "Internal"})["ca_certificate"] == ca.pem
+    page.reload()
+    expect(page.get_by_label("CA certificate")).to_have_value(ca.pem)
+    page.get_by_label("CA certificate").fill("")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Internal saved")).to_be_visible()
+    assert tenant.collection("actions").find_one({"name": "Internal"})["ca_certificate"] is None
 
 
 def test_actions_page_shows_each_state_and_turns_an_action_off_and_on(

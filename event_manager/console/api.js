@@ -149,7 +149,7 @@ export const ACTION_FIELDS = `
   query { key value enabled } headers { key value enabled }
   bodyType bodyFields { key value enabled } rawBody rawContentType
   authorization { type apiKeyName apiKeyValue apiKeyIn username password token }
-  timeoutSeconds signingSecret policy { order expireAfterSeconds maxRequestsPerSecond }
+  timeoutSeconds signingSecret caCertificate policy { order expireAfterSeconds maxRequestsPerSecond }
   events undefinedParameters origin createdAt updatedAt`;
 
 export const ACTIVITY_FIELDS = `

@@ -72,6 +72,7 @@ const EMPTY = {
   authorization: { type: "NO_AUTH", apiKeyIn: "HEADER" },
   timeoutSeconds: 10,
   signingSecret: null,
+  caCertificate: null,
   policy: { order: "ANY", expireAfterSeconds: null, maxRequestsPerSecond: null },
   events: [],
   undefinedParameters: [],
@@ -316,6 +317,16 @@ export async function actionEditor(view, id) {
   };
   signing.input.addEventListener("change", showSigning);
   showSigning();
+  const caCertificate = h("textarea", {
+    rows: 4,
+    class: "mono",
+    spellcheck: "false",
+    "data-field": "input.caCertificate",
+    "aria-label": "CA certificate",
+    disabled: ro,
+    placeholder: "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----",
+  });
+  caCertificate.value = action.caCertificate || "";
 
   // --- Delivery policy (README: "Calls, not loose events") ---
   const policy = action.policy;
@@ -377,6 +388,8 @@ export async function actionEditor(view, id) {
       authorization,
       timeoutSeconds: timeout.value === "" ? 10 : Number(timeout.value),
       signingSecret,
+      // Empty: removes a stored one ("") or leaves none (null).
+      caCertificate: caCertificate.value.trim() || (action.caCertificate ? "" : null),
       policy: {
         order: order.value,
         expireAfterSeconds: expireAfter.value === "" ? null : Number(expireAfter.value),
@@ -411,7 +424,17 @@ export async function actionEditor(view, id) {
       authPanels.BEARER_TOKEN,
     ),
     section("Headers", headers.el),
-    section("Delivery", field("Timeout (seconds)", timeout, "From 0.1 to 60."), signing.wrapper, secretRow),
+    section(
+      "Delivery",
+      field("Timeout (seconds)", timeout, "From 0.1 to 60."),
+      signing.wrapper,
+      secretRow,
+      field(
+        "CA certificate",
+        caCertificate,
+        "For an https receiver whose certificate comes from a private CA: its CA certificate (PEM), trusted for this action only.",
+      ),
+    ),
     section(
       "Delivery policy",
       h(
