@@ -23,13 +23,15 @@ from tenants.catalog import MAX_TIMEOUT_SECONDS
 from tenants.vault import MIN_PASSPHRASE
 from tests.helm import HelmUnavailable, ensure_helm
 from tests.test_packaging import final
+from tests.tls import PrivateCA
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "event-manager"
 SETTING_NAMES = {env_name(field) for field in Settings.model_fields}
 SECRET_SETTINGS = {env_name(field) for field in
-                   ("secret_key", "mongodb_url", "broker_url", "redis_url")}
+                   ("secret_key", "mongodb_url", "broker_url", "redis_url", "outbound_proxy")}
 """Read from the Secret: the key, and URLs that may hold passwords."""
+CA_PEM = PrivateCA("Chart test CA").pem
 CHART_SETTINGS = {env_name(field) for field in ("metrics_host", "worker_metrics_port")}
 """Written into the ConfigMap by the chart itself, from ``worker.metricsPort``."""
 CLOSING_SECONDS = 5.0
@@ -57,6 +59,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rabbitmq": {"secret": {"brokerUrl": "amqp://event-manager:pw@rabbitmq:5672/",
                             "secretKey": "k" * 43}},
     "no worker metrics": {"worker": {"metricsPort": 0}},
+    "egress": {"secret": {"outboundProxy": "http://pbx:pw@proxy.internal:3128"},
+               "outboundCaBundle": CA_PEM},
 }
 
 Doc = dict[str, Any]
@@ -118,7 +122,9 @@ def container(docs: list[Doc], component: str) -> Doc:
 
 
 def config_map(docs: list[Doc]) -> dict[str, str]:
-    (found,) = [doc for doc in docs if doc["kind"] == "ConfigMap"]
+    """The settings' ConfigMap (not the CA bundle's)."""
+    (found,) = [doc for doc in docs if doc["kind"] == "ConfigMap"
+                and not doc["metadata"]["name"].endswith("-outbound-ca")]
     return found["data"]
 
 
@@ -212,7 +218,8 @@ def test_read_only_pods_may_write_their_state_folder_and_tmp(
     for name, doc in each(rendered, "Deployment"):
         (one,) = doc["spec"]["template"]["spec"]["containers"]
         assert one["securityContext"]["readOnlyRootFilesystem"] is True
-        assert {m["mountPath"] for m in one["volumeMounts"]} == {"/tmp", state_dir}, name
+        writable = {m["mountPath"] for m in one["volumeMounts"] if not m.get("readOnly")}
+        assert writable == {"/tmp", state_dir}, name
 
 
 def test_service_and_ingress_reach_the_api_and_keep_metrics_inside(
@@ -397,6 +404,42 @@ def test_secret_key_and_urls_come_from_a_secret_never_a_config_map(
                     assert setting in secrets[ref["name"]]["data"], (name, setting)
 
 
+def test_the_proxy_comes_from_the_secret_and_the_ca_bundle_is_mounted_in_the_workers(
+        rendered: dict[str, list[Doc]]) -> None:
+    """The proxy URL may hold a password: the Secret carries it (optional, so that an
+    existing Secret without it still works), never a ConfigMap. The CA bundle is a
+    ConfigMap of its own, mounted read-only into the workers, which are told its path;
+    the API sends nothing and gets neither."""
+    import base64
+
+    docs = rendered["egress"]
+    (secret,) = [doc for doc in docs if doc["kind"] == "Secret"]
+    proxy = "http://pbx:pw@proxy.internal:3128"
+    assert base64.b64decode(secret["data"]["EVENT_MANAGER_OUTBOUND_PROXY"]).decode() == proxy
+    assert all(proxy not in str(doc) for doc in docs if doc["kind"] != "Secret")
+    for component in ("api", "worker"):
+        env = {e["name"]: e for e in container(docs, component)["env"]}
+        assert env["EVENT_MANAGER_OUTBOUND_PROXY"]["valueFrom"]["secretKeyRef"]["optional"]
+    (bundle,) = [doc for doc in docs if doc["kind"] == "ConfigMap"
+                 and doc["metadata"]["name"].endswith("-outbound-ca")]
+    assert bundle["data"]["outbound-ca.pem"] == CA_PEM
+    worker = container(docs, "worker")
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    [mount] = [m for m in worker["volumeMounts"] if m["name"] == "outbound-ca"]
+    assert env["EVENT_MANAGER_OUTBOUND_CA_FILE"] == mount["mountPath"]
+    assert mount["readOnly"] and mount["subPath"] == "outbound-ca.pem"
+    volumes = deployment(docs, "worker")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "outbound-ca", "configMap": {"name": bundle["metadata"]["name"]}} in volumes
+    api = container(docs, "api")
+    assert "EVENT_MANAGER_OUTBOUND_CA_FILE" not in {e["name"] for e in api["env"]}
+    assert all(m["name"] != "outbound-ca" for m in api["volumeMounts"])
+    for name, others in rendered.items():  # without a bundle: no ConfigMap, no mount
+        if name != "egress":
+            assert all(not d["metadata"]["name"].endswith("-outbound-ca") for d in others)
+            assert "EVENT_MANAGER_OUTBOUND_CA_FILE" not in {
+                e["name"] for e in container(others, "worker")["env"]}
+
+
 def test_generated_secret_key_is_long_enough_and_a_given_one_is_kept(
         rendered: dict[str, list[Doc]]) -> None:
     import base64
@@ -446,6 +489,10 @@ def test_schema_takes_every_setting_but_those_of_the_secret_and_the_chart() -> N
     ("--set", "config.EVENT_MANAGER_SECRET_KEY=abc", "EVENT_MANAGER_SECRET_KEY"),
     ("--set", "config.EVENT_MANAGER_DATABASE=a.b", "/config/EVENT_MANAGER_DATABASE"),
     ("--set", "secret.brokerUrl=kafka://broker:9092", "/secret/brokerUrl"),
+    ("--set", "secret.outboundProxy=socks5://proxy:1080", "/secret/outboundProxy"),
+    ("--set", "outboundCaBundle=not a certificate", "/outboundCaBundle"),
+    ("--set", "config.EVENT_MANAGER_OUTBOUND_PROXY=http://proxy:3128",
+     "EVENT_MANAGER_OUTBOUND_PROXY"),
 ])
 def test_values_schema_refuses_a_bad_value_and_names_it(helm: Path, option: str, value: str,
                                                         named: str) -> None:

@@ -53,25 +53,29 @@ later_queue_name): "<database>.deliveries" and "<database>.deliveries-later". */
 {{- printf "%s.deliveries" $database }},{{ printf "%s.deliveries-later" $database -}}
 {{- end -}}
 
-{{/* Settings common to the API and the worker: the ConfigMap, and the four of the
-Secret, each by its name. */}}
+{{/* Settings common to the API and the worker: the ConfigMap, and those of the
+Secret, each by its name (the proxy's optional: an existing Secret may not have it). */}}
 {{- define "event-manager.environment" -}}
 envFrom:
   - configMapRef:
       name: {{ include "event-manager.fullname" . }}
 env:
-{{- range list "EVENT_MANAGER_SECRET_KEY" "EVENT_MANAGER_MONGODB_URL" "EVENT_MANAGER_BROKER_URL" "EVENT_MANAGER_REDIS_URL" }}
+{{- range list "EVENT_MANAGER_SECRET_KEY" "EVENT_MANAGER_MONGODB_URL" "EVENT_MANAGER_BROKER_URL" "EVENT_MANAGER_REDIS_URL" "EVENT_MANAGER_OUTBOUND_PROXY" }}
   - name: {{ . }}
     valueFrom:
       secretKeyRef:
         name: {{ include "event-manager.secretName" $ }}
         key: {{ . }}
+        {{- if eq . "EVENT_MANAGER_OUTBOUND_PROXY" }}
+        optional: true
+        {{- end }}
 {{- end }}
 {{- end -}}
 
 {{/* Restarts the pods when the settings change. */}}
 {{- define "event-manager.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/outbound-ca: {{ .Values.outboundCaBundle | sha256sum }}
 {{- if not .Values.secret.existingSecret }}
 checksum/secret: {{ .Values.secret | toJson | sha256sum }}
 {{- end }}
