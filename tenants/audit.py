@@ -29,6 +29,8 @@ from tenants.activity import PRUNE_BATCH, PRUNE_PAUSE, encode_cursor, id_at, row
 from tenants.database import now
 
 MASK = "********"
+CLI_ACTOR = {"key_id": None, "label": "cli", "role": None}
+"""Who made a change from the command line (``event-manager create-key``)."""
 MAX_VALUE_BYTES = 1024
 """A value longer than this (as JSON) is kept as its first 1 KiB of text, saying so."""
 HIDDEN = {"_id", "created_at", "updated_at", "name_key", "tag_key"}

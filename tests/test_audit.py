@@ -13,7 +13,8 @@ from dispatch.recovery import housekeep
 from event_manager.config import Settings
 from tenants.activity import row_id
 from tenants.database import Database, now
-from tests.conftest import Client, TenantHandle
+from tests.conftest import Client, TenantHandle, run_cli
+from tests.test_imports import collection, master_action, request
 
 ENTRIES = """query($first: Int, $after: String, $filter: AuditFilter) {
   auditLog(first: $first, after: $after, filter: $filter) {
@@ -217,3 +218,28 @@ def test_entries_past_the_retention_are_removed(tenant: TenantHandle,
             await db.close()
     assert asyncio.run(go()) >= 1
     assert entries(tenant.admin, first=200) == before[:-1]
+
+
+def test_imports_are_one_entry_each(tenant: TenantHandle, master: TenantHandle) -> None:
+    text = collection(request("Create card"), request("Close card"), name="Cards")
+    tenant.admin('mutation($c: String!) { importPostmanCollection(collection: $c) '
+                 "{ imported { name } } }", c=text).data
+    made = master_action(master)
+    tenant.admin("mutation($ids: [ID!]!) { importMasterActions(ids: $ids) "
+                 "{ imported { name } } }", ids=[made["id"]]).data
+
+    postman = only(tenant.admin, "importPostmanCollection")
+    assert postman["target"] == {"kind": "import", "id": None, "name": "Cards"}
+    assert by_field(postman)["imported"]["after"] == ["Create card", "Close card"]
+    catalog = only(tenant.admin, "importMasterActions")
+    assert by_field(catalog)["imported"]["after"] == [made["name"]]
+    assert not [e for e in entries(tenant.admin, first=200) if e["operation"] == "createAction"]
+
+
+def test_a_key_made_on_the_command_line_is_recorded_as_cli(tenant: TenantHandle,
+                                                           env: dict[str, str]) -> None:
+    run_cli(env, "create-key", "--role", "VIEWER", "--label", "wallboard",
+            "--tenant", tenant.code)
+    made = entries(tenant.admin, filter={"operations": ["createApiKey"]})[0]
+    assert made["target"]["name"] == "wallboard"
+    assert made["actor"] == {"keyId": None, "label": "cli", "role": None}
