@@ -78,6 +78,7 @@ const ROUTES = [
   [/^#\/actions$/, "actions", () => import("./pages/actions.js"), "actionList"],
   [/^#\/actions\/([^/]+)$/, "actions", () => import("./pages/action-editor.js"), "actionEditor"],
   [/^#\/parameters$/, "parameters", () => import("./pages/parameters.js"), "parameterList"],
+  [/^#\/audit$/, "audit", () => import("./pages/audit.js"), "auditLog"],
 ];
 
 const main = document.getElementById("main");
