@@ -84,6 +84,11 @@ def _shown(field: str, value: Any, secret: bool) -> tuple[Any, bool]:
     return f"{cut} … [cut, {size:,} bytes in all]", True
 
 
+def _empty(value: Any) -> bool:
+    """Nothing to show: a created action's empty headers are no change worth a line."""
+    return value is None or value == "" or value == [] or value == {}
+
+
 def camel(field: str) -> str:
     """A stored field as the API names it: ``auth.api_key_value`` is ``auth.apiKeyValue``."""
     head, *rest = field.split("_")
@@ -93,13 +98,15 @@ def camel(field: str) -> str:
 def changes(before: dict[str, Any] | None, after: dict[str, Any] | None, *,
             secret: bool = False) -> list[dict[str, Any]]:
     """The fields that differ between two versions of a document (None: it did not
-    exist), sorted by name, as ``{field, before, after, cut}``. Compared before
-    masking, so a new password shows as a change from ``********`` to ``********``."""
+    exist), sorted by name, as ``{field, before, after, cut}``; a field empty on both
+    sides (unset, "", [] or {}) is left out. Compared before masking, so a new password
+    shows as a change from ``********`` to ``********``."""
     old, new = _flat(before), _flat(after)
     secret = secret or bool(old.get("secret")) or bool(new.get("secret"))
     out = []
     for field in sorted(set(old) | set(new)):
-        if old.get(field) == new.get(field):
+        if old.get(field) == new.get(field) or (_empty(old.get(field))
+                                                 and _empty(new.get(field))):
             continue
         shown_before, cut_before = _shown(field, old.get(field), secret)
         shown_after, cut_after = _shown(field, new.get(field), secret)
