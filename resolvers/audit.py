@@ -9,7 +9,7 @@ from typing import Any
 
 import strawberry
 
-from event_manager.errors import BadInput
+from event_manager.errors import BadInput, NotFound
 from resolvers.context import SYSTEM_ADMIN, WRITE
 from schema.audit import AuditEntry, AuditFilter, AuditPage
 from tenants.activity import decode_cursor, id_window, within
@@ -62,7 +62,10 @@ async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | 
         if not code:
             raise BadInput("a SYSTEM_ADMIN key reads a tenant's audit log through the "
                            "X-Tenant header", field="X-Tenant")
-    tenant = await info.context.registry.get(code or "")
+    try:
+        tenant = await info.context.registry.get(code or "")
+    except NotFound as error:
+        raise NotFound(str(error), field="X-Tenant") from None
     first = 50 if first is None else first
     if not 1 <= first <= MAX_PAGE:
         raise BadInput(f"first must be between 1 and {MAX_PAGE}", field="first")

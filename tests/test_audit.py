@@ -151,6 +151,7 @@ def test_only_admins_read_and_only_their_own_tenant(tenant: TenantHandle,
     assert tenant.key("PBX")(ENTRIES).code == "FORBIDDEN"
     assert tenant.key("VIEWER")(ENTRIES).code == "FORBIDDEN"
     assert tenant.system.acting_in("")(ENTRIES).field == "X-Tenant"
+    assert tenant.system.acting_in("nosuchtenant")(ENTRIES).field == "X-Tenant"
     names = [f["name"] for f in tenant.admin(
         "{ __schema { mutationType { fields { name } } } }"
     ).data["__schema"]["mutationType"]["fields"]]

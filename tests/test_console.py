@@ -837,6 +837,7 @@ def test_viewer_key_sees_the_pages_but_no_controls_that_change_them(
     expect(page.get_by_role("button", name="Save")).to_be_disabled()
     go(page, "Parameters", "Parameters")
     expect(page.get_by_role("button", name="Add Parameter")).to_have_count(0)
+    expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
 
 
 def test_pbx_key_cannot_open_the_console(page: Page, api_url: str, tenant: TenantHandle) -> None:

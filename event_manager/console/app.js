@@ -185,6 +185,8 @@ async function start() {
     session.tenant = null;
   }
   renderWho();
+  // The audit log is for admins: a VIEWER key would only be refused there.
+  document.querySelector('#nav a[data-section="audit"]').hidden = !app.canWrite;
   topbar.hidden = false;
   document.body.classList.add("signed-in");
   await app.loadSettings();
