@@ -16,6 +16,7 @@ thousand entries per retention period) and costs no index on every write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from datetime import datetime
@@ -24,9 +25,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from tenants.activity import PRUNE_BATCH, PRUNE_PAUSE, encode_cursor, id_at, row_id, within
-from tenants.database import now
+from tenants.database import now, patiently
 
 MASK = "********"
 CLI_ACTOR = {"key_id": None, "label": "cli", "role": None}
@@ -132,8 +134,13 @@ class AuditLog:
         at = now()
         doc = {"_id": row_id(at), "at": at, "operation": operation, "target": target,
                "actor": actor, "changes": changed}
-        await self.entries.insert_one(doc)
+        await patiently(lambda: self._insert(doc))
         return doc
+
+    async def _insert(self, doc: dict[str, Any]) -> None:
+        """Safe to repeat after a busy database or a lost reply: the same ``_id`` once."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.entries.insert_one(doc)
 
     async def page(self, query: dict[str, Any], first: int,
                    after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:
