@@ -31,6 +31,7 @@ from tenants.activity import PRUNE_BATCH, PRUNE_PAUSE, encode_cursor, id_at, row
 from tenants.database import now, patiently
 
 MASK = "********"
+"""What the API shows for a secret (``schema.types.MASK``; the store imports no schema)."""
 CLI_ACTOR = {"key_id": None, "label": "cli", "role": None}
 """Who made a change from the command line (``event-manager create-key``)."""
 MAX_VALUE_BYTES = 1024
