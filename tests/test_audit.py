@@ -184,6 +184,11 @@ def test_pages_and_filters(tenant: TenantHandle) -> None:
                    ) == []
     assert len(entries(tenant.admin, filter={"since": (now() - timedelta(hours=1)).isoformat(),
                                              "operations": ["createAction"]})) == 5
+    assert entries(tenant.admin, filter={"until": (now() - timedelta(hours=1)).isoformat()}
+                   ) == []
+    window = {"since": now().isoformat(), "until": (now() - timedelta(hours=1)).isoformat()}
+    assert tenant.admin(ENTRIES, filter=window).field == "filter.until"
+    assert tenant.admin(ENTRIES, filter={"targetId": "x" * 201}).field == "filter.targetId"
     assert tenant.admin(ENTRIES, first=0).field == "first"
     assert tenant.admin(ENTRIES, first=201).field == "first"
     assert tenant.admin(ENTRIES, after="nonsense!").field == "after"
