@@ -223,7 +223,8 @@ async def _hand_back(store: TenantStore, row: dict[str, Any], attempts: int,
 
 async def housekeep(db: Database, retention_days: int) -> int:
     """Forget idempotency keys and delivery claims past their 24 hours, finished activity
-    rows and the hours of their counters older than ``retention_days``, and calls' queues
+    rows, audit entries and the hours of their counters older than ``retention_days``, and
+    calls' queues
     empty for an hour; how many documents went."""
     total = 0
     for tenant in await TenantRegistry(db).list():
@@ -231,5 +232,6 @@ async def housekeep(db: Database, retention_days: int) -> int:
         total += await store.log.forget_before(now() - IDEMPOTENCY)
         total += await store.log.prune(now() - timedelta(days=retention_days))
         total += await store.stats.prune(now() - timedelta(days=retention_days))
+        total += await store.audit.prune(now() - timedelta(days=retention_days))
         total += await store.calls.forget_empty(now() - timedelta(hours=1))
     return total

@@ -220,6 +220,7 @@ def create_key(
 
 
 async def _create_key(config: Settings, role: str, label: str, tenant: str | None) -> str:
+    from tenants.audit import CLI_ACTOR, AuditLog, changes
     from tenants.database import Database
     from tenants.keys import ROLES, ApiKeys
     from tenants.registry import TenantRegistry
@@ -233,7 +234,11 @@ async def _create_key(config: Settings, role: str, label: str, tenant: str | Non
         await db.ensure_system_indexes()
         if tenant is not None:
             await TenantRegistry(db).get(tenant)
-        key, _ = await ApiKeys(db).create(role, label, tenant)
+        key, doc = await ApiKeys(db).create(role, label, tenant)
+        if tenant is not None:
+            await AuditLog(db.collection(tenant, "audit")).record(
+                "createApiKey", {"kind": "apiKey", "id": str(doc["_id"]), "name": doc["label"]},
+                CLI_ACTOR, changes(None, doc))
         return key
     finally:
         await db.close()

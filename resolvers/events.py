@@ -5,10 +5,12 @@ from __future__ import annotations
 import strawberry
 
 from event_manager.errors import BadInput
+from resolvers.audit import record
 from resolvers.context import READ, WRITE
 from schema.enums import EventType
 from schema.inputs import EventInput
 from schema.types import Event
+from tenants.audit import changes as changed_fields
 
 MAX_ACTIONS_PER_EVENT = 100
 
@@ -39,6 +41,9 @@ async def update_event(info: strawberry.Info, type: EventType, input: EventInput
                 raise BadInput(f"no action with id {action_id[:40]!r}",
                                field=f"input.actionIds[{i}]")
         changes["action_ids"] = ids
+    before = next(e for e in await store.list_events() if e["_id"] == type.value)
     await store.update_event(type.value, changes)
     info.context.memo.pop(f"actions:{store.code}", None)
+    await record(info, store.code, "updateEvent", "event", type.value, None,
+                 changed_fields(before, {**before, **changes}))
     return await event(info, type)

@@ -22,6 +22,7 @@ import strawberry
 
 from event_manager.errors import BadInput, Conflict, NotFound
 from resolvers import postman, validation
+from resolvers.audit import record
 from resolvers.context import READ, WRITE
 from schema.enums import ApiKeyLocation, AuthType, BodyType, ConflictPolicy, HttpMethod
 from schema.imports import (
@@ -33,6 +34,7 @@ from schema.imports import (
 )
 from schema.inputs import ActionInput, AuthorizationInput, KeyValueInput, ParameterInput
 from schema.types import Action, Parameter
+from tenants.audit import summary
 from tenants.catalog import SYSTEM_TAGS
 from tenants.database import object_id
 from tenants.store import TenantStore
@@ -135,6 +137,7 @@ async def import_postman_collection(
     result.warnings = warnings
     result.created_parameters = [Parameter.from_doc(doc) for doc in created]
     result.new_variables = await new_variables(store, parsed.variables)
+    await audit_import(info, store, "importPostmanCollection", parsed.name, result, created)
     return result
 
 
@@ -266,7 +269,23 @@ async def import_master_actions(
         docs.append({"name": source["name"], "name_key": source["name"].casefold(),
                      **{k: source[k] for k in COPIED if k in source},
                      "origin": f"master:{source['name']}"})
-    return await write(store, docs, on_conflict or ConflictPolicy.SKIP)
+    result = await write(store, docs, on_conflict or ConflictPolicy.SKIP)
+    await audit_import(info, store, "importMasterActions", master.code if master else None,
+                       result, [])
+    return result
+
+
+async def audit_import(info: strawberry.Info, store: TenantStore, operation: str,
+                       source: str | None, result: ImportResult,
+                       parameters: list[dict[str, Any]]) -> None:
+    """One entry per import: the actions it wrote (by name, as written) and the
+    parameters it made (by tag; their values are in the parameters' own history)."""
+    changed = [summary("imported", [a.name for a in result.imported])]
+    if result.renamed:
+        changed.append(summary("renamed", result.renamed))
+    if parameters:
+        changed.append(summary("created_parameters", [p["tag"] for p in parameters]))
+    await record(info, store.code, operation, "import", None, source, changed)
 
 
 # --- Writing under a conflict policy ---------------------------------------------------

@@ -6,9 +6,11 @@ import strawberry
 
 from event_manager.errors import BadInput
 from resolvers import validation
+from resolvers.audit import record
 from resolvers.context import READ, WRITE
 from schema.inputs import ParameterInput
 from schema.types import Parameter
+from tenants.audit import changes
 from tenants.catalog import SYSTEM_PARAMETERS, SYSTEM_TAGS
 
 SYSTEM = [
@@ -33,7 +35,10 @@ async def parameters(info: strawberry.Info, search: str | None = None) -> list[P
 
 async def create_parameter(info: strawberry.Info, input: ParameterInput) -> Parameter:
     store = await info.context.tenant_store(WRITE)
-    return Parameter.from_doc(await store.insert_parameter(validation.parameter(input)))
+    created = await store.insert_parameter(validation.parameter(input))
+    await record(info, store.code, "createParameter", "parameter", created["tag"],
+                 created["tag"], changes(None, created))
+    return Parameter.from_doc(created)
 
 
 async def update_parameter(info: strawberry.Info, tag: str, input: ParameterInput) -> Parameter:
@@ -41,11 +46,17 @@ async def update_parameter(info: strawberry.Info, tag: str, input: ParameterInpu
     _read_only(tag)
     current = await store.get_parameter(tag)
     doc = validation.parameter(input, current)
-    return Parameter.from_doc(await store.replace_parameter(tag, doc))
+    updated = await store.replace_parameter(tag, doc)
+    await record(info, store.code, "updateParameter", "parameter", updated["tag"],
+                 updated["tag"], changes(current, updated))
+    return Parameter.from_doc(updated)
 
 
 async def delete_parameter(info: strawberry.Info, tag: str) -> bool:
     store = await info.context.tenant_store(WRITE)
     _read_only(tag)
+    current = await store.get_parameter(tag)
     await store.delete_parameter(tag)
+    await record(info, store.code, "deleteParameter", "parameter", current["tag"],
+                 current["tag"], changes(current, None))
     return True

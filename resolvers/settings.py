@@ -6,9 +6,11 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import validation
+from resolvers.audit import record
 from resolvers.context import READ, WRITE
 from schema.inputs import SettingsInput
 from schema.types import Settings
+from tenants.audit import changes as changed_fields
 from tenants.health import checked_hours
 
 
@@ -27,4 +29,8 @@ async def update_settings(info: strawberry.Info, input: SettingsInput) -> Settin
     if input.auto_disable_after_hours is not strawberry.UNSET:
         changes["auto_disable_after_hours"] = checked_hours(
             input.auto_disable_after_hours, "input.autoDisableAfterHours")
-    return Settings.from_doc(await store.update_settings(changes), store.tenant)
+    before = await store.get_settings()
+    after = await store.update_settings(changes)
+    await record(info, store.code, "updateSettings", "settings", None, None,
+                 changed_fields(before, after))
+    return Settings.from_doc(after, store.tenant)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from event_manager.errors import BadInput, Forbidden, NotFound
+from resolvers.audit import record
 from resolvers.context import ANYONE, READ, SYSTEM, SYSTEM_ADMIN, WRITE
 from schema.enums import Role
 from schema.types import ApiKeyInfo, NewApiKey, Principal, Tenant
+from tenants.audit import changes
 from tenants.keys import ApiKeys
 from tenants.registry import check_code
 
@@ -26,12 +28,19 @@ async def create_tenant(
     info: strawberry.Info, code: str, name: str, master: bool | None = False
 ) -> Tenant:
     info.context.require(SYSTEM)
-    return Tenant.from_doc(await info.context.registry.create(code, name, bool(master)))
+    created = await info.context.registry.create(code, name, bool(master))
+    await record(info, created["code"], "createTenant", "tenant", created["code"],
+                 created["name"], changes(None, created))
+    return Tenant.from_doc(created)
 
 
 async def set_event_manager_enabled(info: strawberry.Info, code: str, enabled: bool) -> Tenant:
     info.context.require(SYSTEM)
-    return Tenant.from_doc(await info.context.registry.set_enabled(code, enabled))
+    before = await info.context.registry.get(code)
+    after = await info.context.registry.set_enabled(code, enabled)
+    await record(info, after["code"], "setEventManagerEnabled", "tenant", after["code"],
+                 after["name"], changes(before, after))
+    return Tenant.from_doc(after)
 
 
 async def api_keys(info: strawberry.Info) -> list[ApiKeyInfo]:
@@ -62,6 +71,9 @@ async def create_api_key(
             raise BadInput(f"a {role.value} key needs a tenant", field="tenant")
         await info.context.registry.get(check_code(tenant, "tenant"))
     key, doc = await ApiKeys(info.context.db).create(role.value, label, tenant)
+    if tenant is not None:  # a SYSTEM_ADMIN key belongs to no tenant's trail
+        await record(info, tenant, "createApiKey", "apiKey", str(doc["_id"]), doc["label"],
+                     changes(None, doc))
     return NewApiKey(key=key, info=ApiKeyInfo.from_doc(doc))
 
 
@@ -72,4 +84,7 @@ async def revoke_api_key(info: strawberry.Info, id: strawberry.ID) -> bool:
     if doc is None or (principal.role != SYSTEM_ADMIN and doc["tenant"] != principal.tenant):
         raise NotFound(f"no API key with id {id[:40]!r}", field="id")
     await keys.revoke(id)
+    if doc["tenant"] is not None:
+        await record(info, doc["tenant"], "revokeApiKey", "apiKey", str(doc["_id"]),
+                     doc["label"], changes(doc, {**doc, "revoked": True}))
     return True

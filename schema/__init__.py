@@ -12,6 +12,7 @@ from strawberry.types.graphql import OperationType
 
 from resolvers import actions as action_resolvers
 from resolvers import activity as activity_resolvers
+from resolvers import audit as audit_resolvers
 from resolvers import events as event_resolvers
 from resolvers import imports as import_resolvers
 from resolvers import parameters as parameter_resolvers
@@ -20,6 +21,7 @@ from resolvers import stats as stats_resolvers
 from resolvers import tenants as tenant_resolvers
 from resolvers import triggers as trigger_resolvers
 from schema.activity import Activity, ActivityPage, TriggerResult
+from schema.audit import AuditPage
 from schema.errors import ContractErrors
 from schema.imports import ImportResult, PostmanCollection, PostmanRequest
 from schema.limits import IntrospectionNeedsKey, ParseLimits, QueryLimits
@@ -68,6 +70,10 @@ class Query:
     )
     tenants: list[Tenant] = strawberry.field(resolver=tenant_resolvers.tenants)
     api_keys: list[ApiKeyInfo] = strawberry.field(resolver=tenant_resolvers.api_keys)
+    audit_log: AuditPage = strawberry.field(
+        resolver=audit_resolvers.audit_log,
+        description="who changed what in the tenant, newest first (TENANT_ADMIN, or "
+                    "SYSTEM_ADMIN with X-Tenant); kept as long as activity")
 
 
 @strawberry.type

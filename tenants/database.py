@@ -302,7 +302,7 @@ PUSHDOWN_RELEASE = "-event-manager-pushdown"
 indexed fields and the ``{_id: -1}`` order from SQLite's indexes."""
 
 TENANT_COLLECTIONS = ("events", "settings", "actions", "parameters", "activity", "idempotency",
-                      "claims", "calls", "health", "stats")
+                      "claims", "calls", "health", "stats", "audit")
 RETIRED_COLLECTIONS = ("open",)
 """Tenant collections of earlier versions that nothing reads or writes any more: ``open``
 held ``{_id: row id}`` of every row not final, for recovery, until recovery found those

@@ -142,7 +142,8 @@ class TenantRegistry:
         await c("actions").create_index([("name_key", ASCENDING)], unique=True)
         await c("parameters").create_index([("tag_key", ASCENDING)], unique=True)
         activity, idempotency, claims = c("activity"), c("idempotency"), c("claims")
-        for collection in (activity, idempotency, claims, c("health"), c("stats")):
+        for collection in (activity, idempotency, claims, c("health"), c("stats"),
+                           c("audit")):
             with contextlib.suppress(CollectionInvalid):
                 await self.db.tenant_data(code).create_collection(collection.name)
         await self.index_activity(code)

@@ -15,6 +15,7 @@ from pymongo import ASCENDING, ReturnDocument
 
 from event_manager.errors import NotFound
 from tenants.activity import ActivityLog
+from tenants.audit import AuditLog
 from tenants.calls import CallQueues
 from tenants.catalog import EVENT_TYPES
 from tenants.database import Database, contains, now, object_id, unique
@@ -47,6 +48,8 @@ class TenantStore:
         self.calls = CallQueues(db.collection(self.code, "calls"))
         """The queues of actions whose deliveries go in per-call order (``dispatch.order``)."""
         self.health = HealthLog(db.collection(self.code, "health"))
+        self.audit = AuditLog(db.collection(self.code, "audit"))
+        """Who changed what, written by the API after each change (``tenants.audit``)."""
 
     async def changed(self) -> None:
         """Call after a write to what a delivery reads (actions, settings, parameters,

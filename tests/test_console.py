@@ -863,6 +863,7 @@ def test_viewer_key_sees_the_pages_but_no_controls_that_change_them(
     expect(page.get_by_role("button", name="Save")).to_be_disabled()
     go(page, "Parameters", "Parameters")
     expect(page.get_by_role("button", name="Add Parameter")).to_have_count(0)
+    expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
 
 
 def test_pbx_key_cannot_open_the_console(page: Page, api_url: str, tenant: TenantHandle) -> None:
@@ -1176,3 +1177,27 @@ def test_every_page_fits_a_phone_a_tablet_and_a_desktop(
                 snap(page, shots, f"w{width}-{number:02}-activity-details")
                 page.keyboard.press("Escape")
                 expect(detail).to_have_count(0)
+
+
+def test_audit_log_lists_who_changed_what_newest_first_and_pages(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    for i in range(52):  # with the tenant's own three entries: two pages of 50
+        tenant.admin('mutation($v: String!) { createParameter(input: {tag: $v, value: "x"}) '
+                     "{ tag } }", v=f"p{i:02}").data
+    tenant.admin("""mutation { createAction(input: {name: "crm", url: "https://crm.test",
+        authorization: {type: BEARER_TOKEN, token: "tok-hidden"}}) { id } }""").data
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Audit log", "Audit log")
+    rows = page.locator("#audit-table tbody tr")
+    expect(rows).to_have_count(50)
+    first = rows.first
+    expect(first).to_contain_text("createAction")
+    expect(first).to_contain_text("action crm")
+    expect(first).to_contain_text("admin (TENANT_ADMIN)")
+    expect(first).to_contain_text("auth.token: — → ********")
+    expect(page.locator("#audit-table")).not_to_contain_text("tok-hidden")
+    snap(page, shots, "audit-log")
+    page.get_by_role("button", name="Load more").click()
+    expect(rows).to_have_count(56)
+    expect(rows.last).to_contain_text("createTenant")
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()

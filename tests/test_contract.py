@@ -28,6 +28,26 @@ PENDING: dict[str, set[str]] = {}
 """Nothing is pending: issue 16 built the last names of the contract."""
 PENDING_NAMES = set().union(*PENDING.values())
 CONTRACT_PATH = SHARED / "contract" / "schema.graphql"
+ADDITIONS = """
+extend type Query {
+  auditLog(first: Int = 50, after: String, filter: AuditFilter): AuditPage!
+}
+type AuditPage { items: [AuditEntry!]! nextCursor: String }
+type AuditEntry {
+  id: ID! at: DateTime! operation: String! target: AuditTarget! actor: AuditActor!
+  changes: [AuditChange!]!
+}
+type AuditTarget { kind: String! id: String name: String }
+type AuditActor { keyId: ID label: String! role: Role }
+type AuditChange { field: String! before: JSON after: JSON cut: Boolean! }
+input AuditFilter {
+  operations: [String!] targetKind: String targetId: String actorKeyId: ID
+  since: DateTime until: DateTime
+}
+"""
+"""What this project added to the contract (issue 19's audit trail): served as written
+here from now on, so it is checked as the contract is. The shared contract file is
+not ours to edit; clients read these from the served schema."""
 
 
 def served_sdl() -> str:
@@ -38,7 +58,7 @@ def served_sdl() -> str:
 
 @pytest.fixture(scope="module")
 def schemas() -> tuple[GraphQLSchema, GraphQLSchema]:
-    return build_schema(CONTRACT_PATH.read_text()), build_schema(served_sdl())
+    return build_schema(CONTRACT_PATH.read_text() + ADDITIONS), build_schema(served_sdl())
 
 
 def differences(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
@@ -135,6 +155,17 @@ def test_conformance_check_catches_a_changed_default(
     found = differences(contract, broken)
     assert "Mutation.testEvent(params) defaults to None, contract says {}" in found
     assert "TriggerInput.params defaults to None, contract says {}" in found
+
+
+def test_the_additions_are_checked_and_no_mutation_writes_the_audit_log(
+    schemas: tuple[GraphQLSchema, GraphQLSchema],
+) -> None:
+    contract, served = schemas
+    assert "auditLog" in contract.query_type.fields
+    broken = build_schema(served_sdl())
+    del broken.type_map["AuditChange"].fields["cut"]  # type: ignore[union-attr]
+    assert "missing field AuditChange.cut" in differences(contract, broken)
+    assert not [name for name in served.mutation_type.fields if "audit" in name.casefold()]
 
 
 def test_nothing_pending_is_served_as_a_stub(schemas: tuple[GraphQLSchema, GraphQLSchema]) -> None:

@@ -366,7 +366,7 @@ def test_a_delivery_keeps_no_list_of_rows_in_flight(tenant: TenantHandle,
     fired = trigger(tenant, "HANGUP")
     receiver.wait_for(f"/{tenant.code}/tracked", timeout=30)  # answered 2 s later
     kinds = {"events", "settings", "actions", "parameters", "activity", "idempotency",
-             "claims", "health", "stats"}
+             "claims", "health", "stats", "audit"}
     written = {n for n in tenant.db.list_collection_names() if n.startswith(f"t_{tenant.code}_")}
     assert written <= {f"t_{tenant.code}_{kind}" for kind in kinds}
     [row] = settled(tenant, fired["triggerId"])

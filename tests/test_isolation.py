@@ -181,6 +181,8 @@ def attacks(v: Victim) -> list[tuple[str, str, dict[str, Any]]]:
         ("testEvent with B's action", """mutation($ids: [ID!]) { testEvent(event: HANGUP,
             actionIds: $ids) { activities { actionName } } }""", {"ids": [v.action_id]}),
         ("masterActions", "{ masterActions { id name } }", {}),
+        ("auditLog", """{ auditLog(first: 200) { items { operation target { id name }
+            changes { field before after } } } }""", {}),
         ("createAction", CREATE_ACTION,
          {"input": {"name": unique("a-action-"), "url": "http://127.0.0.1:9/a"}}),
         ("createParameter", CREATE_PARAMETER,

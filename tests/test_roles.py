@@ -146,6 +146,13 @@ def op_api_keys(t: TenantHandle) -> Call:
     return lambda c: c("{ apiKeys { id tenant role revoked } }")
 
 
+@operation("auditLog", WRITERS, tenant_data=False)
+def op_audit_log(t: TenantHandle) -> Call:
+    """Readable while the tenant is switched off (who switched it off is in it); its
+    X-Tenant checks are in tests/test_audit.py."""
+    return lambda c: c("{ auditLog { items { operation actor { label } } nextCursor } }")
+
+
 # mutations -------------------------------------------------------------------
 
 @operation("updateSettings", WRITERS)

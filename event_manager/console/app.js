@@ -78,6 +78,7 @@ const ROUTES = [
   [/^#\/actions$/, "actions", () => import("./pages/actions.js"), "actionList"],
   [/^#\/actions\/([^/]+)$/, "actions", () => import("./pages/action-editor.js"), "actionEditor"],
   [/^#\/parameters$/, "parameters", () => import("./pages/parameters.js"), "parameterList"],
+  [/^#\/audit$/, "audit", () => import("./pages/audit.js"), "auditLog"],
 ];
 
 const main = document.getElementById("main");
@@ -184,6 +185,8 @@ async function start() {
     session.tenant = null;
   }
   renderWho();
+  // The audit log is for admins: a VIEWER key would only be refused there.
+  document.querySelector('#nav a[data-section="audit"]').hidden = !app.canWrite;
   topbar.hidden = false;
   document.body.classList.add("signed-in");
   await app.loadSettings();

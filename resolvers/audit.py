@@ -1,0 +1,117 @@
+"""The audit trail: each successful change is recorded by its resolver through
+``record``, and read with ``auditLog``. Nothing in the API writes or deletes entries
+otherwise; the worker's housekeeping removes them after the activity's retention."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+
+from event_manager.errors import BadInput, NotFound
+from resolvers.context import SYSTEM_ADMIN, WRITE
+from schema.audit import AuditEntry, AuditFilter, AuditPage
+from tenants.activity import decode_cursor, id_window, within
+from tenants.audit import AuditLog
+from tenants.keys import ApiKeys
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 200
+MAX_TEXT = 200
+MAX_OPERATIONS = 50
+
+
+async def actor(info: strawberry.Info) -> dict[str, Any]:
+    """The caller as an entry names it: key id, label and role (the label read once per
+    request; a key deleted meanwhile reads "an API key")."""
+    principal = info.context.principal
+
+    async def load() -> dict[str, Any]:
+        key = await ApiKeys(info.context.db).get(principal.key_id)
+        return {"key_id": principal.key_id, "label": key["label"] if key else "an API key",
+                "role": principal.role}
+    return await info.context.memoized("audit:actor", load)
+
+
+async def record(info: strawberry.Info, code: str, operation: str, kind: str,
+                 target_id: str | None, name: str | None,
+                 changed: list[dict[str, Any]]) -> None:
+    """Add an entry to tenant ``code``'s trail, after the change it tells of succeeded.
+    The change is made by then: a trail that cannot be written is logged as an error
+    with the entry, and the caller still learns that the change was made."""
+    target = {"kind": kind, "id": target_id, "name": name}
+    try:
+        await AuditLog(info.context.db.collection(code, "audit")).record(
+            operation, target, await actor(info), changed)
+    except Exception:
+        log.exception("audit entry not written: tenant %s, %s of %s %s", code, operation,
+                      kind, target_id)
+
+
+async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | None = None,
+                    filter: AuditFilter | None = None) -> AuditPage:
+    """Newest first. A TENANT_ADMIN key reads its tenant's trail, a SYSTEM_ADMIN key the
+    tenant of its X-Tenant header; readable while the tenant is switched off too (who
+    switched it off is in it)."""
+    principal = info.context.require(WRITE)
+    code = principal.tenant
+    if principal.role == SYSTEM_ADMIN:
+        code = info.context.requested_tenant
+        if not code:
+            raise BadInput("a SYSTEM_ADMIN key reads a tenant's audit log through the "
+                           "X-Tenant header", field="X-Tenant")
+    try:
+        tenant = await info.context.registry.get(code or "")
+    except NotFound as error:
+        raise NotFound(str(error), field="X-Tenant") from None
+    first = 50 if first is None else first
+    if not 1 <= first <= MAX_PAGE:
+        raise BadInput(f"first must be between 1 and {MAX_PAGE}", field="first")
+    query = audit_query(filter)
+    cursor = None
+    if after is not None:
+        cursor = decode_cursor(after)
+        if cursor is None:
+            raise BadInput("after is not a cursor this API gave out", field="after")
+    trail = AuditLog(info.context.db.collection(tenant["code"], "audit"))
+    docs, next_cursor = await trail.page(query, first, cursor)
+    return AuditPage(items=[AuditEntry.from_doc(d) for d in docs], next_cursor=next_cursor)
+
+
+def _text(value: str | None, field: str) -> str | None:
+    if value is not None and len(value) > MAX_TEXT:
+        raise BadInput(f"{field.split('.')[-1]} is at most {MAX_TEXT} characters", field=field)
+    return value
+
+
+def audit_query(filter: AuditFilter | None) -> dict[str, Any]:
+    """The MongoDB filter of ``filter``, checked: a time window is an ``_id`` range (an
+    entry's id carries its second) narrowed by ``at``; the other fields are checked entry
+    by entry (``tenants.audit``)."""
+    if filter is None:
+        return {}
+    query: dict[str, Any] = {}
+    if filter.operations is not None:
+        if len(filter.operations) > MAX_OPERATIONS:
+            raise BadInput(f"at most {MAX_OPERATIONS} operations", field="filter.operations")
+        for i, operation in enumerate(filter.operations):
+            _text(operation, f"filter.operations[{i}]")
+        query["operation"] = {"$in": list(filter.operations)}
+    if _text(filter.target_kind, "filter.targetKind") is not None:
+        query["target.kind"] = filter.target_kind
+    if _text(filter.target_id, "filter.targetId") is not None:
+        query["target.id"] = filter.target_id
+    if _text(filter.actor_key_id, "filter.actorKeyId") is not None:
+        query["actor.key_id"] = str(filter.actor_key_id)
+    if filter.since and filter.until and filter.since >= filter.until:
+        raise BadInput("since must be before until", field="filter.until")
+    at: dict[str, Any] = {}
+    if filter.since:
+        at["$gte"] = filter.since
+    if filter.until:
+        at["$lt"] = filter.until
+    if at:
+        query = within({**query, "at": at}, id_window(filter.since, filter.until))
+    return query

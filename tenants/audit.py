@@ -1,0 +1,171 @@
+"""The audit trail of one tenant: one entry per change made through the API.
+
+An entry says who (the key's id, label and role), what (the mutation, its target and
+the fields it changed, before and after) and when (``at``; its ``_id`` carries the
+same second, ``tenants.activity.row_id``, so a time window is a range of ``_id``).
+Secrets are masked before an entry is written, and each value is cut at
+``MAX_VALUE_BYTES``: the trail never holds what the vault seals, nor grows with a body.
+
+Entries live in ``t_<code>_audit``, made with the tenant's other collections (a
+tenant made before the trail gets it on its first entry). Only ``_id`` is indexed:
+a page is newest first by ``_id``, and a filter on operation, target or actor is
+checked entry by entry, which is cheap for a trail of configuration changes (a few
+thousand entries per retention period) and costs no index on every write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from tenants.activity import PRUNE_BATCH, PRUNE_PAUSE, encode_cursor, id_at, row_id, within
+from tenants.database import now, patiently
+
+MASK = "********"
+"""What the API shows for a secret (``schema.types.MASK``; the store imports no schema)."""
+CLI_ACTOR = {"key_id": None, "label": "cli", "role": None}
+"""Who made a change from the command line (``event-manager create-key``)."""
+MAX_VALUE_BYTES = 1024
+"""A value longer than this (as JSON) is kept as its first 1 KiB of text, saying so."""
+HIDDEN = {"_id", "created_at", "updated_at", "name_key", "tag_key"}
+"""Bookkeeping fields a change need not show: ids are the target, times are ``at``."""
+SECRET_FIELDS = {"auth.api_key_value", "auth.password", "auth.token", "signing_secret",
+                 "hash"}
+"""Fields shown as ``MASK`` (an API key's hash included); a secret parameter's
+``value`` too (``changes(secret=...)``)."""
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON can hold it: ids and times as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _flat(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """Top-level fields, with ``auth`` and ``policy`` one level down as ``auth.password``:
+    a change to one authorization field shows as that field, its secret masked alone."""
+    out: dict[str, Any] = {}
+    for key, value in (doc or {}).items():
+        if key in HIDDEN:
+            continue
+        if key in ("auth", "policy") and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _shown(field: str, value: Any, secret: bool) -> tuple[Any, bool]:
+    """What the trail keeps of ``value``: masked when secret, cut when long; and
+    whether it was cut."""
+    if value is None:
+        return None, False
+    if field in SECRET_FIELDS or (secret and field == "value"):
+        return (MASK if value != "" else ""), False
+    value = _plain(value)
+    text = json.dumps(value, ensure_ascii=False)
+    size = len(text.encode())
+    if size <= MAX_VALUE_BYTES:
+        return value, False
+    cut = text.encode()[:MAX_VALUE_BYTES].decode(errors="ignore")
+    return f"{cut} … [cut, {size:,} bytes in all]", True
+
+
+def _empty(value: Any) -> bool:
+    """Nothing to show: a created action's empty headers are no change worth a line."""
+    return value is None or value == "" or value == [] or value == {}
+
+
+def camel(field: str) -> str:
+    """A stored field as the API names it: ``auth.api_key_value`` is ``auth.apiKeyValue``."""
+    head, *rest = field.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any] | None, *,
+            secret: bool = False) -> list[dict[str, Any]]:
+    """The fields that differ between two versions of a document (None: it did not
+    exist), sorted by name, as ``{field, before, after, cut}``; a field empty on both
+    sides (unset, "", [] or {}) is left out. Compared before masking, so a new password
+    shows as a change from ``********`` to ``********``."""
+    old, new = _flat(before), _flat(after)
+    secret = secret or bool(old.get("secret")) or bool(new.get("secret"))
+    out = []
+    for field in sorted(set(old) | set(new)):
+        if old.get(field) == new.get(field) or (_empty(old.get(field))
+                                                 and _empty(new.get(field))):
+            continue
+        shown_before, cut_before = _shown(field, old.get(field), secret)
+        shown_after, cut_after = _shown(field, new.get(field), secret)
+        out.append({"field": camel(field), "before": shown_before, "after": shown_after,
+                    "cut": cut_before or cut_after})
+    return out
+
+
+def summary(field: str, value: Any) -> dict[str, Any]:
+    """A change that is not a field of one document (what an import made)."""
+    shown, cut = _shown(field, value, False)
+    return {"field": camel(field), "before": None, "after": shown, "cut": cut}
+
+
+class AuditLog:
+    """Written by the API only, after each successful change; read newest first."""
+
+    def __init__(self, entries: AsyncCollection) -> None:
+        self.entries = entries
+
+    async def record(self, operation: str, target: dict[str, Any], actor: dict[str, Any],
+                     changed: list[dict[str, Any]]) -> dict[str, Any]:
+        at = now()
+        doc = {"_id": row_id(at), "at": at, "operation": operation, "target": target,
+               "actor": actor, "changes": changed}
+        await patiently(lambda: self._insert(doc))
+        return doc
+
+    async def _insert(self, doc: dict[str, Any]) -> None:
+        """Safe to repeat after a busy database or a lost reply: the same ``_id`` once."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.entries.insert_one(doc)
+
+    async def page(self, query: dict[str, Any], first: int,
+                   after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first by ``_id``; the cursor is the last entry's id, as for activity."""
+        if after is not None:
+            query = within(query, {"$lt": after})
+        docs = await self.entries.find(query).sort("_id", DESCENDING).limit(
+            first + 1).to_list(None)
+        more = len(docs) > first
+        docs = docs[:first]
+        return docs, (encode_cursor(docs[-1]["_id"]) if more and docs else None)
+
+    async def prune(self, before: datetime, batch: int = PRUNE_BATCH,
+                    pause: float = PRUNE_PAUSE) -> int:
+        """Drop entries older than ``before`` (the activity's retention), in batches
+        found and deleted by ``_id``, resting as ``ActivityLog.prune`` does."""
+        query = {"_id": {"$lt": id_at(before)}}
+        total = 0
+        while True:
+            started = time.monotonic()
+            ids = [doc["_id"] for doc in
+                   await self.entries.find(query, {"_id": 1}).limit(batch).to_list(None)]
+            if ids:
+                total += (await self.entries.delete_many({"_id": {"$in": ids}})).deleted_count
+            if len(ids) < batch:
+                return total
+            await asyncio.sleep(pause * (time.monotonic() - started))
