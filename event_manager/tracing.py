@@ -183,3 +183,15 @@ def attempt_span(row: dict[str, Any], tenant: str,
                         "event_manager.trigger_id": str(row.get("trigger_id")),
                         "event_manager.attempt": int(row.get("attempts", 0))}):
         yield
+
+
+PROPAGATED = ("traceparent", "tracestate")
+
+
+async def without_trace_context(request: Any, handler: Any) -> Any:
+    """An aiohttp client middleware for ``EVENT_MANAGER_OUTBOUND_TRACE_CONTEXT=false``:
+    the aiohttp instrumentation adds the context to every request before the session's
+    middlewares run; here it is taken out again, the client span kept."""
+    for name in PROPAGATED:
+        request.headers.popall(name, None)
+    return await handler(request)

@@ -43,6 +43,17 @@ def traced(settings: Settings, mongo: Any, redis_client: redis.Redis,
         yield place
 
 
+@pytest.fixture(scope="module")
+def traced_inside(settings: Settings, mongo: Any, redis_client: redis.Redis,
+                  tmp_path_factory: pytest.TempPathFactory,
+                  collector: Collector) -> Iterator[Installation]:
+    """As ``traced``, with ``EVENT_MANAGER_OUTBOUND_TRACE_CONTEXT=false``."""
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with installation(settings, mongo, redis_client, tmp_path_factory.mktemp("inside"),
+                      "inside", extra_env=otel, outbound_trace_context=False) as place:
+        yield place
+
+
 def trace_ids(tenant: TenantHandle, trigger_id: str) -> list[str | None]:
     reply = tenant.admin("query($t: ID) { activity(filter: {triggerId: $t}) "
                          "{ items { traceId } } }", t=trigger_id)
@@ -112,6 +123,29 @@ def test_one_trigger_is_one_trace_from_the_request_to_each_attempt(
 
     sent = [(r.header("traceparent") or "").split("-")[:3] for r in receiver.received(path)]
     assert sent == [["00", trace_id, sends[a.span_id].span_id] for a in attempts]
+
+
+def test_receivers_may_be_left_out_of_the_trace(
+        traced_inside: Installation, mongo: Any, receiver: Receiver,
+        collector: Collector) -> None:
+    """With ``EVENT_MANAGER_OUTBOUND_TRACE_CONTEXT=false`` the request carries no trace
+    context (an action's own headers still go), and its client span is still recorded."""
+    tenant = make_tenant(traced_inside.system, mongo, traced_inside.settings)
+    path = f"/{tenant.code}/inside"
+    action = make_action(tenant, name="CRM", url=f"{receiver.url}{path}",
+                         headers=[{"key": "X-Team", "value": "support"}])
+    attach(tenant, "HANGUP", action)
+    enable(tenant)
+    trigger_id = trigger(tenant, "HANGUP")["triggerId"]
+    settled(tenant, trigger_id)
+    [trace_id] = trace_ids(tenant, trigger_id)
+    [sent] = receiver.received(path)
+    assert (sent.header("traceparent"), sent.header("tracestate")) == (None, None)
+    assert sent.header("X-Team") == "support"
+    wait_until(lambda: [s for s in collector.of_trace(trace_id or "")
+                        if s.service == WORKER and s.kind == CLIENT
+                        and attribute(s, "http.request.method", "http.method")],
+               30, "the request's client span exported")
 
 
 @pytest.mark.usefixtures("worker")
