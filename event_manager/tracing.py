@@ -115,15 +115,49 @@ def instrument_app(app: Any) -> None:
 
     from schema import schema
 
-    if not any(getattr(e, "func", None) is OpenTelemetryExtension for e in schema.extensions):
+    extension = _without_query_text(OpenTelemetryExtension)
+    if not any(getattr(e, "func", None) is extension for e in schema.extensions):
         # First, so that the operation's span holds what the other extensions do.
-        schema.extensions = (partial(OpenTelemetryExtension, arg_filter=_no_arguments),
+        schema.extensions = (partial(extension, arg_filter=_no_arguments),
                              *schema.extensions)
     StarletteInstrumentor.instrument_app(app)
 
 
 def _no_arguments(kwargs: dict[str, Any], info: Any) -> dict[str, Any]:
     return {}
+
+
+class _NoQuery:
+    """An execution context that shows no query text, the rest its own."""
+
+    query = None
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@cache
+def _without_query_text(extension: type) -> type:
+    """Strawberry's extension, but the operation span does not hold the query's text:
+    a mutation may write an action's secrets (or a trigger's call data) into it as
+    literals, and the arguments' values are left out for the same reason."""
+
+    class WithoutQueryText(extension):  # type: ignore[misc, valid-type]
+        def on_operation(self) -> Iterator[None]:
+            real = self.execution_context
+            self.execution_context = _NoQuery(real)  # read by the span's start only
+            steps = super().on_operation()
+            try:
+                next(steps)
+            finally:
+                self.execution_context = real
+            yield
+            next(steps, None)
+
+    return WithoutQueryText
 
 
 def traceparent() -> str | None:

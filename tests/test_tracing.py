@@ -95,6 +95,9 @@ def test_one_trigger_is_one_trace_from_the_request_to_each_attempt(
     [server] = [s for s in api if s.kind == SERVER and s.parent_id == ""]
     assert server.name.startswith("POST") and attribute(server, "http.route") == "/graphql"
     [resolver] = [s for s in api if s.name == "GraphQL Resolving: triggerEvent"]
+    assert not [s for s in api if "query" in s.attributes or any(
+        name.startswith("graphql.param.") for name in s.attributes)], (
+        "no query text, no argument values: they hold call data and secrets")
     assert by_id[resolver.parent_id].parent_id == server.span_id, "operation, then field"
     assert [s for s in api if attribute(s, "db.system", "db.system.name") == "mongodb"], (
         "the API's MongoDB commands join the trace")
