@@ -169,7 +169,8 @@ class Egress:
                    limit, settings.outbound_trace_context)
 
     def __post_init__(self) -> None:
-        kept_in = () if self.trace_context else (tracing.without_trace_context,)
+        kept_in = (() if self.trace_context or not tracing.enabled()
+                   else (tracing.without_trace_context,))
         self.direct = create_session(self.guard, limit=self.limit, middlewares=kept_in)
         self.proxied = (proxied_session(self.guard, self.proxy, limit=self.limit,
                                         middlewares=kept_in)
