@@ -196,3 +196,32 @@ ours = ("opentelemetry.sdk.trace", "opentelemetry.exporter", "opentelemetry.inst
         "opentelemetry.propagate", "strawberry.extensions.tracing")
 print(*sorted(m for m in sys.modules if m.startswith(ours)))
 """
+
+
+def test_the_delivery_message_carries_the_context_it_was_sent_in(env: dict[str, str]) -> None:
+    """As a message option, through the broker's encoding (Redis and RabbitMQ alike); a
+    message without it, from a sender that does not trace, has none."""
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    for extra, expected in ((otel, "True"), ({}, "None")):
+        quiet = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+        result = subprocess.run([sys.executable, "-c", SENDS], env={**quiet, **extra},
+                                capture_output=True, text=True, timeout=60, check=True)
+        assert result.stdout.split() == [expected], result.stderr
+
+
+SENDS = """
+import dramatiq
+from event_manager import tracing
+from dispatch.actors import delivery_message
+
+tracing.setup("test")
+if tracing.enabled():
+    from opentelemetry import trace
+    with trace.get_tracer("test").start_as_current_span("trigger") as span:
+        message = delivery_message("acme", ["a1"])
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+else:
+    message, trace_id = delivery_message("acme", ["a1"]), None
+carried = dramatiq.Message.decode(message.encode()).options.get(tracing.MESSAGE_OPTION)
+print(None if carried is None else carried["traceparent"].split("-")[1] == trace_id)
+"""
