@@ -110,6 +110,7 @@ class Deliverer:
                     changes = (policy.expired(row, action, values.timezone) or ready.ends
                                or await self._sent(view, row, action, values))
                 await self._record(view, row, changes)
+                tracing.note(status=changes.get("status"), message=changes.get("message"))
 
     async def _paused(self, view: TenantView, activity_id: str, row: dict[str, Any]) -> bool:
         """Whether the delivery goes back to the broker, its action paused

@@ -219,6 +219,19 @@ def attempt_span(row: dict[str, Any], tenant: str,
         yield
 
 
+def note(**attributes: Any) -> None:
+    """Attributes of the current span (``event_manager.<name>``), when tracing: what an
+    attempt ended as, for a trace to say without its row."""
+    if not _installed:
+        return
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    for name, value in attributes.items():
+        if value is not None:
+            span.set_attribute(f"event_manager.{name}", value)
+
+
 PROPAGATED = ("traceparent", "tracestate")
 
 

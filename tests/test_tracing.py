@@ -113,6 +113,8 @@ def test_one_trigger_is_one_trace_from_the_request_to_each_attempt(
         assert attempt.attributes["event_manager.tenant"] == tenant.code
         assert attempt.attributes["event_manager.activity_id"] == row["id"]
         assert attempt.attributes["event_manager.action_id"] == action
+    assert [a.attributes["event_manager.status"] for a in attempts] == ["RETRYING",
+                                                                         "SUCCEEDED"]
     sends = {s.parent_id: s for s in spans if s.service == WORKER and s.kind == CLIENT
              and attribute(s, "http.request.method", "http.method")}
     assert set(sends) == {a.span_id for a in attempts}, "each request inside its attempt"
