@@ -74,9 +74,16 @@ def setup(service: str) -> bool:
     trace.set_tracer_provider(provider)
     PymongoInstrumentor().instrument()
     RedisInstrumentor().instrument()
-    AioHttpClientInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument(url_filter=_origin)
     _installed = True
     return True
+
+
+def _origin(url: Any) -> str:
+    """What a delivery's client span says of its URL: the scheme, host and port. The
+    path and query may hold the action's secrets (a Slack webhook's path is its key);
+    the activity row shows them, masked."""
+    return str(url.origin())
 
 
 def _quiet_background(configured: Any) -> Any:
