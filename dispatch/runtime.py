@@ -119,8 +119,11 @@ class DeliveryRuntime(dramatiq.Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         thread = get_event_loop_thread()
-        if thread is not None:
-            thread.run_coroutine(self.close())
+        try:
+            if thread is not None:
+                thread.run_coroutine(self.close())
+        finally:
+            tracing.shut_down()  # the spans still waiting, before the process ends
 
     async def open(self) -> Deliverer:
         if self._opening is None:

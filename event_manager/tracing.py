@@ -82,6 +82,18 @@ def setup(service: str) -> bool:
     return True
 
 
+def shut_down() -> None:
+    """Export the spans still waiting, and stop: a Dramatiq process ends without running
+    the exit handlers that would (multiprocessing's children leave by ``os._exit``)."""
+    if not _installed:
+        return
+    from opentelemetry import trace
+
+    shutdown = getattr(trace.get_tracer_provider(), "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
 def _origin(url: Any) -> str:
     """What a delivery's client span says of its URL: the scheme, host and port. The
     path and query may hold the action's secrets (a Slack webhook's path is its key);

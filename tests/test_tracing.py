@@ -154,6 +154,28 @@ def test_receivers_may_be_left_out_of_the_trace(
                30, "the request's client span exported")
 
 
+def test_a_stopping_worker_exports_the_spans_still_waiting(
+        settings: Settings, mongo: Any, redis_client: redis.Redis, receiver: Receiver,
+        tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> None:
+    """Spans wait up to ten minutes for their batch here: those of a delivery reach the
+    collector when the worker stops (its processes leave without exit handlers)."""
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+    with installation(settings, mongo, redis_client, tmp_path_factory.mktemp("flushed"),
+                      "flushed", extra_env=otel) as place:
+        tenant = make_tenant(place.system, mongo, place.settings)
+        action = make_action(tenant, name="Late", url=f"{receiver.url}/{tenant.code}/late")
+        attach(tenant, "HANGUP", action)
+        enable(tenant)
+        trigger_id = trigger(tenant, "HANGUP")["triggerId"]
+        settled(tenant, trigger_id)
+        [trace_id] = trace_ids(tenant, trigger_id)
+        assert not [s for s in collector.of_trace(trace_id or "") if s.service == WORKER]
+        place.stop_worker()
+        wait_until(lambda: [s for s in collector.of_trace(trace_id or "")
+                            if s.service == WORKER and s.kind == CONSUMER],
+                   10, "the attempt's span exported as the worker stopped")
+
+
 @pytest.mark.usefixtures("worker")
 def test_without_an_endpoint_rows_have_no_trace_and_nothing_is_loaded(
         tenant: TenantHandle, receiver: Receiver, env: dict[str, str]) -> None:
