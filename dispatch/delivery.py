@@ -33,7 +33,7 @@ from dispatch.render import RenderedRequest, RenderError, render_request
 from dispatch.retry_batches import RetryBatches
 from dispatch.signing import signature_headers
 from dispatch.view import MessageView, Stopping, TenantView, Values, Views
-from event_manager import logs, metrics
+from event_manager import logs, metrics, tracing
 from event_manager.config import Settings
 from tenants.database import now
 from tenants.health import PAUSE_UNSET
@@ -84,10 +84,12 @@ class Deliverer:
         self.breakers = Breakers(self.settings.pause_after_failures)
 
     async def deliver(self, message: MessageView, activity_id: str,
-                      known: dict[str, Any] | None = None) -> None:
+                      known: dict[str, Any] | None = None,
+                      trace_context: dict[str, str] | None = None) -> None:
         """Claim, send and record one delivery of ``message``, whose deliveries share
         their tenant's view. ``known`` is the row as the message carries it
-        (``ActivityLog.claim``)."""
+        (``ActivityLog.claim``); ``trace_context``, the context the message was sent in:
+        the attempt's span is a child of the row's trigger, else of that."""
         with logs.context(tenant=message.tenant, activity_id=activity_id):
             view = await message.open()
             if known is not None and await self._paused(view, activity_id, known):
@@ -99,7 +101,8 @@ class Deliverer:
             row = await self._claim(view, activity_id, ready.row)
             if row is None:
                 return
-            with logs.context(trigger_id=row["trigger_id"]):
+            with (logs.context(trigger_id=row["trigger_id"]),
+                  tracing.attempt_span(row, message.tenant, trace_context)):
                 action, values = await view.action_and_values(row)
                 if action is None:
                     changes = failed("the action was deleted before it was sent")
@@ -107,6 +110,7 @@ class Deliverer:
                     changes = (policy.expired(row, action, values.timezone) or ready.ends
                                or await self._sent(view, row, action, values))
                 await self._record(view, row, changes)
+                tracing.note(status=changes.get("status"), message=changes.get("message"))
 
     async def _paused(self, view: TenantView, activity_id: str, row: dict[str, Any]) -> bool:
         """Whether the delivery goes back to the broker, its action paused

@@ -21,6 +21,7 @@ import ipaddress
 import socket
 import ssl
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -28,6 +29,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from dispatch.guard import DestinationRefused, OutboundGuard, create_session
+from event_manager import tracing
 from event_manager.config import Settings
 
 MAX_CONTEXTS = 256
@@ -112,8 +114,11 @@ async def check_through_proxy(guard: OutboundGuard, url: URL) -> None:
         guard.check_address(answer["host"])
 
 
-def proxied_session(guard: OutboundGuard, proxy: URL, *, limit: int) -> aiohttp.ClientSession:
-    """A session that reaches only ``proxy``, each request's destination checked first."""
+def proxied_session(guard: OutboundGuard, proxy: URL, *, limit: int,
+                    middlewares: Sequence[aiohttp.ClientMiddlewareType] = (),
+                    ) -> aiohttp.ClientSession:
+    """A session that reaches only ``proxy``, each request's destination checked first
+    (then ``middlewares``)."""
 
     async def check_destination(request: aiohttp.ClientRequest,
                                 handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
@@ -124,7 +129,7 @@ def proxied_session(guard: OutboundGuard, proxy: URL, *, limit: int) -> aiohttp.
                                      ttl_dns_cache=10)
     return aiohttp.ClientSession(connector=connector, trust_env=False,
                                  cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
-                                 middlewares=(check_destination,))
+                                 middlewares=(check_destination, *middlewares))
 
 
 def trusting(ca_file: str = "", ca_pem: str = "") -> ssl.SSLContext:
@@ -147,6 +152,8 @@ class Egress:
     no_proxy: NoProxy = field(default_factory=NoProxy)
     ca_file: str = ""
     limit: int = 1000
+    trace_context: bool = True
+    """Whether requests carry the trace context when tracing (``event_manager.tracing``)."""
     direct: aiohttp.ClientSession = field(init=False)
     proxied: aiohttp.ClientSession | None = field(init=False)
     base: ssl.SSLContext | bool = field(init=False)
@@ -159,11 +166,14 @@ class Egress:
         """Call inside a running loop (it makes the sessions)."""
         return cls(guard, URL(settings.outbound_proxy) if settings.outbound_proxy else None,
                    NoProxy.parse(settings.outbound_no_proxy), settings.outbound_ca_file,
-                   limit)
+                   limit, settings.outbound_trace_context)
 
     def __post_init__(self) -> None:
-        self.direct = create_session(self.guard, limit=self.limit)
-        self.proxied = (proxied_session(self.guard, self.proxy, limit=self.limit)
+        kept_in = (() if self.trace_context or not tracing.enabled()
+                   else (tracing.without_trace_context,))
+        self.direct = create_session(self.guard, limit=self.limit, middlewares=kept_in)
+        self.proxied = (proxied_session(self.guard, self.proxy, limit=self.limit,
+                                        middlewares=kept_in)
                         if self.proxy is not None else None)
         self.base = trusting(self.ca_file) if self.ca_file else True
 

@@ -134,8 +134,11 @@ class _GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def create_session(guard: OutboundGuard, *, limit: int = 1000) -> aiohttp.ClientSession:
-    """A ClientSession whose every connection passes ``guard``. Call inside a running loop.
+def create_session(guard: OutboundGuard, *, limit: int = 1000,
+                   middlewares: Sequence[aiohttp.ClientMiddlewareType] = (),
+                   ) -> aiohttp.ClientSession:
+    """A ClientSession whose every connection passes ``guard``, ``middlewares`` after the
+    guard's. Call inside a running loop.
 
     Callers still pass ``allow_redirects=False`` (aiohttp has no session-wide default);
     should a redirect be followed anyway, the middleware checks each hop's URL and the
@@ -160,7 +163,7 @@ def create_session(guard: OutboundGuard, *, limit: int = 1000) -> aiohttp.Client
         trust_env=False,  # no proxies or .netrc credentials from the environment
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
-        middlewares=(check_each_request,),
+        middlewares=(check_each_request, *middlewares),
     )
 
 

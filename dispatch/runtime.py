@@ -43,7 +43,7 @@ from dispatch.roles import take_role
 from dispatch.shares import Delivery, FairShares, count_down, is_retry
 from dispatch.stamps import ConfigCache, ConfigStamps
 from dispatch.view import Views
-from event_manager import logs, metrics
+from event_manager import logs, metrics, tracing
 from event_manager.config import Settings
 from event_manager.errors import NotFound
 from tenants.activity import restore
@@ -106,6 +106,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         """In each worker process: our logging (Dramatiq set up its own), the process's
         metrics port, and the delivery clients."""
         logs.configure(self.settings.log_level, self.settings.log_format)
+        tracing.setup("event-manager-worker")  # here: its export thread is this process's
         _, place = take_role(worker, self.settings)
         port = metrics.serve_worker_metrics(self.settings.worker_metrics_port,
                                             self.settings.metrics_host, first=place or 0)
@@ -118,8 +119,11 @@ class DeliveryRuntime(dramatiq.Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         thread = get_event_loop_thread()
-        if thread is not None:
-            thread.run_coroutine(self.close())
+        try:
+            if thread is not None:
+                thread.run_coroutine(self.close())
+        finally:
+            tracing.shut_down()  # the spans still waiting, before the process ends
 
     async def open(self) -> Deliverer:
         if self._opening is None:
@@ -154,11 +158,13 @@ class DeliveryRuntime(dramatiq.Middleware):
         return self.deliverer
 
     async def accept(self, tenant: str, activity_ids: list[str],
-                     rows: list[dict[str, Any]] | None = None) -> None:
+                     rows: list[dict[str, Any]] | None = None,
+                     trace_context: dict[str, str] | None = None) -> None:
         """Start each delivery, or queue it behind its tenant's share
         (``dispatch.shares``); hand back to the broker what its action's line has no room
         for; then wait only while the lines of the whole process are full. ``rows``: the
-        rows the message carries (``dispatch.actors``), or None."""
+        rows the message carries (``dispatch.actors``), or None; ``trace_context``: the
+        context it was sent in, when tracing (``event_manager.tracing``)."""
         deliverer = self.deliverer or await self.open()
         assert self.room is not None
         view = deliverer.views.for_message(tenant)  # its stamp read when the first starts
@@ -166,7 +172,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         handed_back: dict[bool, list[str]] = {False: [], True: []}  # by is_retry
         for activity_id in activity_ids:
             row = known.get(activity_id)
-            delivery = Delivery(tenant, activity_id, row, view, is_retry(row))
+            delivery = Delivery(tenant, activity_id, row, view, is_retry(row), trace_context)
             self.holding[activity_id] += 1
             if not self.shares.offer(delivery):
                 self._let_go(activity_id)
@@ -204,7 +210,7 @@ class DeliveryRuntime(dramatiq.Middleware):
         tenant, activity_id, view = delivery.tenant, delivery.activity_id, delivery.view
         assert view is not None  # accept gives each delivery the view of its message
         try:
-            await deliverer.deliver(view, activity_id, delivery.row)
+            await deliverer.deliver(view, activity_id, delivery.row, delivery.trace_context)
         except NotFound as gone:  # the tenant was deleted: nothing left to deliver for
             log.warning("delivery %s dropped: %s", activity_id, gone.message)
         except OUTAGE as exc:

@@ -53,6 +53,8 @@ class Delivery:
     view: MessageView | None = None
     """The tenant's view, shared by the deliveries of one message (``Deliverer.deliver``)."""
     retry: bool = False
+    trace_context: dict[str, str] | None = None
+    """The context the message was sent in (``event_manager.tracing``), when it says."""
 
     @property
     def action(self) -> str | None:

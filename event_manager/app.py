@@ -36,7 +36,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from dispatch.live import ActivityHub, Limits
 from dispatch.queue import Dispatcher
 from dispatch.stamps import ConfigCache, ConfigStamps, Snapshot
-from event_manager import console, graphiql, metrics
+from event_manager import console, graphiql, metrics, tracing
 from event_manager.config import Settings, get_settings
 from event_manager.errors import (
     ApiError,
@@ -498,7 +498,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await services.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", cors(graphql, settings.origins),
                   methods=["GET", "POST", "OPTIONS"]),
@@ -511,3 +511,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    tracing.instrument_app(app)  # nothing unless an OTLP endpoint is configured
+    return app

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         "", description="PEM file of CA certificates that deliveries trust besides the "
         "system's (receivers with certificates from a private CA)",
     )
+    outbound_trace_context: bool = Field(
+        True, description="when tracing is on (an OTLP endpoint is set), each delivery's "
+        "request carries its W3C `traceparent` and `tracestate`, so that a receiver that "
+        "traces joins the trigger's trace; `false` keeps them out",
+    )
     allowed_origins: str = Field(
         "", description="origins (`scheme://host[:port]`) of browser pages on other sites "
         "that may call `/graphql` (CORS, preflight included) and open its WebSocket, "

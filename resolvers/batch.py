@@ -23,7 +23,7 @@ from pymongo.errors import OperationFailure
 
 from dispatch import order
 from dispatch.stamps import Snapshot
-from event_manager import metrics
+from event_manager import metrics, tracing
 from event_manager.errors import ApiError, BadInput, Conflict, Unavailable
 from resolvers.context import READ, Context
 from schema.activity import Activity, TriggerResult
@@ -53,6 +53,11 @@ class Trigger:
     action_ids: list[str] | None = None
     params_field: str = "input.params"
     """Where the client wrote the params, for errors about them: ``inputs[3].params``."""
+    traceparent: str | None = field(default_factory=tracing.traceparent)
+    """The span the trigger arrived in, when tracing: its rows keep it, so that every
+    attempt of their deliveries joins the trigger's trace (``event_manager.tracing``);
+    taken when the trigger is checked, in its own request, since concurrent calls are
+    run as one batch (``resolvers/intake.py``)."""
 
 
 def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, status: str,
@@ -67,6 +72,7 @@ def new_row(trigger: Trigger, trigger_id: str, action: dict[str, Any] | None, st
         "unresolved_parameters": [], "params": trigger.params,
         "occurred_at": trigger.occurred_at, "created_at": created, "updated_at": created,
         "next_attempt_at": None,
+        **({"traceparent": trigger.traceparent} if trigger.traceparent else {}),
     }
 
 

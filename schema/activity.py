@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.arguments import InputContext
 
+from event_manager.tracing import trace_id
 from schema.enums import ActivityStatus, EventType, HttpMethod, TriggerSource
 from schema.types import KeyValue, key_values
 
@@ -48,6 +49,10 @@ class Activity:
                     "empty, e.g. [\"call_id\", \"duration\"] for an Incoming Call without them")
     created_at: datetime
     updated_at: datetime
+    trace_id: str | None = strawberry.field(
+        default=None,
+        description="the OpenTelemetry trace (32 hex digits) of the trigger that wrote "
+                    "this row, which its delivery attempts join; null when tracing was off")
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Activity:
@@ -71,6 +76,7 @@ class Activity:
             empty_parameters=doc.get("empty_parameters", []),
             created_at=doc["created_at"],
             updated_at=doc["updated_at"],
+            trace_id=trace_id(doc.get("traceparent")),
         )
 
 

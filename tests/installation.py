@@ -116,13 +116,15 @@ class Installation:
 @contextmanager
 def installation(settings: Settings, mongo: Any, redis_client: redis.Redis, logs: Path,
                  suffix: str, processes: int = 1, apis: int = 1, workers: int = 1,
+                 extra_env: dict[str, str] | None = None,
                  **updates: Any) -> Iterator[Installation]:
     """``apis`` API processes and ``workers`` worker commands (of ``processes`` worker
-    processes each) with the session's settings but ``updates``, on the database
-    ``<session's>_<suffix>``; their databases and Redis keys removed on leaving."""
+    processes each) with the session's settings but ``updates``, and ``extra_env`` (other
+    variables, such as ``OTEL_*``), on the database ``<session's>_<suffix>``; their
+    databases and Redis keys removed on leaving."""
     own = settings.model_copy(update={"database": f"{settings.database}_{suffix}",
                                       "worker_metrics_port": 0, **updates})
-    env = {**os.environ, **environment(own)}
+    env = {**os.environ, **environment(own), **(extra_env or {})}
     with ExitStack() as undo:
         undo.callback(_clean, own, mongo, redis_client)
         urls = []

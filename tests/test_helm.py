@@ -43,7 +43,8 @@ ALL_ON: dict[str, Any] = {
     "config": {"EVENT_MANAGER_DATABASE": "em_prod", "EVENT_MANAGER_ACCESS_LOG": True,
                "EVENT_MANAGER_RETRY_SCHEDULE": "5,30,120",
                "EVENT_MANAGER_MAX_RENDERED_BODY_BYTES": 2097152,
-               "EVENT_MANAGER_HTTP_BODY_TIMEOUT": 12.5},
+               "EVENT_MANAGER_HTTP_BODY_TIMEOUT": 12.5,
+               "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"},
     "api": {"autoscaling": {"enabled": True},
             "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": None}},
     "ingress": {"enabled": True, "className": "nginx", "tlsSecretName": "em-tls",
@@ -462,6 +463,8 @@ def test_config_map_values_are_valid_settings(rendered: dict[str, list[Doc]],
                 patch.setenv(key, value)
             settings = Settings()
         for key, value in VARIANTS[name].get("config", {}).items():
+            if key.startswith("OTEL_"):  # read by OpenTelemetry's SDK, not Settings
+                continue
             field = key.removeprefix("EVENT_MANAGER_").lower()
             assert str(getattr(settings, field)) == str(value), (name, key)
 
@@ -481,11 +484,18 @@ def test_schema_takes_every_setting_but_those_of_the_secret_and_the_chart() -> N
     assert schema["properties"]["config"]["additionalProperties"] is False
 
 
+def test_tracing_variables_reach_the_pods(rendered: dict[str, list[Doc]]) -> None:
+    """``OTEL_*`` keys of ``config`` go into the ConfigMap (README, "Tracing")."""
+    assert config_map(rendered["all on"])["OTEL_EXPORTER_OTLP_ENDPOINT"] == (
+        "http://otel-collector:4318")
+
+
 @pytest.mark.parametrize("option, value, named", [
     ("--set", "api.replicas=-1", "/api/replicas"),
     ("--set-string", "worker.replicas=two", "/worker/replicas"),
     ("--set", "worker.autoscaling.engine=cron", "/worker/autoscaling/engine"),
     ("--set", "config.EVENT_MANAGER_NOT_A_SETTING=1", "EVENT_MANAGER_NOT_A_SETTING"),
+    ("--set", "config.OTEL_lower=1", "OTEL_lower"),
     ("--set", "config.EVENT_MANAGER_SECRET_KEY=abc", "EVENT_MANAGER_SECRET_KEY"),
     ("--set", "config.EVENT_MANAGER_DATABASE=a.b", "/config/EVENT_MANAGER_DATABASE"),
     ("--set", "secret.brokerUrl=kafka://broker:9092", "/secret/brokerUrl"),

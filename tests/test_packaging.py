@@ -363,7 +363,8 @@ def test_compose_passes_every_setting_by_its_real_name() -> None:
         assert not unknown, f"{name} sets {unknown}, which Settings does not read"
     api, worker = services["api"]["environment"], services["worker"]["environment"]
     assert api == worker
-    assert set(api) == SETTING_NAMES - image_env
+    assert {key for key in api if key.startswith("EVENT_MANAGER_")} == SETTING_NAMES - image_env
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in api, "tracing is turned on from the shell"
 
 
 def test_compose_starts_api_and_worker_after_healthy_services() -> None:
