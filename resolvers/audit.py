@@ -12,7 +12,7 @@ import strawberry
 from event_manager.errors import BadInput, NotFound
 from resolvers.context import SYSTEM_ADMIN, WRITE
 from schema.audit import AuditEntry, AuditFilter, AuditPage
-from tenants.activity import decode_cursor, id_window, within
+from tenants.activity import decode_cursor, in_window
 from tenants.audit import AuditLog
 from tenants.keys import ApiKeys
 
@@ -107,11 +107,4 @@ def audit_query(filter: AuditFilter | None) -> dict[str, Any]:
         query["actor.key_id"] = str(filter.actor_key_id)
     if filter.since and filter.until and filter.since >= filter.until:
         raise BadInput("since must be before until", field="filter.until")
-    at: dict[str, Any] = {}
-    if filter.since:
-        at["$gte"] = filter.since
-    if filter.until:
-        at["$lt"] = filter.until
-    if at:
-        query = within({**query, "at": at}, id_window(filter.since, filter.until))
-    return query
+    return in_window(query, "at", filter.since, filter.until)

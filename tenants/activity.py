@@ -121,6 +121,37 @@ def within(query: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
     return {**query, "_id": bounds} if bounds else query
 
 
+def in_window(query: dict[str, Any], field: str, since: datetime | None,
+              until: datetime | None) -> dict[str, Any]:
+    """``query`` limited to documents whose ``field`` (the moment its ``_id`` was made
+    from) lies in [since, until), their ``_id`` range narrowed to match; as it was
+    without either bound."""
+    window: dict[str, Any] = {}
+    if since:
+        window["$gte"] = since
+    if until:
+        window["$lt"] = until
+    if not window:
+        return query
+    return within({**query, field: window}, id_window(since, until))
+
+
+async def prune_by_id(collection: AsyncCollection, query: dict[str, Any], batch: int,
+                      pause: float) -> int:
+    """Delete what ``query`` finds, in batches of ``batch`` found and deleted by ``_id``,
+    each followed by a rest of ``pause`` times as long as it took; how many went."""
+    total = 0
+    while True:
+        started = time.monotonic()
+        ids = [doc["_id"] for doc in
+               await collection.find(query, {"_id": 1}).limit(batch).to_list(None)]
+        if ids:
+            total += (await collection.delete_many({"_id": {"$in": ids}})).deleted_count
+        if len(ids) < batch:
+            return total
+        await asyncio.sleep(pause * (time.monotonic() - started))
+
+
 DATES = ("occurred_at", "created_at", "updated_at", "next_attempt_at", "cycle_at")
 SEARCH_SECONDS = 1.0
 """How long one page of a text search may read rows before it answers what it found."""
@@ -364,16 +395,7 @@ class ActivityLog:
         FerretDB) have the database to themselves at least that much longer."""
         query = {"_id": id_window(until=before), "created_at": {"$lt": before},
                  "status": {"$in": list(FINAL)}}
-        total = 0
-        while True:
-            started = time.monotonic()
-            ids = [doc["_id"] for doc in
-                   await self.rows.find(query, {"_id": 1}).limit(batch).to_list(None)]
-            if ids:
-                total += (await self.rows.delete_many({"_id": {"$in": ids}})).deleted_count
-            if len(ids) < batch:
-                return total
-            await asyncio.sleep(pause * (time.monotonic() - started))
+        return await prune_by_id(self.rows, query, batch, pause)
 
     # idempotency (written with the rows they promise: tenants/acceptance.py) ----
 
@@ -403,14 +425,7 @@ def activity_query(filter: Any) -> dict[str, Any]:
             raise BadInput(f"triggerId {trigger_id[:40]!r} is not a trigger id this API "
                            "gave out", field="filter.triggerId")
         query.update(trigger_query(trigger_id))
-    window: dict[str, Any] = {}
-    if filter.since:
-        window["$gte"] = filter.since
-    if filter.until:
-        window["$lt"] = filter.until
-    if window:
-        query["created_at"] = window
-        query = within(query, id_window(filter.since, filter.until))
+    query = in_window(query, "created_at", filter.since, filter.until)
     if filter.search:
         pattern = contains(filter.search)
         query["$or"] = [{"action_name": pattern}, {"message": pattern}]

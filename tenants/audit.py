@@ -15,10 +15,8 @@ thousand entries per retention period) and costs no index on every write.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +25,15 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from tenants.activity import PRUNE_BATCH, PRUNE_PAUSE, encode_cursor, id_at, row_id, within
+from tenants.activity import (
+    PRUNE_BATCH,
+    PRUNE_PAUSE,
+    encode_cursor,
+    id_at,
+    prune_by_id,
+    row_id,
+    within,
+)
 from tenants.database import now, patiently
 
 MASK = "********"
@@ -158,14 +164,4 @@ class AuditLog:
                     pause: float = PRUNE_PAUSE) -> int:
         """Drop entries older than ``before`` (the activity's retention), in batches
         found and deleted by ``_id``, resting as ``ActivityLog.prune`` does."""
-        query = {"_id": {"$lt": id_at(before)}}
-        total = 0
-        while True:
-            started = time.monotonic()
-            ids = [doc["_id"] for doc in
-                   await self.entries.find(query, {"_id": 1}).limit(batch).to_list(None)]
-            if ids:
-                total += (await self.entries.delete_many({"_id": {"$in": ids}})).deleted_count
-            if len(ids) < batch:
-                return total
-            await asyncio.sleep(pause * (time.monotonic() - started))
+        return await prune_by_id(self.entries, {"_id": {"$lt": id_at(before)}}, batch, pause)
