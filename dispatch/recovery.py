@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from dispatch import order
 from dispatch.delivery import Enqueue
 from tenants.activity import IDEMPOTENCY
+from tenants.audit import AuditLog
 from tenants.catalog import MAX_TIMEOUT_SECONDS
 from tenants.database import Database, now, object_id
 from tenants.registry import TenantRegistry
@@ -222,11 +223,10 @@ async def _hand_back(store: TenantStore, row: dict[str, Any], attempts: int,
 
 
 async def housekeep(db: Database, retention_days: int) -> int:
-    """Forget idempotency keys and delivery claims past their 24 hours, finished activity
-    rows, audit entries and the hours of their counters older than ``retention_days``, and
-    calls' queues
-    empty for an hour; how many documents went."""
-    total = 0
+    """Forget idempotency keys and delivery claims past their 24 hours; finished activity
+    rows, audit entries (the system's too) and the hours of their counters older than
+    ``retention_days``; and calls' queues empty for an hour. How many documents went."""
+    total = await AuditLog.of(db, None).prune(now() - timedelta(days=retention_days))
     for tenant in await TenantRegistry(db).list():
         store = TenantStore(db, tenant)
         total += await store.log.forget_before(now() - IDEMPOTENCY)

@@ -235,10 +235,9 @@ async def _create_key(config: Settings, role: str, label: str, tenant: str | Non
         if tenant is not None:
             await TenantRegistry(db).get(tenant)
         key, doc = await ApiKeys(db).create(role, label, tenant)
-        if tenant is not None:
-            await AuditLog(db.collection(tenant, "audit")).record(
-                "createApiKey", {"kind": "apiKey", "id": str(doc["_id"]), "name": doc["label"]},
-                CLI_ACTOR, changes(None, doc))
+        await AuditLog.of(db, tenant).record(
+            "createApiKey", {"kind": "apiKey", "id": str(doc["_id"]), "name": doc["label"]},
+            CLI_ACTOR, changes(None, doc))
         return key
     finally:
         await db.close()

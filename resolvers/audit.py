@@ -35,37 +35,37 @@ async def actor(info: strawberry.Info) -> dict[str, Any]:
     return await info.context.memoized("audit:actor", load)
 
 
-async def record(info: strawberry.Info, code: str, operation: str, kind: str,
+async def record(info: strawberry.Info, code: str | None, operation: str, kind: str,
                  target_id: str | None, name: str | None,
                  changed: list[dict[str, Any]]) -> None:
-    """Add an entry to tenant ``code``'s trail, after the change it tells of succeeded.
-    The change is made by then: a trail that cannot be written is logged as an error
-    with the entry, and the caller still learns that the change was made."""
+    """Add an entry to tenant ``code``'s trail (``None``: the system's), after the change
+    it tells of succeeded. The change is made by then: a trail that cannot be written is
+    logged as an error with the entry, and the caller still learns that the change was
+    made."""
     target = {"kind": kind, "id": target_id, "name": name}
     try:
-        await AuditLog(info.context.db.collection(code, "audit")).record(
-            operation, target, await actor(info), changed)
+        await AuditLog.of(info.context.db, code).record(operation, target, await actor(info),
+                                                  changed)
     except Exception:
-        log.exception("audit entry not written: tenant %s, %s of %s %s", code, operation,
-                      kind, target_id)
+        log.exception("audit entry not written: %s, %s of %s %s",
+                      f"tenant {code}" if code else "system", operation, kind, target_id)
 
 
 async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | None = None,
                     filter: AuditFilter | None = None) -> AuditPage:
-    """Newest first. A TENANT_ADMIN key reads its tenant's trail, a SYSTEM_ADMIN key the
-    tenant of its X-Tenant header; readable while the tenant is switched off too (who
-    switched it off is in it)."""
+    """Newest first. A TENANT_ADMIN key reads its tenant's trail; a SYSTEM_ADMIN key the
+    tenant of its X-Tenant header, or without one the system's (SYSTEM_ADMIN keys made
+    and revoked). A tenant's trail is readable while it is switched off too (who switched
+    it off is in it)."""
     principal = info.context.require(WRITE)
     code = principal.tenant
     if principal.role == SYSTEM_ADMIN:
-        code = info.context.requested_tenant
-        if not code:
-            raise BadInput("a SYSTEM_ADMIN key reads a tenant's audit log through the "
-                           "X-Tenant header", field="X-Tenant")
-    try:
-        tenant = await info.context.registry.get(code or "")
-    except NotFound as error:
-        raise NotFound(str(error), field="X-Tenant") from None
+        code = info.context.requested_tenant or None
+    if code is not None:
+        try:
+            code = (await info.context.registry.get(code))["code"]
+        except NotFound as error:
+            raise NotFound(str(error), field="X-Tenant") from None
     first = 50 if first is None else first
     if not 1 <= first <= MAX_PAGE:
         raise BadInput(f"first must be between 1 and {MAX_PAGE}", field="first")
@@ -75,8 +75,7 @@ async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | 
         cursor = decode_cursor(after)
         if cursor is None:
             raise BadInput("after is not a cursor this API gave out", field="after")
-    trail = AuditLog(info.context.db.collection(tenant["code"], "audit"))
-    docs, next_cursor = await trail.page(query, first, cursor)
+    docs, next_cursor = await AuditLog.of(info.context.db, code).page(query, first, cursor)
     return AuditPage(items=[AuditEntry.from_doc(d) for d in docs], next_cursor=next_cursor)
 
 

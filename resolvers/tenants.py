@@ -71,9 +71,8 @@ async def create_api_key(
             raise BadInput(f"a {role.value} key needs a tenant", field="tenant")
         await info.context.registry.get(check_code(tenant, "tenant"))
     key, doc = await ApiKeys(info.context.db).create(role.value, label, tenant)
-    if tenant is not None:  # a SYSTEM_ADMIN key belongs to no tenant's trail
-        await record(info, tenant, "createApiKey", "apiKey", str(doc["_id"]), doc["label"],
-                     changes(None, doc))
+    await record(info, tenant, "createApiKey", "apiKey", str(doc["_id"]), doc["label"],
+                 changes(None, doc))  # a SYSTEM_ADMIN key's (no tenant) in the system's
     return NewApiKey(key=key, info=ApiKeyInfo.from_doc(doc))
 
 
@@ -84,7 +83,6 @@ async def revoke_api_key(info: strawberry.Info, id: strawberry.ID) -> bool:
     if doc is None or (principal.role != SYSTEM_ADMIN and doc["tenant"] != principal.tenant):
         raise NotFound(f"no API key with id {id[:40]!r}", field="id")
     await keys.revoke(id)
-    if doc["tenant"] is not None:
-        await record(info, doc["tenant"], "revokeApiKey", "apiKey", str(doc["_id"]),
-                     doc["label"], changes(doc, {**doc, "revoked": True}))
+    await record(info, doc["tenant"], "revokeApiKey", "apiKey", str(doc["_id"]),
+                 doc["label"], changes(doc, {**doc, "revoked": True}))
     return True

@@ -73,7 +73,8 @@ class Query:
     audit_log: AuditPage = strawberry.field(
         resolver=audit_resolvers.audit_log,
         description="who changed what in the tenant, newest first (TENANT_ADMIN, or "
-                    "SYSTEM_ADMIN with X-Tenant); kept as long as activity")
+                    "SYSTEM_ADMIN with X-Tenant; without it, SYSTEM_ADMIN keys made and "
+                    "revoked); kept as long as activity")
 
 
 @strawberry.type

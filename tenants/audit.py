@@ -7,7 +7,8 @@ Secrets are masked before an entry is written, and each value is cut at
 ``MAX_VALUE_BYTES``: the trail never holds what the vault seals, nor grows with a body.
 
 Entries live in ``t_<code>_audit``, made with the tenant's other collections (a
-tenant made before the trail gets it on its first entry). Only ``_id`` is indexed:
+tenant made before the trail gets it on its first entry); changes that belong to no
+tenant (SYSTEM_ADMIN keys) in the system database's ``audit``. Only ``_id`` is indexed:
 a page is newest first by ``_id``, and a filter on operation, target or actor is
 checked entry by entry, which is cheap for a trail of configuration changes (a few
 thousand entries per retention period) and costs no index on every write.
@@ -34,7 +35,7 @@ from tenants.activity import (
     row_id,
     within,
 )
-from tenants.database import now, patiently
+from tenants.database import Database, now, patiently
 
 MASK = "********"
 """What the API shows for a secret (``schema.types.MASK``; the store imports no schema)."""
@@ -135,6 +136,12 @@ class AuditLog:
 
     def __init__(self, entries: AsyncCollection) -> None:
         self.entries = entries
+
+    @classmethod
+    def of(cls, db: Database, code: str | None) -> AuditLog:
+        """Tenant ``code``'s trail, or the system's (``None``): changes that belong to no
+        tenant, SYSTEM_ADMIN keys made and revoked."""
+        return cls(db.system_audit if code is None else db.collection(code, "audit"))
 
     async def record(self, operation: str, target: dict[str, Any], actor: dict[str, Any],
                      changed: list[dict[str, Any]]) -> dict[str, Any]:

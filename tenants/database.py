@@ -1,7 +1,8 @@
 """The MongoDB connection and how collections are named.
 
 One system database (``<prefix>_system``) holds ``tenants``, ``api_keys``, the
-``installation``'s layout and ``config_changes`` (``dispatch.stamps``). Tenant data
+``installation``'s layout, ``config_changes`` (``dispatch.stamps``) and ``audit``, the
+trail of changes that belong to no tenant (SYSTEM_ADMIN keys, ``tenants.audit``). Tenant data
 lives in ``<prefix>_tenants``, in collections named from the tenant code:
 ``t_acme_actions``, ``t_acme_events``, ... The code is validated before it gets here.
 """
@@ -333,6 +334,8 @@ class Database:
         self.api_keys: AsyncCollection = self.system["api_keys"]
         self.config_changes: AsyncCollection = self.system["config_changes"]
         """Changes whose config stamp Redis refused (``dispatch.stamps``), normally none."""
+        self.system_audit: AsyncCollection = self.system["audit"]
+        """The audit trail of changes that belong to no tenant: SYSTEM_ADMIN keys."""
         self._server: str | None = None
         from tenants.stats import StatsRecorder  # which itself uses this module's helpers
         self.stats = StatsRecorder()

@@ -150,8 +150,9 @@ def test_only_admins_read_and_only_their_own_tenant(tenant: TenantHandle,
     assert only(other_tenant.system, "createAction")["target"]["name"] == "theirs"
     assert tenant.key("PBX")(ENTRIES).code == "FORBIDDEN"
     assert tenant.key("VIEWER")(ENTRIES).code == "FORBIDDEN"
-    assert tenant.system.acting_in("")(ENTRIES).field == "X-Tenant"
     assert tenant.system.acting_in("nosuchtenant")(ENTRIES).field == "X-Tenant"
+    # without X-Tenant a SYSTEM_ADMIN key reads the system's trail, not a tenant's
+    assert "theirs" not in str(entries(tenant.system.acting_in(""), first=200))
     names = [f["name"] for f in tenant.admin(
         "{ __schema { mutationType { fields { name } } } }"
     ).data["__schema"]["mutationType"]["fields"]]
@@ -251,3 +252,42 @@ def test_a_key_made_on_the_command_line_is_recorded_as_cli(tenant: TenantHandle,
     [made] = [e for e in entries(tenant.admin, filter={"operations": ["createApiKey"]})
               if e["target"]["name"] == "wallboard"]
     assert made["actor"] == {"keyId": None, "label": "cli", "role": None}
+
+
+def test_system_admin_keys_are_recorded_in_the_systems_own_trail(
+        tenant: TenantHandle, system: Client, env: dict[str, str], settings: Settings) -> None:
+    made = system('mutation { createApiKey(role: SYSTEM_ADMIN, label: "ops two") '
+                  "{ key info { id } } }").data["createApiKey"]
+    key_id = made["info"]["id"]
+    system("mutation($id: ID!) { revokeApiKey(id: $id) }", id=key_id).data
+    run_cli(env, "create-key", "--role", "SYSTEM_ADMIN", "--label", "ops three")
+
+    mine = [e for e in entries(system, first=200) if e["target"]["id"] == key_id]
+    assert [e["operation"] for e in mine] == ["revokeApiKey", "createApiKey"]
+    assert mine[1]["actor"]["label"] == "tests" and mine[1]["actor"]["role"] == "SYSTEM_ADMIN"
+    assert by_field(mine[1])["role"]["after"] == "SYSTEM_ADMIN"
+    assert by_field(mine[1])["hash"]["after"] == "********"
+    assert made["key"] not in str(mine)
+    assert by_field(mine[0])["revoked"]["after"] is True
+    [cli] = [e for e in entries(system, filter={"operations": ["createApiKey"]}, first=200)
+             if e["target"]["name"] == "ops three"]
+    assert cli["actor"] == {"keyId": None, "label": "cli", "role": None}
+    # no tenant sees them, and a tenant's key changes stay in the tenant's trail
+    assert key_id not in str(entries(tenant.admin, first=200))
+    assert key_id not in str(entries(system.acting_in(tenant.code), first=200))
+    tenant.admin('mutation { createApiKey(role: VIEWER, label: "wall") { key } }').data
+    assert "wall" not in str(entries(system, first=200))
+
+    async def go() -> int:  # the worker's housekeeping prunes the system's trail too
+        db = Database(settings)
+        try:
+            old = now() - timedelta(days=31)
+            await db.system_audit.insert_one(
+                {"_id": row_id(old), "at": old, "operation": "createApiKey",
+                 "target": {"kind": "apiKey", "id": "gone", "name": "old"},
+                 "actor": {"key_id": None, "label": "cli", "role": None}, "changes": []})
+            return await housekeep(db, 30)
+        finally:
+            await db.close()
+    assert asyncio.run(go()) >= 1
+    assert "gone" not in str(entries(system, first=200))
