@@ -6,8 +6,9 @@
   judges the destination, not the proxy: before a request leaves through the proxy, its
   host's addresses are resolved here and every one must pass the guard (the proxy may
   pick any of them); a name that does not resolve here is refused, since it could not be
-  judged. The proxied session's connections go only to the proxy: its resolver answers
-  for the proxy's host and nothing else, so nothing reaches another address by mistake.
+  judged. Answers are kept ``DNS_TTL`` seconds, as the straight session keeps its own.
+  The proxied session's connections go only to the proxy: its resolver answers for the
+  proxy's host and nothing else, so nothing reaches another address by mistake.
 - **Private CAs**: ``EVENT_MANAGER_OUTBOUND_CA_FILE`` (PEM) is trusted besides the
   system's certificates, for every request; an action's own ``caCertificate`` is trusted
   besides those for that action's requests only. Contexts are made once per certificate
@@ -20,6 +21,7 @@ import hashlib
 import ipaddress
 import socket
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +30,14 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from dispatch.guard import DestinationRefused, OutboundGuard, create_session
+from dispatch.guard import DNS_TTL, DestinationRefused, OutboundGuard, create_session
 from event_manager import tracing
 from event_manager.config import Settings
 
 MAX_CONTEXTS = 256
 """TLS contexts kept for actions' own CA certificates, one per distinct certificate."""
+DNS_ENTRIES = 1024
+"""Hosts whose answers ``Destinations`` keeps at most."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,46 @@ class _OnlyTheProxy(AbstractResolver):
         await self._inner.close()
 
 
-async def check_through_proxy(guard: OutboundGuard, url: URL) -> None:
+class Destinations:
+    """The addresses of proxied requests' hosts, as resolved here, each answer kept for
+    ``ttl`` seconds (as the straight session's ``ttl_dns_cache``) and at most ``size`` of
+    them (the oldest dropped first); a failure is not kept. The guard judges the
+    addresses on every request, so what is kept is only what DNS said."""
+
+    def __init__(self, ttl: float = DNS_TTL, size: int = DNS_ENTRIES) -> None:
+        self.ttl, self.size = ttl, size
+        self._resolver: AbstractResolver | None = None
+        self._answers: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
+
+    async def addresses(self, host: str) -> list[str]:
+        kept = self._answers.get(host)
+        if kept is not None and kept[0] > time.monotonic():
+            return kept[1]
+        if self._resolver is None:
+            self._resolver = aiohttp.DefaultResolver()
+        try:
+            answers = await self._resolver.resolve(host, 0, socket.AF_UNSPEC)
+        except OSError as exc:
+            raise DestinationRefused(
+                f"{host} does not resolve here ({exc}), so it cannot be checked before it "
+                "is sent through the proxy") from None
+        found = [answer["host"] for answer in answers]
+        self._answers.pop(host, None)
+        self._answers[host] = (time.monotonic() + self.ttl, found)
+        while len(self._answers) > self.size:
+            self._answers.popitem(last=False)
+        return found
+
+    async def close(self) -> None:
+        if self._resolver is not None:
+            await self._resolver.close()
+
+
+async def check_through_proxy(guard: OutboundGuard, url: URL,
+                              destinations: Destinations | None = None) -> None:
     """The destination of a request that leaves through the proxy: every address its
     host resolves to here passes the guard (an address written in the URL is checked as
-    it is)."""
+    it is). ``destinations`` keeps answers between calls; without it, one lookup."""
     guard.check_url(url)
     host = (url.raw_host or "").strip("[]")
     try:
@@ -101,32 +141,29 @@ async def check_through_proxy(guard: OutboundGuard, url: URL) -> None:
         return  # checked by check_url
     except ValueError:
         pass
-    resolver = aiohttp.DefaultResolver()
+    lookup = destinations or Destinations(size=0)
     try:
-        answers = await resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
-    except OSError as exc:
-        raise DestinationRefused(
-            f"{host} does not resolve here ({exc}), so it cannot be checked before it is "
-            "sent through the proxy") from None
+        for address in await lookup.addresses(host):
+            guard.check_address(address)
     finally:
-        await resolver.close()
-    for answer in answers:
-        guard.check_address(answer["host"])
+        if destinations is None:
+            await lookup.close()
 
 
-def proxied_session(guard: OutboundGuard, proxy: URL, *, limit: int,
-                    middlewares: Sequence[aiohttp.ClientMiddlewareType] = (),
+def proxied_session(guard: OutboundGuard, proxy: URL, destinations: Destinations, *,
+                    limit: int, middlewares: Sequence[aiohttp.ClientMiddlewareType] = (),
                     ) -> aiohttp.ClientSession:
     """A session that reaches only ``proxy``, each request's destination checked first
-    (then ``middlewares``)."""
+    (its host's addresses looked up in ``destinations``), then ``middlewares``."""
 
     async def check_destination(request: aiohttp.ClientRequest,
                                 handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
-        await check_through_proxy(guard, request.url)
+        await check_through_proxy(guard, request.url, destinations)
         return await handler(request)
 
-    connector = aiohttp.TCPConnector(limit=limit, resolver=_OnlyTheProxy(proxy.raw_host or ""),
-                                     ttl_dns_cache=10)
+    connector = aiohttp.TCPConnector(
+        limit=limit, resolver=_OnlyTheProxy(proxy.raw_host or ""),
+        ttl_dns_cache=DNS_TTL)
     return aiohttp.ClientSession(connector=connector, trust_env=False,
                                  cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
                                  middlewares=(check_destination, *middlewares))
@@ -160,6 +197,8 @@ class Egress:
     """The context of requests without a CA of their own: True (aiohttp's default) when
     no CA file is set."""
     contexts: OrderedDict[str, ssl.SSLContext] = field(init=False, default_factory=OrderedDict)
+    destinations: Destinations = field(init=False, default_factory=Destinations)
+    """Proxied requests' hosts as resolved here, for the guard."""
 
     @classmethod
     def of(cls, guard: OutboundGuard, settings: Settings, limit: int) -> Egress:
@@ -172,8 +211,8 @@ class Egress:
         kept_in = (() if self.trace_context or not tracing.enabled()
                    else (tracing.without_trace_context,))
         self.direct = create_session(self.guard, limit=self.limit, middlewares=kept_in)
-        self.proxied = (proxied_session(self.guard, self.proxy, limit=self.limit,
-                                        middlewares=kept_in)
+        self.proxied = (proxied_session(self.guard, self.proxy, self.destinations,
+                                        limit=self.limit, middlewares=kept_in)
                         if self.proxy is not None else None)
         self.base = trusting(self.ca_file) if self.ca_file else True
 
@@ -200,3 +239,4 @@ class Egress:
         await self.direct.close()
         if self.proxied is not None:
             await self.proxied.close()
+        await self.destinations.close()

@@ -28,6 +28,10 @@ _HINT = "allowed only by EVENT_MANAGER_OUTBOUND_ALLOW"
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 
+DNS_TTL = 10
+"""Seconds a DNS answer is kept by the outbound sessions (``dispatch.egress`` too)."""
+
+
 class DestinationRefused(Exception):
     """The destination is not allowed; the message says why. Never worth retrying.
 
@@ -156,7 +160,7 @@ def create_session(guard: OutboundGuard, *, limit: int = 1000,
         resolver=_GuardedResolver(guard),
         # The cache holds only answers the resolver already filtered, so it cannot
         # reopen the rebinding gap; a short TTL still re-checks a changed answer soon.
-        ttl_dns_cache=10,
+        ttl_dns_cache=DNS_TTL,
     )
     return aiohttp.ClientSession(
         connector=connector,

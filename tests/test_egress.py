@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
+from aiohttp.abc import AbstractResolver
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from pydantic import ValidationError
 from yarl import URL
 
-from dispatch.egress import Egress, NoProxy, check_through_proxy
+from dispatch.egress import Destinations, Egress, NoProxy, check_through_proxy
 from dispatch.guard import DestinationRefused, OutboundGuard
 from event_manager.config import Settings
 from tests.conftest import TenantHandle, make_tenant
@@ -185,6 +187,56 @@ def test_a_name_is_resolved_and_judged_before_it_goes_through_the_proxy() -> Non
     assert asyncio.run(check("http://localhost:9/x", "127.0.0.0/8", "::1/128")) is None
     assert "10.1.2.3" in asyncio.run(check("http://10.1.2.3/x"))
     assert asyncio.run(check("http://93.184.215.14/x")) is None  # public: not resolved
+
+
+def test_proxied_destinations_are_looked_up_once_per_ttl_and_failures_not_kept() -> None:
+    """A proxied request's host is resolved for the guard at most once per ``ttl`` (a
+    resolver that counts stands in for DNS: the cache is the unit); the guard still
+    judges the kept addresses on every request."""
+    lookups: list[str] = []
+
+    class Counting(AbstractResolver):
+        async def resolve(self, host: str, port: int = 0,
+                          family: socket.AddressFamily = socket.AF_INET) -> Any:
+            lookups.append(host)
+            if host.endswith(".invalid"):
+                raise OSError(-2, "Name or service not known")
+            return [{"hostname": host, "host": "127.0.0.1", "port": port,
+                     "family": socket.AF_INET, "proto": 0, "flags": 0}]
+
+        async def close(self) -> None:
+            pass
+
+    loopback = OutboundGuard([ipaddress.ip_network("127.0.0.0/8")])
+
+    async def check(destinations: Destinations, url: str,
+                    guard: OutboundGuard = loopback) -> str | None:
+        destinations._resolver = Counting()
+        try:
+            await check_through_proxy(guard, URL(url), destinations)
+        except DestinationRefused as refused:
+            return str(refused)
+        return None
+
+    async def go() -> list[str | None]:
+        kept = Destinations(ttl=60, size=2)
+        outcomes = [await check(kept, "http://a.test/1"), await check(kept, "http://a.test/2"),
+                    await check(kept, "http://a.test/3", OutboundGuard([]))]
+        outcomes += [await check(kept, "http://x.invalid/"), await check(kept, "http://x.invalid/")]
+        for host in ("b.test", "c.test", "a.test"):  # a.test was the oldest of three
+            outcomes.append(await check(kept, f"http://{host}/"))
+        assert len(kept._answers) == 2
+        brief = Destinations(ttl=0)
+        outcomes += [await check(brief, "http://d.test/"), await check(brief, "http://d.test/")]
+        return outcomes
+
+    outcomes = asyncio.run(go())
+    assert outcomes[:2] == [None, None]
+    assert "loopback" in (outcomes[2] or "")  # judged again, from what was kept
+    assert ["does not resolve here" in (o or "") for o in outcomes[3:5]] == [True, True]
+    assert outcomes[5:] == [None] * 5
+    assert lookups == ["a.test", "x.invalid", "x.invalid", "b.test", "c.test", "a.test",
+                       "d.test", "d.test"]
 
 
 def test_the_no_proxy_list() -> None:
