@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -52,6 +52,7 @@ from bench.context import Bench, Sizes
 from bench.probes import wake_penalty
 from bench.receiver import KEEPALIVE, Receiver
 from bench.stack import ROOT, Stack
+from tests.collector import Collector
 from tests.support import free_port
 
 SCENARIOS = {
@@ -123,6 +124,10 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: on, off with --quick)")
     parser.add_argument("--output", type=Path, help="the JSON file (default "
                         "bench/results/<date>-<host>.json)")
+    parser.add_argument("--trace", action="store_true",
+                        help="tracing on: the API and worker export every span over OTLP to "
+                             "a collector in the bench process that counts them (its CPU "
+                             "is the bench's, as an operator's collector is not ours)")
     parser.add_argument("--scenario-timeout", type=float, default=1800.0,
                         help="seconds before a scenario is given up (default 1800)")
     args = parser.parse_args(argv)
@@ -189,6 +194,27 @@ def cpu_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def collector(trace: bool) -> Iterator[dict[str, int] | None]:
+    """With ``trace``, an OTLP collector that counts what it gets, named to the API and
+    worker by ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``Stack.env`` passes ``OTEL_*`` through);
+    yields its counts. Without, makes sure no endpoint is inherited."""
+    names = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    before = {name: os.environ.pop(name, None) for name in names}
+    sink = Collector(keep=False).start() if trace else None
+    if sink is not None:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+    try:
+        yield sink.received if sink is not None else None
+    finally:
+        if sink is not None:
+            sink.stop()
+        for name, value in before.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
 @contextlib.asynccontextmanager
 async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None,
                  overrides: dict[str, Any] | None = None) -> AsyncIterator[Bench]:
@@ -219,12 +245,38 @@ async def system(sizes: Sizes, profile: bool, worker_threads: int | None = None,
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
     sizes = sizes_from(args)
     profile = args.profile if args.profile is not None else not args.quick
-    results: dict[str, Any] = {}
     started, load_at_start = datetime.now(UTC), os.getloadavg()
     woken = await asyncio.to_thread(wake_penalty, 50 if args.quick else 200)
     overrides = {name: value for name, value in (
         ("cached_tenants", args.cached_tenants), ("tenant_databases", args.tenant_databases))
         if value is not None}
+    with collector(args.trace) as traced:
+        results, bench = await scenarios(args, sizes, profile, overrides)
+        tracing = {"spans_exported": dict(traced)} if traced is not None else None
+    out = args.output or bench.results / f"{started:%Y-%m-%d}-{socket.gethostname()}.json"
+    rows = report.targets(results)
+    document = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": {**machine(), "load_average_at_start": load_at_start,
+                    "wake_penalty": woken,
+                    "load_average_at_end": os.getloadavg()},
+        "options": {"scenarios": args.chosen, "quick": args.quick, "profile": profile,
+                    "sizes": sizes.__dict__, "database": bench.stack.settings.database,
+                    "settings_changed": bench.stack.changed_settings,
+                    "tracing": tracing,
+                    "raw_ceiling_concurrency": bench.concurrency,
+                    "logs": str(bench.stack.logs)},
+        "scenarios": results, "targets": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return document, out
+
+
+async def scenarios(args: argparse.Namespace, sizes: Sizes, profile: bool,
+                    overrides: dict[str, Any]) -> tuple[dict[str, Any], Bench]:
+    """The chosen scenarios' results, one failed scenario leaving the others'."""
+    results: dict[str, Any] = {}
     async with system(sizes, profile, overrides=overrides) as bench:
         for number in args.chosen:
             title, scenario = SCENARIOS[number]
@@ -236,23 +288,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
                 traceback.print_exc()
                 results[number] = {"error": f"{type(exc).__name__}: {exc}"}
             results[number]["scenario_seconds"] = round(time.monotonic() - began, 1)
-    out = args.output or bench.results / f"{started:%Y-%m-%d}-{socket.gethostname()}.json"
-    rows = report.targets(results)
-    document = {
-        "date": started.isoformat(timespec="seconds"),
-        "machine": {**machine(), "load_average_at_start": load_at_start,
-                    "wake_penalty": woken,
-                    "load_average_at_end": os.getloadavg()},
-        "options": {"scenarios": args.chosen, "quick": args.quick, "profile": profile,
-                    "sizes": sizes.__dict__, "database": bench.stack.settings.database,
-                    "settings_changed": bench.stack.changed_settings,
-                    "raw_ceiling_concurrency": bench.concurrency,
-                    "logs": str(bench.stack.logs)},
-        "scenarios": results, "targets": rows,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    return document, out
+    return results, bench
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Waking up here: the same Python work takes {w['warm_us']:.0f} µs of CPU back to "
           f"back and {w['after_sleep_us']:.0f} µs after {w['gap_ms']:.0f} ms asleep "
           f"({w['factor']:.1f}×; bench/probes.py wake_penalty).\n")
+    tracing = document["options"]["tracing"]
+    if tracing:
+        got = tracing["spans_exported"]
+        print(f"Tracing on: {got['spans']:,} spans exported in {got['requests']:,} OTLP requests "
+              f"({got['bytes'] / 1e6:.1f} MB).\n")
     print(report.table(document["targets"]))
     sweep_table = report.sweep_table(document["scenarios"])
     if sweep_table:

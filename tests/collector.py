@@ -37,8 +37,11 @@ def _value(value: AnyValue) -> Any:
 
 
 class Collector:
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
         self.spans: list[Span] = []
+        self.keep = keep
+        """False: count the spans and requests only (``python -m bench --trace``)."""
+        self.received = {"requests": 0, "spans": 0, "bytes": 0}
         self.lock = threading.Lock()
         collector = self
 
@@ -51,7 +54,7 @@ class Collector:
                     self.send_response(404)
                     self.end_headers()
                     return
-                collector.take(ExportTraceServiceRequest.FromString(body))
+                collector.take(ExportTraceServiceRequest.FromString(body), len(body))
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -69,7 +72,7 @@ class Collector:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def take(self, request: ExportTraceServiceRequest) -> None:
+    def take(self, request: ExportTraceServiceRequest, size: int = 0) -> None:
         found = []
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -80,7 +83,11 @@ class Collector:
                         span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                         {a.key: _value(a.value) for a in span.attributes}))
         with self.lock:
-            self.spans += found
+            self.received["requests"] += 1
+            self.received["spans"] += len(found)
+            self.received["bytes"] += size
+            if self.keep:
+                self.spans += found
 
     def of_trace(self, trace_id: str) -> list[Span]:
         with self.lock:

@@ -208,3 +208,21 @@ def test_bench_prints_the_target_table_with_a_verdict_per_target(bench_run: Any)
     ran = [t for t in judged if t["scenario"] in ("1", "4", "10", "11", "12")]
     assert ran and all(t["pass"] in (True, False) for t in ran)
     assert all(t["pass"] is None for t in judged if t["scenario"] in "235678")
+
+
+def test_bench_with_trace_exports_every_processes_spans_to_its_collector(
+        mongo: Any, redis_client: Any, tmp_path: Path) -> None:
+    """``--trace``: the API and worker export over OTLP to the bench's own collector,
+    which counts what it got (at least a trigger's spans and each delivery's two)."""
+    out = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenarios", "1", "--no-profile",
+         "--worker-processes", "1", "--trace", "--output", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    document = json.loads(out.read_text())
+    got = document["options"]["tracing"]["spans_exported"]
+    delivered = document["scenarios"]["1"]["received"]
+    assert got["spans"] >= 2 * delivered > 0, (got, delivered)
+    assert got["requests"] > 0 and got["bytes"] > 0
+    assert f"Tracing on: {got['spans']:,} spans exported" in done.stdout

@@ -34,6 +34,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from event_manager.config import Settings, environment
+from tests.collector import CONSUMER, Collector, Span
 from tests.conftest import (
     CLI,
     ROOT,
@@ -47,6 +48,7 @@ from tests.conftest import (
 )
 from tests.receiver import Receiver, Reply
 from tests.test_delivery import hook, settled, trigger
+from tests.test_tracing import API, WORKER, trace_ids
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -253,9 +255,17 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(rabbitmq: RabbitNode, mongo: Any, redis_client: Any,
+def collector() -> Iterator[Collector]:
+    collector = Collector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(rabbitmq: RabbitNode, mongo: Any, redis_client: Any, collector: Collector,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """An API process and a worker process with RabbitMQ as their broker."""
+    """An API process and a worker process with RabbitMQ as their broker, exporting
+    traces to ``collector``."""
     root = tmp_path_factory.mktemp("rabbitmq-stack")
     settings = Settings(database=f"emrmq_{RUN_ID}", broker_url=rabbitmq.url,
                         state_dir=root / "state", retry_schedule="0.5,0.5",
@@ -263,8 +273,10 @@ def stack(rabbitmq: RabbitNode, mongo: Any, redis_client: Any,
                         secret_key=Fernet.generate_key().decode(), worker_metrics_port=0)
     env = {**os.environ, **environment(settings)}
     port = free_port()
-    api = spawn([*CLI, "serve", "--port", str(port)], env, root / "api.log")
-    worker = spawn([*CLI, "worker", "--threads", "2"], env, root / "worker.log")
+    traced = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+              "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    api = spawn([*CLI, "serve", "--port", str(port)], traced, root / "api.log")
+    worker = spawn([*CLI, "worker", "--threads", "2"], traced, root / "worker.log")
     try:
         api_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(api, f"{api_url}/healthz", root / "api.log"), timeout=60)
@@ -333,6 +345,35 @@ def test_503_then_200_succeeds_on_the_second_attempt(tenant: TenantHandle,
 
     assert (row["status"], row["attempts"], row["httpStatus"]) == ("SUCCEEDED", 2, 200)
     assert [json.loads(r.body) for r in receiver.received(path)] == [{"call": "c-1"}] * 2
+
+
+def test_a_delivery_through_rabbitmq_is_in_its_triggers_trace(
+        tenant: TenantHandle, receiver: Receiver, collector: Collector) -> None:
+    """The trace context crosses RabbitMQ as it crosses Redis: each attempt, the retry
+    through the delay queue included, is a child of the API's triggerEvent span."""
+    path = f"/{tenant.code}/traced"
+    receiver.script(path, Reply(503))
+    hook(tenant, receiver, "traced")
+    trigger_id = trigger(tenant, "HANGUP")["triggerId"]
+    [row] = settled(tenant, trigger_id)
+    assert (row["status"], row["attempts"]) == ("SUCCEEDED", 2)
+    [trace_id] = trace_ids(tenant, trigger_id)
+
+    def complete() -> list[Span]:
+        spans = collector.of_trace(trace_id)
+        attempts = [s for s in spans if s.service == WORKER and s.kind == CONSUMER]
+        resolving = [s for s in spans if s.name == "GraphQL Resolving: triggerEvent"]
+        return spans if len(attempts) == 2 and resolving else []
+
+    spans = wait_until(complete, 30, "the trigger's and both attempts' spans exported")
+    [resolver] = [s for s in spans if s.service == API
+                  and s.name == "GraphQL Resolving: triggerEvent"]
+    attempts = [s for s in spans if s.service == WORKER and s.kind == CONSUMER]
+    assert {s.parent_id for s in attempts} == {resolver.span_id}
+    assert sorted(s.attributes["event_manager.status"] for s in attempts) == [
+        "RETRYING", "SUCCEEDED"]
+    assert [(r.header("traceparent") or "").split("-")[1] for r in receiver.received(path)
+            ] == [trace_id, trace_id]
 
 
 def test_readyz_names_the_broker_while_rabbitmq_is_down(stack: Stack,
