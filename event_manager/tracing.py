@@ -132,6 +132,7 @@ def instrument_app(app: Any) -> None:
     if not setup("event-manager-api"):
         return
     os.environ.setdefault("OTEL_PYTHON_STARLETTE_EXCLUDED_URLS", QUIET_URLS)
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.instrumentation.starlette import StarletteInstrumentor
     from strawberry.extensions.tracing import OpenTelemetryExtension
 
@@ -143,6 +144,11 @@ def instrument_app(app: Any) -> None:
         schema.extensions = (partial(extension, arg_filter=_no_arguments),
                              *schema.extensions)
     StarletteInstrumentor.instrument_app(app)
+    # The ASGI middleware would add a span for each message of the request and the
+    # answer (3 per GraphQL request): timings the server span already holds.
+    for middleware in app.user_middleware:
+        if middleware.cls is OpenTelemetryMiddleware:
+            middleware.kwargs["exclude_spans"] = ["receive", "send"]
 
 
 def _no_arguments(kwargs: dict[str, Any], info: Any) -> dict[str, Any]:
@@ -165,9 +171,17 @@ class _NoQuery:
 def _without_query_text(extension: type) -> type:
     """Strawberry's extension, but the operation span does not hold the query's text:
     a mutation may write an action's secrets (or a trigger's call data) into it as
-    literals, and the arguments' values are left out for the same reason."""
+    literals, and the arguments' values are left out for the same reason. Nor does it
+    make a span of parsing and validation: a query the API has seen is parsed and
+    validated from caches, in less time than its two spans cost to make and send."""
 
     class WithoutQueryText(extension):  # type: ignore[misc, valid-type]
+        def on_parse(self) -> Iterator[None]:
+            yield
+
+        def on_validate(self) -> Iterator[None]:
+            yield
+
         def on_operation(self) -> Iterator[None]:
             real = self.execution_context
             self.execution_context = _NoQuery(real)  # read by the span's start only
