@@ -15,7 +15,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -1093,7 +1093,8 @@ def test_every_page_fits_a_phone_a_tablet_and_a_desktop(
         receiver: Receiver, shots: Path) -> None:
     """At 360, 768 and 1280 px each page has no sideways scroll; the top bar keeps its
     links, the role and Sign out on it; Activity shows each row's Action, Status and
-    Message, Actions each row's buttons, in the window. Screenshots: ``w360-…``."""
+    Message, Actions each row's buttons, the Audit log its filters and a row's buttons, in
+    the window. Screenshots: ``w360-…``."""
     url = f"{receiver.url}/console/{tenant.code}/widths"
     action = attach(tenant, url)
     tenant.admin("""mutation($id: ID!, $i: ActionInput!) { updateAction(id: $id, input: $i)
@@ -1128,7 +1129,8 @@ def test_every_page_fits_a_phone_a_tablet_and_a_desktop(
              ("actions", "Actions", "actions"),
              ("actions/new", "Add Action", "action-new"),
              (f"actions/{action}", "Edit action: hook ANSWERED_CALL", "action-editor"),
-             ("parameters", "Parameters", "parameters")]
+             ("parameters", "Parameters", "parameters"),
+             ("audit", "Audit log", "audit")]
     bar = page.locator("#topbar")
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})
@@ -1142,6 +1144,9 @@ def test_every_page_fits_a_phone_a_tablet_and_a_desktop(
             if path == "dashboard":
                 expect(page.locator("#dashboard-actions tbody tr").first).to_contain_text(
                     "hook ANSWERED_CALL")
+            if path == "audit":
+                row = page.locator("#audit-table tbody tr").first
+                expect(row).to_contain_text("parameter team")
             with whole_page_in_window(page):
                 no_sideways_scroll(page, where)
                 shown_whole(page.get_by_role("navigation", name="Sections").get_by_role("link"),
@@ -1164,6 +1169,10 @@ def test_every_page_fits_a_phone_a_tablet_and_a_desktop(
                 if path == "parameters":
                     shown_whole(page.get_by_role("button", name="Edit team"), where)
                     shown_whole(page.get_by_role("button", name="Delete team"), where)
+                if path == "audit":
+                    shown_whole(page.get_by_role("search", name="Filter the audit log")
+                                .locator("select, input, button"), where)
+                    shown_whole(row.get_by_role("button"), where)
             snap(page, shots, f"w{width}-{number:02}-{name}")
             if path == "activity":  # the on-call admin's next tap: the delivery's details
                 row.get_by_role("button", name=re.compile("^Details")).click()
@@ -1201,3 +1210,72 @@ def test_audit_log_lists_who_changed_what_newest_first_and_pages(
     expect(rows).to_have_count(56)
     expect(rows.last).to_contain_text("createTenant")
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+    page.get_by_label("Operation").select_option("createParameter")  # Load more keeps it
+    expect(rows).to_have_count(50)
+    page.get_by_role("button", name="Load more").click()
+    expect(rows).to_have_count(52)
+    expect(page.locator('#audit-table tbody tr:not([data-operation="createParameter"])')
+           ).to_have_count(0)
+
+
+def test_audit_log_filters_by_operation_target_actor_and_time_in_the_tenants_zone(
+        page: Page, api_url: str, tenant: TenantHandle, shots: Path) -> None:
+    """Operation, a row's target and actor, and From/To in the tenant's zone (Tokyo, nine
+    hours from the browser's UTC) narrow the list; a reversed window is refused by the
+    API, shown as a toast, and the rows stay."""
+    start = datetime.now(UTC)
+    create = ('mutation($n: String!) { createAction(input: {name: $n, url: "https://x.test"}) '
+              "{ id } }")
+    crm = tenant.admin(create, n="crm").data["createAction"]["id"]
+    tenant.admin(create, n="erp").data
+    tenant.admin("""mutation($id: ID!) { updateAction(id: $id, input: {name: "crm",
+        url: "https://crm.test/v2"}) { id } }""", id=crm).data
+    tenant.admin('mutation { createParameter(input: {tag: "team", value: "support"}) '
+                 '{ tag } }').data
+    tenant.admin('mutation { updateSettings(input: {timezone: "Asia/Tokyo"}) '
+                 '{ timezone } }').data
+    sign_in(page, api_url, tenant.admin.key or "")
+    go(page, "Audit log", "Audit log")
+    rows = page.locator("#audit-table tbody tr")
+    expect(rows).to_have_count(8)  # with the tenant's createTenant, enabling and admin key
+    expect(page.locator("#audit-table thead")).to_contain_text("When (Asia/Tokyo)")
+
+    page.get_by_label("Operation").select_option("updateAction")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-operation", "updateAction")
+    expect(rows.first).to_contain_text("url: https://x.test → https://crm.test/v2")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(rows).to_have_count(8)
+    expect(page.get_by_label("Operation")).to_have_value("")
+
+    rows.filter(has_text="createAction").get_by_role("button", name="action crm").click()
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-operation", "updateAction")
+    expect(rows.nth(1)).to_have_attribute("data-operation", "createAction")
+    expect(page.get_by_label("What")).to_have_value("action")
+    snap(page, shots, "audit-log-target")
+    page.get_by_role("button", name="Remove filter action crm").click()
+    expect(rows).to_have_count(3)  # What stays "action": both actions' entries
+    page.get_by_role("button", name="Clear filters").click()
+    expect(rows).to_have_count(8)
+
+    rows.first.get_by_role("button", name="admin (TENANT_ADMIN)").click()
+    expect(rows).to_have_count(5)  # not the SYSTEM_ADMIN key's three
+    expect(page.locator("#audit-table")).not_to_contain_text("SYSTEM_ADMIN")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(rows).to_have_count(8)
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    hour_before = (start - timedelta(hours=1)).astimezone(tokyo).strftime("%Y-%m-%dT%H:%M")
+    page.get_by_label("From (Asia/Tokyo)").fill(hour_before)  # UTC would be 8 hours ahead
+    expect(rows).to_have_count(8)
+    page.get_by_label("To (Asia/Tokyo)").fill(
+        (start - timedelta(hours=2)).astimezone(tokyo).strftime("%Y-%m-%dT%H:%M"))
+    expect(page.get_by_role("alert").filter(has_text="since must be before until")).to_be_visible()
+    expect(rows).to_have_count(8)
+    snap(page, shots, "audit-log-reversed-window")
+    page.get_by_label("To (Asia/Tokyo)").fill("")
+    later = (datetime.now(UTC) + timedelta(minutes=2)).astimezone(tokyo)
+    page.get_by_label("From (Asia/Tokyo)").fill(later.strftime("%Y-%m-%dT%H:%M"))
+    expect(page.get_by_text("No changes match these filters.")).to_be_visible()
+    expect(page.locator("#audit-table")).to_be_hidden()

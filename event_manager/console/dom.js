@@ -380,28 +380,57 @@ export function debounce(fn, ms = 250) {
 
 // --- formatting ------------------------------------------------------------------------
 
+/** The wall clock of `date` in `timezone`: {year, month, day, hour, minute, second}, as
+ * two-digit strings (four for the year). Throws a RangeError for an unknown zone. */
+function wallClock(date, timezone) {
+  return Object.fromEntries(
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone: timezone || "UTC",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+    })
+      .formatToParts(date)
+      .map((p) => [p.type, p.value]),
+  );
+}
+
 /** "2026-11-29 07:09:48" in the tenant's time zone. */
 export function formatTime(iso, timezone) {
   if (!iso) return "";
   const date = new Date(iso);
   try {
-    const parts = Object.fromEntries(
-      new Intl.DateTimeFormat("en-GB", {
-        timeZone: timezone || "UTC",
-        year: "numeric",
-        month: "2-digit",
-        day: "2-digit",
-        hour: "2-digit",
-        minute: "2-digit",
-        second: "2-digit",
-        hourCycle: "h23",
-      })
-        .formatToParts(date)
-        .map((p) => [p.type, p.value]),
-    );
-    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+    const c = wallClock(date, timezone);
+    return `${c.year}-${c.month}-${c.day} ${c.hour}:${c.minute}:${c.second}`;
   } catch {
     return date.toISOString();
+  }
+}
+
+/**
+ * The instant a datetime-local value names in the tenant's time zone, as the API takes it:
+ * "2026-12-04T09:00" in Asia/Tokyo is "2026-12-04T00:00:00.000Z". An empty value is
+ * null; an unknown zone reads as UTC, as formatTime shows times then.
+ */
+export function zonedToIso(local, timezone) {
+  if (!local) return null;
+  const asUtc = Date.parse(`${local}Z`);
+  if (Number.isNaN(asUtc)) return null;
+  const offset = (at) => {
+    const c = wallClock(new Date(at), timezone);
+    return Date.UTC(c.year, c.month - 1, c.day, c.hour, c.minute, c.second) - Math.floor(at / 1000) * 1000;
+  };
+  try {
+    // The zone's offset at the wall time read as UTC, then at the instant that gives: the
+    // second look is right across a change of offset (summer time) between the two.
+    const guess = asUtc - offset(asUtc);
+    return new Date(asUtc - offset(guess)).toISOString();
+  } catch {
+    return new Date(asUtc).toISOString();
   }
 }
 

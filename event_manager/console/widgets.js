@@ -1,4 +1,5 @@
-// Form widgets shared by the pages: key/value rows and a filterable checkbox list.
+// Form widgets shared by the pages: key/value rows, a filterable checkbox list, and the
+// filter bar of a list (the Activity Monitor's, the Audit log's).
 
 import { h, icon, iconButton, nextId } from "./dom.js";
 
@@ -255,4 +256,24 @@ export function checkList(
       : h("p", { class: "muted" }, empty),
   );
   return { el, selectedIds: () => [...order] };
+}
+
+/** A list's filter bar: its fields side by side, wrapping on a narrow screen. */
+export function filterBar(label, ...fields) {
+  return h("form", { class: "filters", role: "search", "aria-label": label }, fields);
+}
+
+/** A select of a filter bar: "All" (the value "") first, then `options` as [value, text]. */
+export function filterSelect(label, id, options) {
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    h(
+      "select",
+      { id },
+      h("option", { value: "" }, "All"),
+      options.map(([value, text]) => h("option", { value }, text)),
+    ),
+  );
 }

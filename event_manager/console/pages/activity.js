@@ -17,24 +17,12 @@ import {
   statusBadge,
   toast,
 } from "../dom.js";
+import { filterBar, filterSelect } from "../widgets.js";
 import { openParameterDialog } from "./parameters.js";
 import { openTestDialog } from "./test.js";
 
 const STATUSES = ["QUEUED", "SENDING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED", "HELD", "EXPIRED"];
 const PAGE = 50;
-
-const select = (label, id, options) =>
-  h(
-    "div",
-    { class: "field" },
-    h("label", { for: id }, label),
-    h(
-      "select",
-      { id },
-      h("option", { value: "" }, "All"),
-      options.map(([value, text]) => h("option", { value }, text)),
-    ),
-  );
 
 export async function activityMonitor(view) {
   const { events } = await gql("{ events { type name actions { id name method url } } }");
@@ -44,16 +32,15 @@ export async function activityMonitor(view) {
   let detail = null; // {id, render} of the open detail dialog
 
   // --- filters ---
-  const filterBar = h(
-    "form",
-    { class: "filters", role: "search", "aria-label": "Filter activity" },
-    select("Event", "f-event", Object.entries(EVENT_NAMES)),
-    select(
+  const bar = filterBar(
+    "Filter activity",
+    filterSelect("Event", "f-event", Object.entries(EVENT_NAMES)),
+    filterSelect(
       "Status",
       "f-status",
       STATUSES.map((s) => [s, s.charAt(0) + s.slice(1).toLowerCase()]),
     ),
-    select("Source", "f-source", [
+    filterSelect("Source", "f-source", [
       ["SYSTEM", "System"],
       ["TEST", "Test"],
     ]),
@@ -64,7 +51,7 @@ export async function activityMonitor(view) {
       h("input", { id: "f-search", type: "search", placeholder: "Action name or message", autocomplete: "off" }),
     ),
   );
-  const byId = (id) => filterBar.querySelector(`#${id}`);
+  const byId = (id) => bar.querySelector(`#${id}`);
   const filters = () => ({
     event: byId("f-event").value,
     status: byId("f-status").value,
@@ -234,11 +221,11 @@ export async function activityMonitor(view) {
     load();
     listen();
   }
-  filterBar.addEventListener("change", (e) => {
+  bar.addEventListener("change", (e) => {
     if (e.target.id !== "f-search") changed();
   });
   byId("f-search").addEventListener("input", debounce(changed, 300));
-  filterBar.addEventListener("submit", (e) => {
+  bar.addEventListener("submit", (e) => {
     e.preventDefault();
     changed();
   });
@@ -331,7 +318,7 @@ export async function activityMonitor(view) {
       "Every event triggered from the system or tested here, with the status and message of each action it sent. New rows appear and change as they happen.",
     ),
     tests,
-    filterBar,
+    bar,
     h(
       "div",
       { class: "table-wrap" },
