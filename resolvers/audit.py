@@ -10,11 +10,13 @@ from typing import Any
 import strawberry
 
 from event_manager.errors import BadInput, NotFound
+from event_manager.zones import clock
 from resolvers.context import SYSTEM_ADMIN, WRITE
 from schema.audit import AuditEntry, AuditFilter, AuditPage
-from tenants.activity import decode_cursor, in_window
+from tenants.activity import SEARCH_SECONDS, decode_cursor, in_window
 from tenants.audit import AuditLog
 from tenants.keys import ApiKeys
+from tenants.store import TenantStore
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,13 @@ async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | 
     code = principal.tenant
     if principal.role == SYSTEM_ADMIN:
         code = info.context.requested_tenant or None
+    tenant = None
     if code is not None:
         try:
-            code = (await info.context.registry.get(code))["code"]
+            tenant = await info.context.registry.get(code)
         except NotFound as error:
             raise NotFound(str(error), field="X-Tenant") from None
+        code = tenant["code"]
     first = 50 if first is None else first
     if not 1 <= first <= MAX_PAGE:
         raise BadInput(f"first must be between 1 and {MAX_PAGE}", field="first")
@@ -75,8 +79,17 @@ async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | 
         cursor = decode_cursor(after)
         if cursor is None:
             raise BadInput("after is not a cursor this API gave out", field="after")
-    docs, next_cursor = await AuditLog.of(info.context.db, code).page(query, first, cursor)
-    return AuditPage(items=[AuditEntry.from_doc(d) for d in docs], next_cursor=next_cursor)
+    docs, next_cursor, searched_to = await AuditLog.of(info.context.db, code).page(
+        query, first, cursor, oldest=filter.since if filter else None)
+    note = None
+    if searched_to is not None:
+        timezone = "UTC" if code is None else (
+            await TenantStore(info.context.db, tenant).get_settings())["timezone"]
+        note = (f"searched the entries made since {clock(searched_to, timezone, date=True)} "
+                f"(a filter reads for about {SEARCH_SECONDS:g} s per page); the next page "
+                "(after: nextCursor) searches older entries")
+    return AuditPage(items=[AuditEntry.from_doc(d) for d in docs], next_cursor=next_cursor,
+                     note=note)
 
 
 def _text(value: str | None, field: str) -> str | None:

@@ -67,6 +67,11 @@ class AuditEntry:
 class AuditPage:
     items: list[AuditEntry]
     next_cursor: str | None = strawberry.field(description="null on the last page")
+    note: str | None = strawberry.field(
+        default=None,
+        description="set when a filtered page ended before it was full: how far back it "
+                    "looked (a filter reads for about a second per page); nextCursor "
+                    "goes on with older entries")
 
 
 @strawberry.input

@@ -10,8 +10,9 @@ Entries live in ``t_<code>_audit``, made with the tenant's other collections (a
 tenant made before the trail gets it on its first entry); changes that belong to no
 tenant (SYSTEM_ADMIN keys) in the system database's ``audit``. Only ``_id`` is indexed:
 a page is newest first by ``_id``, and a filter on operation, target or actor is
-checked entry by entry, which is cheap for a trail of configuration changes (a few
-thousand entries per retention period) and costs no index on every write.
+checked entry by entry, a window of time at a time and for about a second per page
+(``AuditLog.page``): cheap for a trail of configuration changes (a few thousand entries
+per retention period), bounded for a trail of many more, and no index on every write.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from pymongo.errors import DuplicateKeyError
 from tenants.activity import (
     PRUNE_BATCH,
     PRUNE_PAUSE,
+    SEARCH_SECONDS,
     encode_cursor,
     id_at,
     prune_by_id,
     row_id,
+    search_by_window,
     within,
 )
 from tenants.database import Database, now, patiently
@@ -156,16 +159,24 @@ class AuditLog:
         with contextlib.suppress(DuplicateKeyError):
             await self.entries.insert_one(doc)
 
-    async def page(self, query: dict[str, Any], first: int,
-                   after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first by ``_id``; the cursor is the last entry's id, as for activity."""
+    async def page(self, query: dict[str, Any], first: int, after: ObjectId | None, *,
+                   oldest: datetime | None = None, seconds: float = SEARCH_SECONDS,
+                   ) -> tuple[list[dict[str, Any]], str | None, datetime | None]:
+        """Newest first by ``_id``; the cursor is the last entry's id, as for activity.
+        A filter beyond the time window (operation, target, actor) is checked entry by
+        entry, so it is read a window of time at a time, for about ``seconds`` per page
+        (``search_by_window``, as the activity's text search; ``oldest``: the filter's
+        ``since``): the third value is how far back such a page looked when it ended
+        before it was full (None when it is complete)."""
+        if set(query) - {"_id", "at"}:
+            return await search_by_window(self.entries, query, first, after, seconds, oldest)
         if after is not None:
             query = within(query, {"$lt": after})
         docs = await self.entries.find(query).sort("_id", DESCENDING).limit(
             first + 1).to_list(None)
         more = len(docs) > first
         docs = docs[:first]
-        return docs, (encode_cursor(docs[-1]["_id"]) if more and docs else None)
+        return docs, (encode_cursor(docs[-1]["_id"]) if more and docs else None), None
 
     async def prune(self, before: datetime, batch: int = PRUNE_BATCH,
                     pause: float = PRUNE_PAUSE) -> int:

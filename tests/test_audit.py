@@ -9,9 +9,12 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
+
 from dispatch.recovery import housekeep
 from event_manager.config import Settings
-from tenants.activity import row_id
+from tenants.activity import decode_cursor, row_id
+from tenants.audit import AuditLog
 from tenants.database import Database, now
 from tests.conftest import Client, TenantHandle, run_cli
 from tests.test_imports import collection, master_action, request
@@ -291,3 +294,49 @@ def test_system_admin_keys_are_recorded_in_the_systems_own_trail(
             await db.close()
     assert asyncio.run(go()) >= 1
     assert "gone" not in str(entries(system, first=200))
+
+
+def test_a_filter_reads_a_window_of_time_at_a_time_and_goes_on_from_its_cursor(
+        tenant: TenantHandle, settings: Settings) -> None:
+    """A filter no index answers reads the trail a window at a time: with no time to
+    spare a page looks at its first window only and says how far back it looked, and
+    following the cursors finds every match once, newest first. Through the API a page
+    that is complete carries no note."""
+    start = now() - timedelta(days=2)
+    made = [{"_id": row_id(start + timedelta(minutes=15 * n)),
+             "at": start + timedelta(minutes=15 * n),
+             "operation": "deleteAction" if n % 40 == 0 else "updateAction",
+             "target": {"kind": "action", "id": str(n), "name": f"a{n}"},
+             "actor": {"key_id": None, "label": "old", "role": None}, "changes": []}
+            for n in range(192)]
+    tenant.collection("audit").insert_many(made)
+    hits = [e["_id"] for e in reversed(made) if e["operation"] == "deleteAction"]
+
+    async def go() -> tuple[list[Any], int]:
+        db = Database(settings)
+        try:
+            trail = AuditLog.of(db, tenant.code)
+            found, after, pages = [], None, 0
+            while True:
+                docs, cursor, searched_to = await trail.page(
+                    {"operation": {"$in": ["deleteAction"]}}, 2, after, seconds=0)
+                found += [d["_id"] for d in docs]
+                pages += 1
+                if cursor is None:
+                    return found, pages
+                after = decode_cursor(cursor)
+                if searched_to is not None:
+                    assert after == ObjectId.from_datetime(searched_to)
+        finally:
+            await db.close()
+
+    found, pages = asyncio.run(go())
+    assert found == hits and pages > 3  # windows and pages, not one read of everything
+    page = tenant.admin(ENTRIES.replace("nextCursor", "nextCursor note"), first=10,
+                        filter={"operations": ["deleteAction"]}).data["auditLog"]
+    assert [e["target"]["id"] for e in page["items"]] == ["160", "120", "80", "40", "0"]
+    assert page["nextCursor"] is None and page["note"] is None
+    none = tenant.admin(ENTRIES.replace("nextCursor", "nextCursor note"), first=10,
+                        filter={"operations": ["importMasterActions"]}).data["auditLog"]
+    assert none["items"] == []
+    assert none["note"] is None or none["note"].startswith("searched the entries made since ")

@@ -85,6 +85,8 @@ export async function auditLog(view) {
   const tbody = h("tbody", {});
   const empty = h("p", { class: "empty" });
   const more = h("button", { type: "button", hidden: true }, "Load more");
+  // A filtered page reads for about a second; one that ended early says how far back it looked.
+  const searchNote = h("p", { class: "muted", role: "status", hidden: true });
   const table = h(
     "div",
     { class: "table-wrap" },
@@ -152,7 +154,7 @@ export async function auditLog(view) {
   const fetchPage = (f, after) =>
     gql(
       `query($f: AuditFilter, $n: Int, $after: String) {
-        auditLog(filter: $f, first: $n, after: $after) { items { ${ENTRY_FIELDS} } nextCursor } }`,
+        auditLog(filter: $f, first: $n, after: $after) { items { ${ENTRY_FIELDS} } nextCursor note } }`,
       { f, n: PAGE, after },
     ).then((data) => data.auditLog);
 
@@ -162,7 +164,13 @@ export async function auditLog(view) {
     current = f;
     cursor = auditLog.nextCursor;
     more.hidden = !cursor;
-    empty.textContent = narrowed(f) ? "No changes match these filters." : "No changes recorded yet.";
+    searchNote.hidden = !auditLog.note;
+    searchNote.textContent = auditLog.note ? `${auditLog.note[0].toUpperCase()}${auditLog.note.slice(1)}.` : "";
+    empty.textContent = !narrowed(f)
+      ? "No changes recorded yet."
+      : cursor
+        ? "No changes match these filters among the entries searched so far."
+        : "No changes match these filters.";
     empty.hidden = tbody.children.length > 0;
     table.hidden = !empty.hidden;
     labelCells(view);
@@ -247,6 +255,7 @@ export async function auditLog(view) {
     bar,
     empty,
     table,
+    searchNote,
     h("p", {}, more),
   );
 }
