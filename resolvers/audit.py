@@ -80,7 +80,7 @@ async def audit_log(info: strawberry.Info, first: int | None = 50, after: str | 
         if cursor is None:
             raise BadInput("after is not a cursor this API gave out", field="after")
     docs, next_cursor, searched_to = await AuditLog.of(info.context.db, code).page(
-        query, first, cursor, oldest=filter.since if filter else None)
+        query, first, cursor)
     note = None
     if searched_to is not None:
         timezone = "UTC" if code is None else (

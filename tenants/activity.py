@@ -195,41 +195,6 @@ def decode_cursor(cursor: str) -> ObjectId | None:
     return ObjectId(raw) if len(raw) == 12 else None
 
 
-async def search_by_window(
-    documents: AsyncCollection, query: dict[str, Any], first: int, after: ObjectId | None,
-    seconds: float = SEARCH_SECONDS, oldest: datetime | None = None,
-) -> tuple[list[dict[str, Any]], str | None, datetime | None]:
-    """A page, newest first by ``_id``, of a query no index answers (a text search of
-    the activity, a filter of the audit trail): the server reads document after
-    document. They are searched in windows of creation time, newest first, an hour (or
-    half as far back as the page's cursor lies, when that is longer) and then twice as
-    long each time, until the page is full, the documents run out (none are older than
-    ``oldest``), or the next window would end after ``seconds`` (it is taken to cost
-    twice the last, being twice as long). Then the page ends early: its cursor goes on
-    below the last window searched, and the third value is that window's start (None
-    when the page is complete)."""
-    oldest = max(oldest or now() - timedelta(days=MAX_RETENTION_DAYS + 1),
-                 datetime(1970, 1, 1, tzinfo=UTC))
-    deadline = time.monotonic() + seconds
-    upper = after or id_at(now() + ID_SLACK + timedelta(seconds=1))
-    # a page that goes on from further back starts with longer windows
-    span = max(timedelta(hours=1), (now() - upper.generation_time) / 2)
-    found: list[dict[str, Any]] = []
-    while True:
-        started = time.monotonic()
-        start = max(upper.generation_time - span, oldest)
-        window = {"$lt": upper, "$gte": id_at(start)}
-        found += await documents.find(within(query, window)).sort(
-            "_id", DESCENDING).limit(first + 1 - len(found)).to_list(None)
-        if len(found) > first:
-            return found[:first], encode_cursor(found[first - 1]["_id"]), None
-        if start <= oldest:
-            return found, None, None
-        upper, span = window["$gte"], span * 2
-        if time.monotonic() + 2 * (time.monotonic() - started) > deadline:
-            return found, encode_cursor(upper), start
-
-
 class ActivityLog:
     def __init__(self, rows: AsyncCollection, idempotency: AsyncCollection,
                  claims: AsyncCollection, stats: TenantStats | None = None) -> None:
@@ -363,9 +328,33 @@ class ActivityLog:
         seconds: float = SEARCH_SECONDS, oldest: datetime | None = None,
     ) -> tuple[list[dict[str, Any]], str | None, datetime | None]:
         """``page`` for a query with a text search, which no index answers: the server
-        reads row after row, so the rows are read a window of time at a time
-        (``search_by_window``)."""
-        return await search_by_window(self.rows, query, first, after, seconds, oldest)
+        reads row after row. The rows are searched in windows of creation time, newest
+        first, an hour (or half as far back as the page's cursor lies, when that is
+        longer) and then twice as long each time, until the page is full, the
+        rows run out (none are older than ``oldest``), or the next window would end
+        after ``seconds`` (it is taken to cost twice the last, being twice as long).
+        Then the page ends early: its cursor goes on below the last window searched, and
+        the third value is that window's start (None when the page is complete)."""
+        oldest = max(oldest or now() - timedelta(days=MAX_RETENTION_DAYS + 1),
+                     datetime(1970, 1, 1, tzinfo=UTC))
+        deadline = time.monotonic() + seconds
+        upper = after or id_at(now() + ID_SLACK + timedelta(seconds=1))
+        # a page that goes on from further back starts with longer windows
+        span = max(timedelta(hours=1), (now() - upper.generation_time) / 2)
+        found: list[dict[str, Any]] = []
+        while True:
+            started = time.monotonic()
+            start = max(upper.generation_time - span, oldest)
+            window = {"$lt": upper, "$gte": id_at(start)}
+            found += await self.rows.find(within(query, window)).sort(
+                "_id", DESCENDING).limit(first + 1 - len(found)).to_list(None)
+            if len(found) > first:
+                return found[:first], encode_cursor(found[first - 1]["_id"]), None
+            if start <= oldest:
+                return found, None, None
+            upper, span = window["$gte"], span * 2
+            if time.monotonic() + 2 * (time.monotonic() - started) > deadline:
+                return found, encode_cursor(upper), start
 
     async def unfinished(self, before: datetime, limit: int = 1000) -> list[dict[str, Any]]:
         """Rows QUEUED, RETRYING or SENDING that nobody has touched since ``before``
