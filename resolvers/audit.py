@@ -46,8 +46,8 @@ async def record(info: strawberry.Info, code: str | None, operation: str, kind: 
     made."""
     target = {"kind": kind, "id": target_id, "name": name}
     try:
-        await AuditLog.of(info.context.db, code).record(operation, target, await actor(info),
-                                                  changed)
+        who = await actor(info)
+        await AuditLog.of(info.context.db, code).record(operation, target, who, changed)
     except Exception:
         log.exception("audit entry not written: %s, %s of %s %s",
                       f"tenant {code}" if code else "system", operation, kind, target_id)
