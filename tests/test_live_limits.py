@@ -79,12 +79,22 @@ def test_a_tenant_s_connection_over_its_limit_is_closed_with_4429(
 
 
 def all_live(ws: ClientConnection, tenant: TenantHandle, subscriptions: int) -> None:
-    """Every one of the connection's ``subscriptions`` delivers a probe's row."""
-    until_live(ws, tenant)
-    trigger_id, seen = probe(tenant), 0
-    while seen < subscriptions:
-        message = json.loads(ws.recv(timeout=10))
-        seen += message["payload"]["data"]["activity"]["triggerId"] == trigger_id
+    """Every one of the connection's ``subscriptions`` has delivered a probe's row. There
+    is no 'subscribed' acknowledgement, and a loaded API may take a while to start the
+    last ones: probe again until each subscription id has answered."""
+    live: set[str] = set()
+    for _ in range(30):
+        probe(tenant)
+        try:
+            while len(live) < subscriptions:
+                message = json.loads(ws.recv(timeout=1))
+                if message["type"] == "next" and (message["payload"].get("data") or {}).get(
+                        "activity"):
+                    live.add(message["id"])
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError(f"{len(live)} of {subscriptions} subscriptions went live")
 
 
 def refusals(ws: ClientConnection, wanted: int) -> list[dict[str, Any]]:
