@@ -130,10 +130,10 @@ class Destinations:
 
 
 async def check_through_proxy(guard: OutboundGuard, url: URL,
-                              destinations: Destinations | None = None) -> None:
+                              destinations: Destinations) -> None:
     """The destination of a request that leaves through the proxy: every address its
-    host resolves to here passes the guard (an address written in the URL is checked as
-    it is). ``destinations`` keeps answers between calls; without it, one lookup."""
+    host resolves to here (looked up in ``destinations``) passes the guard (an address
+    written in the URL is checked as it is)."""
     guard.check_url(url)
     host = (url.raw_host or "").strip("[]")
     try:
@@ -141,13 +141,8 @@ async def check_through_proxy(guard: OutboundGuard, url: URL,
         return  # checked by check_url
     except ValueError:
         pass
-    lookup = destinations or Destinations(size=0)
-    try:
-        for address in await lookup.addresses(host):
-            guard.check_address(address)
-    finally:
-        if destinations is None:
-            await lookup.close()
+    for address in await destinations.addresses(host):
+        guard.check_address(address)
 
 
 def proxied_session(guard: OutboundGuard, proxy: URL, destinations: Destinations, *,

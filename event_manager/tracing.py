@@ -243,8 +243,7 @@ def attempt_span(row: dict[str, Any], tenant: str,
         parent = TraceContextTextMapPropagator().extract({TRACEPARENT: row[TRACEPARENT]})
     else:
         parent = extract(message_context) if message_context else None
-    tracer = trace.get_tracer("event_manager.delivery")
-    with tracer.start_as_current_span(
+    with _delivery_tracer().start_as_current_span(
             f"deliver {row.get('action_name') or 'action'}", kind=trace.SpanKind.CONSUMER,
             context=parent,
             attributes={"event_manager.tenant": tenant,
@@ -253,6 +252,14 @@ def attempt_span(row: dict[str, Any], tenant: str,
                         "event_manager.trigger_id": str(row.get("trigger_id")),
                         "event_manager.attempt": int(row.get("attempts", 0))}):
         yield
+
+
+@cache
+def _delivery_tracer() -> Any:
+    """The tracer of the attempts' spans, asked for once (not once per attempt)."""
+    from opentelemetry import trace
+
+    return trace.get_tracer("event_manager.delivery")
 
 
 def note(**attributes: Any) -> None:

@@ -176,10 +176,13 @@ def test_a_name_is_resolved_and_judged_before_it_goes_through_the_proxy() -> Non
     """Every address the name resolves to here must pass: the proxy may use any."""
     async def check(url: str, *allowed: str) -> str | None:
         guard = OutboundGuard([ipaddress.ip_network(a) for a in allowed])
+        destinations = Destinations()
         try:
-            await check_through_proxy(guard, URL(url))
+            await check_through_proxy(guard, URL(url), destinations)
         except DestinationRefused as refused:
             return str(refused)
+        finally:
+            await destinations.close()
         return None
 
     assert "does not resolve here" in asyncio.run(check("http://nowhere.invalid/x"))
