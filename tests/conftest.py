@@ -307,6 +307,16 @@ def receiver() -> Iterator[Any]:
     receiver.stop()
 
 
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Any]:
+    """An OTLP trace collector (``tests.collector``) for the module's traced processes."""
+    from tests.collector import Collector
+
+    collector = Collector().start()
+    yield collector
+    collector.stop()
+
+
 @pytest.fixture(scope="session")
 def worker(env: dict[str, str], api_url: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

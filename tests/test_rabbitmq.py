@@ -255,13 +255,6 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def collector() -> Iterator[Collector]:
-    collector = Collector().start()
-    yield collector
-    collector.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(rabbitmq: RabbitNode, mongo: Any, redis_client: Any, collector: Collector,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An API process and a worker process with RabbitMQ as their broker, exporting

@@ -25,13 +25,6 @@ API, WORKER = "event-manager-api", "event-manager-worker"
 
 
 @pytest.fixture(scope="module")
-def collector() -> Iterator[Collector]:
-    collector = Collector().start()
-    yield collector
-    collector.stop()
-
-
-@pytest.fixture(scope="module")
 def traced(settings: Settings, mongo: Any, redis_client: redis.Redis,
            tmp_path_factory: pytest.TempPathFactory,
            collector: Collector) -> Iterator[Installation]:
